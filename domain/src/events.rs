@@ -1,0 +1,160 @@
+//! How domain events become stored records: a stable type name, a schema version and a
+//! JSON payload. Event payloads are frozen contracts; old versions are upcast on read.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::ids::{OrderId, UserId};
+use crate::ledger::Postings;
+use crate::money::Currency;
+use crate::order::OrderEvent;
+use crate::wallet::WalletEvent;
+
+/// The schema version every event type is written with today.
+pub const SCHEMA_VERSION_CURRENT: i32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainEvent {
+    Wallet(WalletEvent),
+    Order(OrderEvent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("event type {event_type:?} has no schema version {version}")]
+    UnknownVersion { event_type: String, version: i32 },
+    #[error("payload does not match {event_type:?}: {reason}")]
+    BadPayload { event_type: String, reason: String },
+}
+
+impl DomainEvent {
+    /// `(event_type, payload)`; the payload is the event's fields without the type tag.
+    pub fn encode(&self) -> (String, Value) {
+        match self {
+            DomainEvent::Wallet(event) => split_tag(event),
+            DomainEvent::Order(event) => split_tag(event),
+        }
+    }
+
+    pub fn decode(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, DecodeError> {
+        let payload = upcast(event_type, schema_version, payload)?;
+        if event_type.starts_with("wallet.") {
+            join_tag(event_type, payload).map(DomainEvent::Wallet)
+        } else if event_type.starts_with("order.") {
+            join_tag(event_type, payload).map(DomainEvent::Order)
+        } else {
+            Err(DecodeError::UnknownType(event_type.to_owned()))
+        }
+    }
+
+    /// The ledger postings this event makes, if it is a ledger event.
+    pub fn postings(&self) -> Option<&Postings> {
+        match self {
+            DomainEvent::Wallet(event) => Some(event.postings()),
+            DomainEvent::Order(_) => None,
+        }
+    }
+}
+
+impl From<WalletEvent> for DomainEvent {
+    fn from(event: WalletEvent) -> Self {
+        DomainEvent::Wallet(event)
+    }
+}
+
+impl From<OrderEvent> for DomainEvent {
+    fn from(event: OrderEvent) -> Self {
+        DomainEvent::Order(event)
+    }
+}
+
+/// Turns a payload written with an older schema version into the current shape.
+/// No event type has changed yet, so version 1 is the only one accepted.
+fn upcast(event_type: &str, version: i32, payload: &Value) -> Result<Value, DecodeError> {
+    match version {
+        SCHEMA_VERSION_CURRENT => Ok(payload.clone()),
+        _ => Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), version }),
+    }
+}
+
+fn split_tag<E: Serialize>(event: &E) -> (String, Value) {
+    let value = serde_json::to_value(event).expect("domain events always serialize");
+    let Value::Object(mut fields) = value else { unreachable!("events are tagged structs") };
+    let Some(Value::String(event_type)) = fields.remove("type") else { unreachable!("events carry a type tag") };
+    (event_type, Value::Object(fields))
+}
+
+fn join_tag<E: DeserializeOwned>(event_type: &str, payload: Value) -> Result<E, DecodeError> {
+    let bad = |reason: String| DecodeError::BadPayload { event_type: event_type.to_owned(), reason };
+    let Value::Object(fields) = payload else { return Err(bad("payload is not an object".into())) };
+    let mut tagged = Map::with_capacity(fields.len() + 1);
+    tagged.insert("type".into(), Value::String(event_type.to_owned()));
+    tagged.extend(fields);
+    serde_json::from_value(Value::Object(tagged)).map_err(|error| {
+        if error.to_string().starts_with("unknown variant") {
+            DecodeError::UnknownType(event_type.to_owned())
+        } else {
+            bad(error.to_string())
+        }
+    })
+}
+
+/// Stream names. One wallet stream per user and currency; one stream per order.
+pub fn wallet_stream(user: UserId, currency: Currency) -> String {
+    format!("wallet-{user}-{currency}")
+}
+
+pub fn order_stream(order: OrderId) -> String {
+    format!("order-{order}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DepositId, Timestamp};
+    use crate::ledger::{Account, Clearing};
+    use crate::money::{Money, PositiveMoney};
+
+    fn deposited() -> DomainEvent {
+        let amount = PositiveMoney::parse("2.50", "USD").unwrap();
+        DomainEvent::Wallet(WalletEvent::Deposited {
+            deposit_id: DepositId::new(),
+            amount,
+            source: Clearing::Sandbox,
+            postings: Postings::new().transfer(
+                Account::Clearing(Clearing::Sandbox),
+                Account::UserAvailable(UserId::new()),
+                Money::from(amount),
+            ),
+        })
+    }
+
+    #[test]
+    fn round_trips_through_type_and_payload() {
+        for event in [deposited(), DomainEvent::Order(OrderEvent::Cancelled { at: Timestamp(5) })] {
+            let (event_type, payload) = event.encode();
+            assert!(payload.get("type").is_none());
+            assert_eq!(DomainEvent::decode(&event_type, SCHEMA_VERSION_CURRENT, &payload).unwrap(), event);
+        }
+        assert_eq!(deposited().encode().0, "wallet.deposited");
+    }
+
+    #[test]
+    fn decoding_failures_are_typed() {
+        let (event_type, payload) = deposited().encode();
+        assert_eq!(
+            DomainEvent::decode(&event_type, 2, &payload),
+            Err(DecodeError::UnknownVersion { event_type: event_type.clone(), version: 2 })
+        );
+        assert_eq!(DomainEvent::decode("wallet.nope", 1, &payload), Err(DecodeError::UnknownType("wallet.nope".into())));
+        assert_eq!(DomainEvent::decode("other", 1, &payload), Err(DecodeError::UnknownType("other".into())));
+        assert!(matches!(
+            DomainEvent::decode(&event_type, 1, &serde_json::json!({"deposit_id": 3})),
+            Err(DecodeError::BadPayload { .. })
+        ));
+        assert!(matches!(DomainEvent::decode(&event_type, 1, &serde_json::json!([1])), Err(DecodeError::BadPayload { .. })));
+    }
+}

@@ -1,0 +1,293 @@
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::aggregate::scenario::Scenario;
+
+fn usd(amount: &str) -> Money {
+    Money::parse(amount, "USD").unwrap()
+}
+
+fn pos(amount: &str) -> PositiveMoney {
+    PositiveMoney::parse(amount, "USD").unwrap()
+}
+
+struct Fixture {
+    user: UserId,
+    wallet: WalletState,
+}
+
+fn fixture() -> Fixture {
+    let user = UserId::new();
+    Fixture { user, wallet: WalletState::new(user, Currency::USD) }
+}
+
+impl Fixture {
+    fn deposited(&self, amount: &str) -> WalletEvent {
+        let deposit_id = DepositId::new();
+        self.wallet
+            .decide(WalletCommand::Deposit { deposit_id, amount: pos(amount), source: Clearing::Stripe })
+            .unwrap()
+            .remove(0)
+    }
+
+    fn held(&self, given: &[WalletEvent], order_id: OrderId, amount: &str) -> WalletEvent {
+        let state = self.wallet.clone().apply_all(given);
+        state.decide(WalletCommand::PlaceHold { order_id, amount: pos(amount) }).unwrap().remove(0)
+    }
+
+    fn scenario(&self, given: &[WalletEvent]) -> Scenario<WalletState> {
+        Scenario::given(self.wallet.clone(), given)
+    }
+
+    fn available(&self) -> Account {
+        Account::UserAvailable(self.user)
+    }
+
+    fn held_account(&self) -> Account {
+        Account::UserHeld(self.user)
+    }
+}
+
+#[test]
+fn deposit_credits_available_from_clearing() {
+    let f = fixture();
+    let deposit_id = DepositId::new();
+    f.scenario(&[])
+        .when(WalletCommand::Deposit { deposit_id, amount: pos("10"), source: Clearing::Stripe })
+        .then(vec![WalletEvent::Deposited {
+            deposit_id,
+            amount: pos("10"),
+            source: Clearing::Stripe,
+            postings: Postings::new().transfer(Account::Clearing(Clearing::Stripe), f.available(), usd("10")),
+        }]);
+}
+
+#[test]
+fn deposit_in_another_currency_is_refused() {
+    let f = fixture();
+    f.scenario(&[])
+        .when(WalletCommand::Deposit {
+            deposit_id: DepositId::new(),
+            amount: PositiveMoney::parse("1", "EUR").unwrap(),
+            source: Clearing::Manual,
+        })
+        .then_fails(WalletError::CurrencyMismatch { wallet: Currency::USD, given: Currency::parse("EUR").unwrap() });
+}
+
+#[test]
+fn hold_moves_available_to_held() {
+    let f = fixture();
+    let order_id = OrderId::new();
+    f.scenario(&[f.deposited("5")])
+        .when(WalletCommand::PlaceHold { order_id, amount: pos("1.25") })
+        .then(vec![WalletEvent::HoldPlaced {
+            order_id,
+            amount: pos("1.25"),
+            postings: Postings::new().transfer(f.available(), f.held_account(), usd("1.25")),
+        }]);
+}
+
+#[test]
+fn hold_beyond_available_is_refused() {
+    let f = fixture();
+    f.scenario(&[f.deposited("1")])
+        .when(WalletCommand::PlaceHold { order_id: OrderId::new(), amount: pos("1.01") })
+        .then_fails(WalletError::InsufficientFunds { available: Decimal::ONE, needed: Decimal::new(101, 2) });
+}
+
+#[test]
+fn hold_on_the_last_cent_succeeds_once() {
+    let f = fixture();
+    let first = f.held(&[f.deposited("1")], OrderId::new(), "1");
+    f.scenario(&[f.deposited("1"), first])
+        .when(WalletCommand::PlaceHold { order_id: OrderId::new(), amount: pos("0.01") })
+        .then_fails(WalletError::InsufficientFunds { available: Decimal::ZERO, needed: Decimal::new(1, 2) });
+}
+
+#[test]
+fn second_hold_for_the_same_order_is_refused() {
+    let f = fixture();
+    let order_id = OrderId::new();
+    let given = [f.deposited("5")];
+    let hold = f.held(&given, order_id, "1");
+    f.scenario(&[given[0].clone(), hold])
+        .when(WalletCommand::PlaceHold { order_id, amount: pos("1") })
+        .then_fails(WalletError::HoldExists(order_id));
+}
+
+#[test]
+fn capture_splits_the_hold_into_provider_cost_and_margin() {
+    let f = fixture();
+    let order_id = OrderId::new();
+    let given = [f.deposited("5")];
+    let hold = f.held(&given, order_id, "1.50");
+    f.scenario(&[given[0].clone(), hold])
+        .when(WalletCommand::CaptureHold { order_id, provider_id: "smsman".into(), cost: usd("1.10") })
+        .then(vec![WalletEvent::HoldCaptured {
+            order_id,
+            provider_id: "smsman".into(),
+            cost: usd("1.10"),
+            margin: usd("0.40"),
+            postings: Postings::new()
+                .transfer(f.held_account(), Account::ProviderPayable("smsman".into()), usd("1.10"))
+                .transfer(f.held_account(), Account::RevenueMargin, usd("0.40")),
+        }]);
+}
+
+#[test]
+fn capture_rejections() {
+    let f = fixture();
+    let order_id = OrderId::new();
+    let given = [f.deposited("5")];
+    let hold = f.held(&given, order_id, "1");
+    let history = [given[0].clone(), hold];
+    f.scenario(&history)
+        .when(WalletCommand::CaptureHold { order_id, provider_id: "smsman".into(), cost: usd("1.01") })
+        .then_fails(WalletError::CostOutOfRange { cost: Decimal::new(101, 2), held: Decimal::ONE });
+    f.scenario(&history)
+        .when(WalletCommand::CaptureHold { order_id, provider_id: "smsman".into(), cost: usd("-0.01") })
+        .then_fails(WalletError::CostOutOfRange { cost: Decimal::new(-1, 2), held: Decimal::ONE });
+    f.scenario(&history)
+        .when(WalletCommand::CaptureHold { order_id, provider_id: "Bad Id".into(), cost: usd("0.5") })
+        .then_fails(WalletError::BadProvider("Bad Id".into()));
+    let unknown = OrderId::new();
+    f.scenario(&history)
+        .when(WalletCommand::CaptureHold { order_id: unknown, provider_id: "smsman".into(), cost: usd("0.5") })
+        .then_fails(WalletError::UnknownHold(unknown));
+}
+
+#[test]
+fn release_returns_the_hold_and_a_second_release_is_refused() {
+    let f = fixture();
+    let order_id = OrderId::new();
+    let given = [f.deposited("5")];
+    let hold = f.held(&given, order_id, "2");
+    let release = WalletEvent::HoldReleased {
+        order_id,
+        reason: ReleaseReason::Expired,
+        postings: Postings::new().transfer(f.held_account(), f.available(), usd("2")),
+    };
+    f.scenario(&[given[0].clone(), hold.clone()])
+        .when(WalletCommand::ReleaseHold { order_id, reason: ReleaseReason::Expired })
+        .then(vec![release.clone()]);
+    f.scenario(&[given[0].clone(), hold, release])
+        .when(WalletCommand::ReleaseHold { order_id, reason: ReleaseReason::Cancelled })
+        .then_fails(WalletError::UnknownHold(order_id));
+}
+
+#[test]
+fn admin_credit_and_debit() {
+    let f = fixture();
+    let admin_id = UserId::new();
+    let adjustment_id = AdjustmentId::new();
+    f.scenario(&[])
+        .when(WalletCommand::Adjust { adjustment_id, amount: usd("3"), reason: "goodwill".into(), admin_id })
+        .then(vec![WalletEvent::Adjusted {
+            adjustment_id,
+            amount: usd("3"),
+            reason: "goodwill".into(),
+            admin_id,
+            postings: Postings::new().transfer(Account::EquityAdjustments, f.available(), usd("3")),
+        }]);
+    f.scenario(&[f.deposited("5")])
+        .when(WalletCommand::Adjust { adjustment_id, amount: usd("-2"), reason: "chargeback".into(), admin_id })
+        .then(vec![WalletEvent::Adjusted {
+            adjustment_id,
+            amount: usd("-2"),
+            reason: "chargeback".into(),
+            admin_id,
+            postings: Postings::new().transfer(f.available(), Account::EquityAdjustments, usd("2")),
+        }]);
+}
+
+#[test]
+fn adjustment_rejections() {
+    let f = fixture();
+    let admin_id = UserId::new();
+    let adjust = |amount: &str, reason: &str| WalletCommand::Adjust {
+        adjustment_id: AdjustmentId::new(),
+        amount: usd(amount),
+        reason: reason.into(),
+        admin_id,
+    };
+    f.scenario(&[f.deposited("1")])
+        .when(adjust("-2", "too much"))
+        .then_fails(WalletError::InsufficientFunds { available: Decimal::ONE, needed: Decimal::TWO });
+    f.scenario(&[]).when(adjust("0", "nothing")).then_fails(WalletError::ZeroAdjustment);
+    f.scenario(&[]).when(adjust("1", "   ")).then_fails(WalletError::BadReason);
+    f.scenario(&[]).when(adjust("1", &"x".repeat(REASON_LENGTH_MAX + 1))).then_fails(WalletError::BadReason);
+}
+
+#[test]
+fn withdrawal_request_pay_and_reject() {
+    let f = fixture();
+    let withdrawal_id = WithdrawalId::new();
+    let requested = WalletEvent::WithdrawalRequested {
+        withdrawal_id,
+        amount: pos("4"),
+        postings: Postings::new().transfer(f.available(), Account::PayoutPending, usd("4")),
+    };
+    let funded = f.deposited("5");
+    f.scenario(std::slice::from_ref(&funded))
+        .when(WalletCommand::RequestWithdrawal { withdrawal_id, amount: pos("4") })
+        .then(vec![requested.clone()]);
+    let history = [funded, requested];
+    f.scenario(&history)
+        .when(WalletCommand::PayWithdrawal { withdrawal_id, clearing: Clearing::Manual })
+        .then(vec![WalletEvent::WithdrawalPaid {
+            withdrawal_id,
+            clearing: Clearing::Manual,
+            postings: Postings::new().transfer(Account::PayoutPending, Account::Clearing(Clearing::Manual), usd("4")),
+        }]);
+    f.scenario(&history)
+        .when(WalletCommand::RejectWithdrawal { withdrawal_id, reason: "name mismatch".into() })
+        .then(vec![WalletEvent::WithdrawalRejected {
+            withdrawal_id,
+            reason: "name mismatch".into(),
+            postings: Postings::new().transfer(Account::PayoutPending, f.available(), usd("4")),
+        }]);
+}
+
+#[test]
+fn withdrawal_rejections() {
+    let f = fixture();
+    let withdrawal_id = WithdrawalId::new();
+    let funded = f.deposited("5");
+    f.scenario(std::slice::from_ref(&funded))
+        .when(WalletCommand::RequestWithdrawal { withdrawal_id, amount: pos("6") })
+        .then_fails(WalletError::InsufficientFunds { available: Decimal::new(5, 0), needed: Decimal::new(6, 0) });
+    f.scenario(&[])
+        .when(WalletCommand::PayWithdrawal { withdrawal_id, clearing: Clearing::Manual })
+        .then_fails(WalletError::UnknownWithdrawal(withdrawal_id));
+    let state = f.wallet.clone().apply(&funded);
+    let requested = state.decide(WalletCommand::RequestWithdrawal { withdrawal_id, amount: pos("1") }).unwrap();
+    let paid = WalletEvent::WithdrawalPaid {
+        withdrawal_id,
+        clearing: Clearing::Manual,
+        postings: Postings::new().transfer(Account::PayoutPending, Account::Clearing(Clearing::Manual), usd("1")),
+    };
+    let history = [funded, requested[0].clone(), paid];
+    f.scenario(&history[..2])
+        .when(WalletCommand::RejectWithdrawal { withdrawal_id, reason: String::new() })
+        .then_fails(WalletError::BadReason);
+    f.scenario(&history)
+        .when(WalletCommand::RejectWithdrawal { withdrawal_id, reason: "late".into() })
+        .then_fails(WalletError::UnknownWithdrawal(withdrawal_id));
+    f.scenario(&history)
+        .when(WalletCommand::RequestWithdrawal { withdrawal_id, amount: pos("1") })
+        .then_fails(WalletError::WithdrawalExists(withdrawal_id));
+}
+
+#[test]
+fn try_apply_reports_a_corrupt_event_instead_of_panicking() {
+    let f = fixture();
+    let forged = WalletEvent::HoldPlaced {
+        order_id: OrderId::new(),
+        amount: pos("1"),
+        postings: Postings::new().transfer(f.available(), f.held_account(), usd("1")),
+    };
+    assert_eq!(
+        f.wallet.clone().try_apply(&forged),
+        Err(BrokenInvariant::NegativeAvailable(Decimal::NEGATIVE_ONE))
+    );
+}
