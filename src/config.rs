@@ -1,0 +1,120 @@
+//! Typed settings from the environment (and `.env`), with clear errors for bad values.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Where the embedded default keeps everything when `DATABASE_URL` is not set.
+pub const EMBEDDED_DATABASE_URL: &str = "sqlite://data/smsledger.db";
+
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub database_url: String,
+    /// Connections in the pool (`DATABASE_POOL_SIZE`).
+    pub pool_size: u32,
+    /// Group commit: most events in one transaction (`STORE_BATCH_EVENTS_MAX`).
+    pub batch_events_max: usize,
+    /// Group commit: how long the writer waits for more appends after the first (`STORE_BATCH_WAIT_US`).
+    pub batch_wait_us: u64,
+    /// Appends queued for the writer before callers wait (`STORE_APPEND_QUEUE_MAX`).
+    pub append_queue_max: usize,
+}
+
+impl StoreSettings {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        StoreSettings {
+            database_url: database_url.into(),
+            pool_size: 16,
+            batch_events_max: BATCH_EVENTS_MAX_DEFAULT,
+            batch_wait_us: 0,
+            append_queue_max: APPEND_QUEUE_MAX_DEFAULT,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub store: StoreSettings,
+    pub database_read_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub listen: SocketAddr,
+    pub log_level: String,
+    /// Events a projector folds per transaction (`PROJECTION_BATCH_MAX`).
+    pub projection_batch_max: u32,
+    /// How often projectors look for events written by other processes (`PROJECTION_POLL_MS`).
+    pub projection_poll: Duration,
+}
+
+pub const BATCH_EVENTS_MAX_DEFAULT: usize = 2_000;
+pub const APPEND_QUEUE_MAX_DEFAULT: usize = 10_000;
+const _: () = assert!(APPEND_QUEUE_MAX_DEFAULT >= BATCH_EVENTS_MAX_DEFAULT, "the queue holds a full batch");
+
+impl Settings {
+    /// Reads `.env` if present, then the process environment (which wins).
+    pub fn from_env() -> anyhow::Result<Settings> {
+        let _ = dotenvy::dotenv();
+        Settings::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+        let database_url = get("DATABASE_URL").filter(|v| !v.is_empty()).unwrap_or_else(|| EMBEDDED_DATABASE_URL.into());
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") || database_url.starts_with("sqlite:")) {
+            bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got {database_url:?})");
+        }
+        let mut store = StoreSettings::new(database_url);
+        store.pool_size = parse(&get, "DATABASE_POOL_SIZE", store.pool_size, 1..=512)?;
+        store.batch_events_max = parse(&get, "STORE_BATCH_EVENTS_MAX", store.batch_events_max, 1..=10_000)?;
+        store.batch_wait_us = parse(&get, "STORE_BATCH_WAIT_US", store.batch_wait_us, 0..=100_000)?;
+        store.append_queue_max = parse(&get, "STORE_APPEND_QUEUE_MAX", store.append_queue_max, 1..=1_000_000)?;
+        let listen = get("LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen.parse().with_context(|| format!("LISTEN_ADDR must be host:port, got {listen:?}"))?;
+        Ok(Settings {
+            store,
+            database_read_url: get("DATABASE_READ_URL").filter(|v| !v.is_empty()),
+            redis_url: get("REDIS_URL").filter(|v| !v.is_empty()),
+            listen,
+            log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            projection_batch_max: parse(&get, "PROJECTION_BATCH_MAX", 1_000, 1..=100_000)?,
+            projection_poll: Duration::from_millis(parse(&get, "PROJECTION_POLL_MS", 250, 1..=60_000)?),
+        })
+    }
+}
+
+fn parse<T>(get: &impl Fn(&str) -> Option<String>, key: &str, default: T, range: std::ops::RangeInclusive<T>) -> anyhow::Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(text) = get(key) else { return Ok(default) };
+    let value: T = text.trim().parse().map_err(|_| anyhow::anyhow!("{key} must be a number, got {text:?}"))?;
+    if !range.contains(&value) {
+        bail!("{key} must be between {} and {}, got {value}", range.start(), range.end());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        Settings::from_lookup(|key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn defaults_to_the_embedded_store() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.store.database_url, EMBEDDED_DATABASE_URL);
+        assert_eq!(s.listen.port(), 8080);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let error = settings(&[("DATABASE_POOL_SIZE", "lots")]).unwrap_err().to_string();
+        assert_eq!(error, "DATABASE_POOL_SIZE must be a number, got \"lots\"");
+        let error = settings(&[("DATABASE_POOL_SIZE", "0")]).unwrap_err().to_string();
+        assert_eq!(error, "DATABASE_POOL_SIZE must be between 1 and 512, got 0");
+        assert!(settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err().to_string().contains("DATABASE_URL"));
+        assert!(settings(&[("LISTEN_ADDR", "nope")]).unwrap_err().to_string().contains("LISTEN_ADDR"));
+    }
+}

@@ -1,0 +1,167 @@
+//! The event store: one interface, two engines (PostgreSQL, SQLite).
+//!
+//! Appends go through one writer task per process that batches concurrent requests into
+//! one transaction (group commit). Each transaction locks the one-row `event_head` table,
+//! so positions are gapless and in commit order even across processes: a reader that
+//! reads `position > checkpoint` in order can never skip an event.
+
+pub mod canonical;
+mod plan;
+mod postgres;
+mod sqlite;
+mod types;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use plan::{BatchPlan, Known, plan_batch};
+pub use types::*;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::StoreSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {stream_id} is at version {actual}, expected {expected:?}")]
+    Conflict { stream_id: String, expected: ExpectedVersion, actual: u64 },
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    #[error("the event store writer has stopped")]
+    WriterStopped,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored event at position {position} is unreadable: {reason}")]
+    Corrupt { position: i64, reason: String },
+}
+
+impl StoreError {
+    fn shared(error: &sqlx::Error) -> StoreError {
+        // A failed batch fails every caller in it; sqlx errors are not Clone.
+        StoreError::Database(sqlx::Error::Protocol(format!("batch commit failed: {error}")))
+    }
+}
+
+/// A database connection of either engine, for the store and the projection sinks.
+#[derive(Clone, Debug)]
+pub enum Engine {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Engine {
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Engine, sqlx::Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::connect(url, pool_size).await.map(Engine::Postgres)
+        } else if url.starts_with("sqlite:") {
+            sqlite::connect(url, pool_size).await.map(Engine::Sqlite)
+        } else {
+            Err(sqlx::Error::Configuration("database url must start with postgres:// or sqlite:".into()))
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Postgres(_) => "postgres",
+            Engine::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Engine::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            Engine::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+        }
+    }
+
+    async fn commit_batch(&self, batch: &[&AppendRequest]) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
+        match self {
+            Engine::Postgres(pool) => postgres::commit_batch(pool, batch).await,
+            Engine::Sqlite(pool) => sqlite::commit_batch(pool, batch).await,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct EventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    writer: mpsc::Sender<writer::Pending>,
+}
+
+impl EventStore {
+    /// Connects, and starts the group-commit writer on the current tokio runtime.
+    pub async fn open(settings: &StoreSettings) -> Result<EventStore, sqlx::Error> {
+        let engine = Engine::connect(&settings.database_url, settings.pool_size).await?;
+        Ok(EventStore::with_engine(engine, settings))
+    }
+
+    pub fn with_engine(engine: Engine, settings: &StoreSettings) -> EventStore {
+        let (sender, receiver) = mpsc::channel(settings.append_queue_max);
+        let limits = writer::Limits {
+            batch_events_max: settings.batch_events_max,
+            batch_wait: Duration::from_micros(settings.batch_wait_us),
+        };
+        tokio::spawn(writer::run(engine.clone(), receiver, limits));
+        EventStore { inner: Arc::new(Inner { engine, writer: sender }) }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Appends one request atomically; durable when this returns `Ok`.
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        request.validate()?;
+        let (reply, answer) = oneshot::channel();
+        self.inner.writer.send(writer::Pending { request, reply }).await.map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        match &self.inner.engine {
+            Engine::Postgres(pool) => postgres::read_stream(pool, stream_id).await,
+            Engine::Sqlite(pool) => sqlite::read_stream(pool, stream_id).await,
+        }
+    }
+
+    /// Events with `position > after`, in position order, at most `limit`.
+    pub async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        read_all(&self.inner.engine, after, limit).await
+    }
+
+    pub async fn head(&self) -> Result<Head, StoreError> {
+        match &self.inner.engine {
+            Engine::Postgres(pool) => postgres::head(pool).await,
+            Engine::Sqlite(pool) => sqlite::head(pool).await,
+        }
+    }
+
+    /// The last position recorded at or before `at` (0 if none).
+    pub async fn position_at(&self, at: chrono::DateTime<chrono::Utc>) -> Result<i64, StoreError> {
+        match &self.inner.engine {
+            Engine::Postgres(pool) => postgres::position_at(pool, at).await,
+            Engine::Sqlite(pool) => sqlite::position_at(pool, at).await,
+        }
+    }
+}
+
+pub async fn read_all(engine: &Engine, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+    match engine {
+        Engine::Postgres(pool) => postgres::read_all(pool, after, limit).await,
+        Engine::Sqlite(pool) => sqlite::read_all(pool, after, limit).await,
+    }
+}
+
+fn head_hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt { position: -1, reason: "head hash is not 32 bytes".into() })
+}
+
+/// The writer's clock, truncated to microseconds: what both engines store exactly.
+fn writer_clock() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).expect("now is in range")
+}

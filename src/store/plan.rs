@@ -1,0 +1,100 @@
+//! Planning one group-commit batch, with no IO: both engines lock the head, look up the
+//! streams and idempotency keys the batch names, call [`plan_batch`], and write its rows.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::canonical::chain_hash;
+use super::{AppendOutcome, AppendRequest, Head, RecordedEvent, StoreError, StreamVersion};
+
+/// What the database already holds for the batch's streams and keys.
+pub struct Known {
+    pub head: Head,
+    /// Current version of each stream the batch names (absent: the stream is new).
+    pub versions: HashMap<String, u64>,
+    /// First outcomes of idempotency keys already used.
+    pub outcomes: HashMap<String, AppendOutcome>,
+}
+
+pub struct BatchPlan {
+    pub rows: Vec<RecordedEvent>,
+    /// New idempotency keys and their outcomes, to store with the rows.
+    pub new_keys: Vec<(String, AppendOutcome)>,
+    pub head: Head,
+    /// One result per request, in order.
+    pub results: Vec<Result<AppendOutcome, StoreError>>,
+}
+
+/// Decides each request in order against what is known plus what earlier requests in the
+/// same batch wrote. A rejected request writes nothing and does not affect the others.
+pub fn plan_batch(mut known: Known, batch: &[&AppendRequest], recorded_at: DateTime<Utc>) -> BatchPlan {
+    let mut plan = BatchPlan { rows: Vec::new(), new_keys: Vec::new(), head: known.head.clone(), results: Vec::new() };
+    for request in batch {
+        let result = plan_one(&mut known, &mut plan, request, recorded_at);
+        plan.results.push(result);
+    }
+    plan
+}
+
+fn plan_one(
+    known: &mut Known,
+    plan: &mut BatchPlan,
+    request: &AppendRequest,
+    recorded_at: DateTime<Utc>,
+) -> Result<AppendOutcome, StoreError> {
+    request.validate()?;
+    if let Some(key) = &request.idempotency_key
+        && let Some(first) = known.outcomes.get(key)
+    {
+        return Ok(AppendOutcome { replayed: true, ..first.clone() });
+    }
+    for stream in &request.streams {
+        let actual = known.versions.get(&stream.stream_id).copied().unwrap_or(0);
+        if !stream.expected.matches(actual) {
+            return Err(StoreError::Conflict { stream_id: stream.stream_id.clone(), expected: stream.expected, actual });
+        }
+    }
+    let metadata = metadata_with_key(request);
+    let first_position = plan.head.position + 1;
+    let mut versions = Vec::with_capacity(request.streams.len());
+    for stream in &request.streams {
+        let mut version = known.versions.get(&stream.stream_id).copied().unwrap_or(0);
+        for event in &stream.events {
+            version += 1;
+            let mut row = RecordedEvent {
+                position: plan.head.position + 1,
+                stream_id: stream.stream_id.clone(),
+                version: i64::try_from(version).expect("stream versions fit in i64"),
+                event_id: event.event_id,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                payload: event.payload.clone(),
+                metadata: metadata.clone(),
+                recorded_at,
+                hash: Vec::new(),
+            };
+            let hash = chain_hash(&plan.head.hash, &row);
+            row.hash = hash.to_vec();
+            plan.head = Head { position: row.position, hash };
+            plan.rows.push(row);
+        }
+        known.versions.insert(stream.stream_id.clone(), version);
+        versions.push(StreamVersion { stream_id: stream.stream_id.clone(), version });
+    }
+    let outcome =
+        AppendOutcome { first_position, last_position: plan.head.position, streams: versions, replayed: false };
+    if let Some(key) = &request.idempotency_key {
+        known.outcomes.insert(key.clone(), outcome.clone());
+        plan.new_keys.push((key.clone(), outcome.clone()));
+    }
+    Ok(outcome)
+}
+
+fn metadata_with_key(request: &AppendRequest) -> serde_json::Value {
+    let mut metadata = request.metadata.clone();
+    if metadata.idempotency_key.is_none() {
+        metadata.idempotency_key = request.idempotency_key.clone();
+    }
+    serde_json::to_value(metadata).expect("metadata always serializes")
+}
