@@ -5,3 +5,9 @@
 
 pub mod config;
 pub mod store;
+pub mod projection;
+pub mod service;
+pub mod verify;
+pub mod http;
+pub mod point_in_time;
+pub mod commands;

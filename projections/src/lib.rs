@@ -1,1 +1,51 @@
+//! Read models of smsledger as pure folds over ledger postings: user balances, the
+//! user-facing statement, and the trial balance of every account.
+//!
+//! The same folds serve the live projectors (which load the rows a batch touches, fold,
+//! and write them back with their checkpoint) and `smsledger verify` (which folds the
+//! whole log in memory and compares). No IO here.
 
+#![forbid(unsafe_code)]
+
+mod folds;
+
+pub use folds::*;
+
+/// The projections the service keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProjectionName {
+    Balances,
+    Statement,
+    TrialBalance,
+}
+
+impl ProjectionName {
+    pub const ALL: [ProjectionName; 3] = [ProjectionName::Balances, ProjectionName::Statement, ProjectionName::TrialBalance];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectionName::Balances => "balances",
+            ProjectionName::Statement => "statement",
+            ProjectionName::TrialBalance => "trial_balance",
+        }
+    }
+
+    /// The table this projection owns.
+    pub fn table(self) -> &'static str {
+        match self {
+            ProjectionName::Balances => "balances",
+            ProjectionName::Statement => "statement_lines",
+            ProjectionName::TrialBalance => "trial_balance",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ProjectionName> {
+        ProjectionName::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ProjectionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use plan::{BatchPlan, Known, plan_batch};
 pub use types::*;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::StoreSettings;
 
@@ -90,6 +90,8 @@ pub struct EventStore {
 struct Inner {
     engine: Engine,
     writer: mpsc::Sender<writer::Pending>,
+    /// The newest position this process has committed.
+    head: watch::Receiver<i64>,
 }
 
 impl EventStore {
@@ -105,8 +107,14 @@ impl EventStore {
             batch_events_max: settings.batch_events_max,
             batch_wait: Duration::from_micros(settings.batch_wait_us),
         };
-        tokio::spawn(writer::run(engine.clone(), receiver, limits));
-        EventStore { inner: Arc::new(Inner { engine, writer: sender }) }
+        let (head_sender, head) = watch::channel(0);
+        tokio::spawn(writer::run(engine.clone(), receiver, limits, head_sender));
+        EventStore { inner: Arc::new(Inner { engine, writer: sender, head }) }
+    }
+
+    /// Changes whenever this process commits an append (others' appends are not seen here).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.inner.head.clone()
     }
 
     pub fn engine(&self) -> &Engine {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{AppendOutcome, AppendRequest, Engine, StoreError};
@@ -19,7 +19,7 @@ pub struct Limits {
     pub batch_wait: Duration,
 }
 
-pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Limits) {
+pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Limits, head: watch::Sender<i64>) {
     while let Some(first) = queue.recv().await {
         let batch = collect(first, &mut queue, &limits).await;
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
@@ -27,6 +27,14 @@ pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Lim
         match engine.commit_batch(&requests).await {
             Ok(results) => {
                 tracing::debug!(batch.requests = batch.len(), duration_us = started.elapsed().as_micros() as u64, "store.batch_committed");
+                let newest = results.iter().filter_map(|r| r.as_ref().ok()).map(|o| o.last_position).max();
+                if let Some(newest) = newest {
+                    head.send_if_modified(|current| {
+                        let newer = newest > *current;
+                        *current = (*current).max(newest);
+                        newer
+                    });
+                }
                 for (pending, result) in batch.into_iter().zip(results) {
                     let _ = pending.reply.send(result);
                 }

@@ -1,0 +1,169 @@
+//! What each CLI command does.
+
+use std::io::IsTerminal;
+
+use anyhow::{Context, bail};
+use domain::Account;
+use indicatif::{ProgressBar, ProgressStyle};
+use projections::ProjectionName;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::http::{AppState, router};
+use crate::store::{Engine, EventStore};
+use crate::{point_in_time, projection, verify as audit};
+
+/// Structured logs: JSON when stdout is not a terminal, human-readable when it is.
+pub fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stdout().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<EventStore> {
+    let engine = Engine::connect(&settings.store.database_url, settings.store.pool_size)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redact(&settings.store.database_url)))?;
+    engine.migrate().await.context("migrations failed")?;
+    Ok(EventStore::with_engine(engine, &settings.store))
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = open(&settings).await?;
+    for projection in ProjectionName::ALL {
+        let head = store.subscribe();
+        tokio::spawn(projection::run_live(store.engine().clone(), projection, settings.projection_batch_max, head, settings.projection_poll));
+    }
+    let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, engine = store.engine().name(), "smsledger.listening");
+    if std::io::stdout().is_terminal() {
+        println!("smsledger is listening on http://{address} (store: {}); try: curl http://{address}/health", store.engine().name());
+    }
+    axum::serve(listener, router(AppState { store })).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("smsledger.stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    println!("migrated {} store at {}", store.engine().name(), redact(&settings.store.database_url));
+    Ok(())
+}
+
+pub async fn rebuild(settings: &Settings, name: Option<&str>) -> anyhow::Result<()> {
+    let targets: Vec<ProjectionName> = match name {
+        None => ProjectionName::ALL.to_vec(),
+        Some(name) => match ProjectionName::parse(name) {
+            Some(projection) => vec![projection],
+            None => bail!("unknown projection {name:?}; choose balances, statement or trial_balance"),
+        },
+    };
+    let store = open(settings).await?;
+    let head = store.head().await?.position;
+    for projection in targets {
+        let bar = if std::io::stderr().is_terminal() { ProgressBar::new(head as u64) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(projection.as_str());
+        let position = projection::rebuild(store.engine(), projection, settings.projection_batch_max, &|p| bar.set_position(p as u64)).await?;
+        bar.finish_and_clear();
+        println!("rebuilt {projection} to position {position}");
+    }
+    Ok(())
+}
+
+pub async fn status(settings: &Settings) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    let head = store.head().await?.position;
+    println!("{:<14} {:>12} {:>10}", "projection", "position", "lag");
+    for status in projection::status(store.engine(), head).await? {
+        println!("{:<14} {:>12} {:>10}", status.name, status.position, status.lag);
+    }
+    println!("{:<14} {:>12}", "log head", head);
+    Ok(())
+}
+
+/// Prints the replay report; `Ok(false)` when the ledger does not verify.
+pub async fn verify(settings: &Settings) -> anyhow::Result<bool> {
+    let store = open(settings).await?;
+    let report = audit::verify(&store).await?;
+    println!("events replayed   {}", report.events);
+    println!("streams           {}", report.streams);
+    println!("ledger events     {}", report.ledger_events);
+    println!("open holds        {}", report.open_holds);
+    for (currency, total) in &report.trial_totals {
+        println!("trial balance     {currency} sums to {total}");
+    }
+    for (projection, position) in &report.projections {
+        println!("projection        {projection} compared up to position {position}");
+    }
+    if report.is_ok() {
+        println!("OK: hash chain, aggregates and projections agree with the log");
+        return Ok(true);
+    }
+    for problem in &report.problems {
+        match problem.position {
+            Some(position) => println!("MISMATCH at position {position}: {}", problem.what),
+            None => println!("MISMATCH: {}", problem.what),
+        }
+    }
+    if let Some(first) = report.problems.iter().find_map(|p| p.position) {
+        println!("first bad position: {first}");
+    }
+    Ok(false)
+}
+
+pub async fn balance(settings: &Settings, account: &str, at: Option<&str>) -> anyhow::Result<()> {
+    let account: Account = account.parse()?;
+    let store = open(settings).await?;
+    let position = match at {
+        None => store.head().await?.position,
+        Some(text) if text.bytes().all(|b| b.is_ascii_digit()) => text.parse().context("--at position is too large")?,
+        Some(text) => {
+            let instant = chrono::DateTime::parse_from_rfc3339(text)
+                .with_context(|| format!("--at must be a position or an RFC 3339 instant, got {text:?}"))?;
+            store.position_at(instant.with_timezone(&chrono::Utc)).await?
+        }
+    };
+    let balances = point_in_time::account_balance(&store, &account, position).await?;
+    println!("{account} at position {position}:");
+    if balances.is_empty() {
+        println!("  no postings");
+    }
+    for (currency, amount) in balances {
+        println!("  {amount} {currency}");
+    }
+    Ok(())
+}

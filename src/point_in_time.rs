@@ -1,0 +1,31 @@
+//! Balances as they were: fold an account's postings from the log up to a position.
+
+use std::collections::BTreeMap;
+
+use domain::{Account, Currency};
+use rust_decimal::Decimal;
+
+use crate::store::{EventStore, StoreError};
+
+/// Events read per page while folding.
+const PAGE_EVENTS: u32 = 5_000;
+
+/// The balance of `account` per currency after every event up to and including `position`.
+pub async fn account_balance(store: &EventStore, account: &Account, position: i64) -> Result<BTreeMap<Currency, Decimal>, StoreError> {
+    let mut balances = BTreeMap::new();
+    let mut after = 0;
+    while after < position {
+        let page = store.read_all(after, PAGE_EVENTS).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for event in page.iter().take_while(|e| e.position <= position) {
+            let decoded = event.decode().map_err(|e| StoreError::Corrupt { position: event.position, reason: e.to_string() })?;
+            for leg in decoded.postings().into_iter().flat_map(|p| p.legs()) {
+                if &leg.account == account {
+                    *balances.entry(leg.amount.currency).or_insert(Decimal::ZERO) += leg.amount.amount;
+                }
+            }
+        }
+    }
+    Ok(balances)
+}

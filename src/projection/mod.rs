@@ -1,0 +1,7 @@
+//! Projection sinks and runners: where the pure folds of the `projections` crate meet SQL.
+
+mod runner;
+pub mod sink;
+pub mod sql_types;
+
+pub use runner::{ProjectionError, ProjectionStatus, Target, checkpoint_name, rebuild, run_batch, run_live, status, table};

@@ -1,0 +1,259 @@
+//! Running projectors: one batch per transaction, checkpoint in the same transaction.
+//!
+//! A batch locks its checkpoint row (PostgreSQL `FOR UPDATE`, SQLite `BEGIN IMMEDIATE`),
+//! reads the events after it, folds them into the rows and moves the checkpoint, all in
+//! one commit: a crash mid-batch applies nothing, and two runners never apply an event twice.
+//! A rebuild fills `<table>_rebuild` from position 0, then swaps it in with one transaction,
+//! so readers see the old view or the new one, never a half-built one.
+
+use std::time::Duration;
+
+use domain::DomainEvent;
+use projections::{LedgerEntry, ProjectionName};
+use tokio::sync::watch;
+
+use super::sink;
+use crate::store::{self, Engine, RecordedEvent, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event at position {position} cannot be projected: {reason}")]
+    Undecodable { position: i64, reason: String },
+}
+
+/// The live tables, or the aside copy a rebuild fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Live,
+    Aside,
+}
+
+pub fn table(projection: ProjectionName, target: Target) -> String {
+    match target {
+        Target::Live => projection.table().to_owned(),
+        Target::Aside => format!("{}_rebuild", projection.table()),
+    }
+}
+
+pub fn checkpoint_name(projection: ProjectionName, target: Target) -> String {
+    match target {
+        Target::Live => projection.as_str().to_owned(),
+        Target::Aside => format!("{}:rebuild", projection.as_str()),
+    }
+}
+
+/// Decodes a page of events; ledger events become entries, others are skipped.
+fn decode(events: &[RecordedEvent]) -> Result<Vec<(usize, DomainEvent)>, ProjectionError> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            event
+                .decode()
+                .map(|decoded| (i, decoded))
+                .map_err(|e| ProjectionError::Undecodable { position: event.position, reason: e.to_string() })
+        })
+        .collect()
+}
+
+fn entries<'a>(events: &'a [RecordedEvent], decoded: &'a [(usize, DomainEvent)]) -> Vec<LedgerEntry<'a>> {
+    decoded
+        .iter()
+        .filter_map(|(i, event)| {
+            let recorded = &events[*i];
+            LedgerEntry::new(recorded.position, recorded.recorded_at.timestamp_micros(), &recorded.event_type, event)
+        })
+        .collect()
+}
+
+/// Folds one page into `target` on an open transaction; returns the new checkpoint.
+macro_rules! fold_page {
+    ($engine_sink:ident, $connection:expr, $projection:expr, $target:expr, $events:expr) => {{
+        let events: &[RecordedEvent] = $events;
+        let decoded = decode(events)?;
+        let entries = entries(events, &decoded);
+        let last = events.last().expect("a page is never empty").position;
+        sink::$engine_sink::write_batch($connection, $projection, &table($projection, $target), &entries).await?;
+        sink::$engine_sink::set_checkpoint($connection, &checkpoint_name($projection, $target), last).await?;
+        last
+    }};
+}
+
+/// Runs one batch; returns how many events it applied (0: caught up).
+pub async fn run_batch(engine: &Engine, projection: ProjectionName, target: Target, batch_max: u32) -> Result<usize, ProjectionError> {
+    let name = checkpoint_name(projection, target);
+    match engine {
+        Engine::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let position = lock_postgres_checkpoint(&mut tx, &name).await?;
+            let events = store::read_all(engine, position, batch_max).await?;
+            if events.is_empty() {
+                return Ok(0);
+            }
+            fold_page!(postgres, &mut tx, projection, target, &events);
+            tx.commit().await?;
+            Ok(events.len())
+        }
+        Engine::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let position = sink::sqlite::checkpoint(&mut tx, &name).await?;
+            let events = store::read_all(engine, position, batch_max).await?;
+            if events.is_empty() {
+                return Ok(0);
+            }
+            fold_page!(sqlite, &mut tx, projection, target, &events);
+            tx.commit().await?;
+            Ok(events.len())
+        }
+    }
+}
+
+async fn lock_postgres_checkpoint(tx: &mut sqlx::PgConnection, name: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    let (position,): (i64,) = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(position)
+}
+
+/// Runs a projector until the process ends: a batch, then wait for new events.
+pub async fn run_live(engine: Engine, projection: ProjectionName, batch_max: u32, mut head: watch::Receiver<i64>, poll: Duration) {
+    loop {
+        match run_batch(&engine, projection, Target::Live, batch_max).await {
+            Ok(0) => {
+                // Woken by this process's writer at once, or by the poll for other processes' writes.
+                let _ = tokio::time::timeout(poll, head.changed()).await;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(projection = %projection, %error, "projection.batch_failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    pub position: i64,
+    pub lag: i64,
+}
+
+pub async fn status(engine: &Engine, head: i64) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+    let mut statuses = Vec::new();
+    for projection in ProjectionName::ALL {
+        let name = checkpoint_name(projection, Target::Live);
+        let position = match engine {
+            Engine::Postgres(pool) => sink::postgres::checkpoint(&mut *pool.acquire().await?, &name).await?,
+            Engine::Sqlite(pool) => sink::sqlite::checkpoint(&mut *pool.acquire().await?, &name).await?,
+        };
+        statuses.push(ProjectionStatus { name: projection.as_str(), position, lag: head - position });
+    }
+    Ok(statuses)
+}
+
+/// Rebuilds a projection from position 0 aside, then swaps it in. `progress(position)` is
+/// called after every batch. Returns the position the new view was built to.
+pub async fn rebuild(
+    engine: &Engine,
+    projection: ProjectionName,
+    batch_max: u32,
+    progress: &(dyn Fn(i64) + Sync),
+) -> Result<i64, ProjectionError> {
+    prepare_aside(engine, projection).await?;
+    while run_batch(engine, projection, Target::Aside, batch_max).await? > 0 {
+        progress(aside_position(engine, projection).await?);
+    }
+    swap(engine, projection, batch_max).await
+}
+
+async fn aside_position(engine: &Engine, projection: ProjectionName) -> Result<i64, sqlx::Error> {
+    let name = checkpoint_name(projection, Target::Aside);
+    match engine {
+        Engine::Postgres(pool) => sink::postgres::checkpoint(&mut *pool.acquire().await?, &name).await,
+        Engine::Sqlite(pool) => sink::sqlite::checkpoint(&mut *pool.acquire().await?, &name).await,
+    }
+}
+
+async fn prepare_aside(engine: &Engine, projection: ProjectionName) -> Result<(), ProjectionError> {
+    let live = table(projection, Target::Live);
+    let aside = table(projection, Target::Aside);
+    let drop = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {aside}"));
+    match engine {
+        Engine::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(drop).execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {aside} (LIKE {live} INCLUDING ALL)"))).execute(&mut *tx).await?;
+            sink::postgres::set_checkpoint(&mut tx, &checkpoint_name(projection, Target::Aside), 0).await?;
+            tx.commit().await?;
+        }
+        Engine::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(drop).execute(&mut *tx).await?;
+            let (definition,): (String,) = sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
+                .bind(&live)
+                .fetch_one(&mut *tx)
+                .await?;
+            let columns = definition.find('(').map(|at| &definition[at..]).ok_or_else(|| {
+                sqlx::Error::Protocol(format!("unexpected definition of table {live}"))
+            })?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {aside} {columns}"))).execute(&mut *tx).await?;
+            sink::sqlite::set_checkpoint(&mut tx, &checkpoint_name(projection, Target::Aside), 0).await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// In one transaction: finish the aside build up to the head, replace the live table with
+/// it, and move the live checkpoint. The live projector waits on the checkpoint lock.
+async fn swap(engine: &Engine, projection: ProjectionName, batch_max: u32) -> Result<i64, ProjectionError> {
+    let live = table(projection, Target::Live);
+    let aside = table(projection, Target::Aside);
+    let aside_name = checkpoint_name(projection, Target::Aside);
+    let drop_live = sqlx::AssertSqlSafe(format!("DROP TABLE {live}"));
+    let rename = sqlx::AssertSqlSafe(format!("ALTER TABLE {aside} RENAME TO {live}"));
+    macro_rules! swap_on {
+        ($engine_sink:ident, $tx:expr) => {{
+            let tx = $tx;
+            let mut position = sink::$engine_sink::checkpoint(&mut *tx, &aside_name).await?;
+            loop {
+                let events = store::read_all(engine, position, batch_max).await?;
+                if events.is_empty() {
+                    break;
+                }
+                position = fold_page!($engine_sink, &mut *tx, projection, Target::Aside, &events);
+            }
+            sqlx::query(drop_live).execute(&mut *tx).await?;
+            sqlx::query(rename).execute(&mut *tx).await?;
+            sink::$engine_sink::set_checkpoint(&mut *tx, &checkpoint_name(projection, Target::Live), position).await?;
+            sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1").bind(&aside_name).execute(&mut *tx).await?;
+            position
+        }};
+    }
+    let position = match engine {
+        Engine::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            lock_postgres_checkpoint(&mut tx, &checkpoint_name(projection, Target::Live)).await?;
+            let position = swap_on!(postgres, &mut *tx);
+            tx.commit().await?;
+            position
+        }
+        Engine::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let position = swap_on!(sqlite, &mut *tx);
+            tx.commit().await?;
+            position
+        }
+    };
+    Ok(position)
+}

@@ -1,0 +1,168 @@
+//! Application service for the ledger: loads aggregates from the store, decides commands
+//! with the pure domain, and appends the events (an order and its wallet together in one
+//! atomic append). A version conflict means another request changed the stream first: the
+//! command is decided again on fresh state, a bounded number of times.
+
+use domain::events::{order_stream, wallet_stream};
+use domain::order::{OrderCommand, OrderError, OrderEvent, OrderPolicy, OrderState, wallet_effect};
+use domain::wallet::{WalletCommand, WalletError, WalletEvent, WalletState};
+use domain::{Aggregate, Currency, DomainEvent, OrderId, UserId};
+
+use crate::store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamAppend};
+
+/// How many times a command is re-decided after losing a version race.
+pub const CONFLICT_RETRIES_MAX: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Wallet(#[from] WalletError),
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored event at position {position} does not decode: {reason}")]
+    Corrupt { position: i64, reason: String },
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    store: EventStore,
+    pub policy: OrderPolicy,
+}
+
+/// An aggregate's state and the version it was folded to.
+pub struct Loaded<S> {
+    pub state: S,
+    pub version: u64,
+}
+
+impl Ledger {
+    pub fn new(store: EventStore, policy: OrderPolicy) -> Self {
+        Ledger { store, policy }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    pub async fn wallet(&self, user: UserId, currency: Currency) -> Result<Loaded<WalletState>, ServiceError> {
+        let events = self.store.read_stream(&wallet_stream(user, currency)).await?;
+        let mut state = WalletState::new(user, currency);
+        for recorded in &events {
+            match decode(recorded)? {
+                DomainEvent::Wallet(event) => state = state.apply(&event),
+                DomainEvent::Order(_) => return Err(corrupt(recorded, "order event in a wallet stream")),
+            }
+        }
+        Ok(Loaded { state, version: events.len() as u64 })
+    }
+
+    pub async fn order(&self, order_id: OrderId) -> Result<Loaded<OrderState>, ServiceError> {
+        let events = self.store.read_stream(&order_stream(order_id)).await?;
+        let mut state = OrderState::default();
+        for recorded in &events {
+            match decode(recorded)? {
+                DomainEvent::Order(event) => state = state.apply(&event),
+                DomainEvent::Wallet(_) => return Err(corrupt(recorded, "wallet event in an order stream")),
+            }
+        }
+        Ok(Loaded { state, version: events.len() as u64 })
+    }
+
+    /// Decides a wallet command and appends its events. `key` makes a retry harmless.
+    pub async fn wallet_command(
+        &self,
+        user: UserId,
+        currency: Currency,
+        command: WalletCommand,
+        key: Option<String>,
+        metadata: Metadata,
+    ) -> Result<AppendOutcome, ServiceError> {
+        let mut attempt = 0;
+        loop {
+            let wallet = self.wallet(user, currency).await?;
+            let events = wallet.state.decide(command.clone())?;
+            let request = AppendRequest {
+                streams: vec![wallet_append(user, currency, wallet.version, &events)],
+                idempotency_key: key.clone(),
+                metadata: metadata.clone(),
+            };
+            match self.store.append(request).await {
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => attempt += 1,
+                result => return Ok(result?),
+            }
+        }
+    }
+
+    /// Decides an order command; the wallet effect it implies (hold, capture, release) is
+    /// decided too and both are appended atomically. `None`: nothing to do (a repeated SMS).
+    pub async fn order_command(
+        &self,
+        order_id: OrderId,
+        command: OrderCommand,
+        key: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Option<AppendOutcome>, ServiceError> {
+        let mut attempt = 0;
+        loop {
+            let order = self.order(order_id).await?;
+            let events = order.state.decide(command.clone())?;
+            if events.is_empty() {
+                return Ok(None);
+            }
+            let mut streams = vec![StreamAppend {
+                stream_id: order_stream(order_id),
+                expected: ExpectedVersion::from_version(order.version),
+                events: events.iter().map(|e| NewEvent::from_domain(&DomainEvent::Order(e.clone()))).collect(),
+            }];
+            if let Some(wallet) = self.wallet_effects(&order.state, &events).await? {
+                streams.push(wallet);
+            }
+            let request = AppendRequest { streams, idempotency_key: key.clone(), metadata: metadata.clone() };
+            match self.store.append(request).await {
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => attempt += 1,
+                result => return Ok(Some(result?)),
+            }
+        }
+    }
+
+    async fn wallet_effects(&self, before: &OrderState, events: &[OrderEvent]) -> Result<Option<StreamAppend>, ServiceError> {
+        let mut order = before.clone();
+        let mut commands = Vec::new();
+        let mut owner = order.placed.as_ref().map(|p| (p.user_id, p.price.currency()));
+        for event in events {
+            if let OrderEvent::Placed { user_id, price, .. } = event {
+                owner = Some((*user_id, price.currency()));
+            }
+            commands.extend(wallet_effect(&order, event));
+            order = order.apply(event);
+        }
+        let (Some((user, currency)), false) = (owner, commands.is_empty()) else { return Ok(None) };
+        let wallet = self.wallet(user, currency).await?;
+        let mut state = wallet.state;
+        let mut wallet_events = Vec::new();
+        for command in commands {
+            let decided = state.decide(command)?;
+            state = state.apply_all(&decided);
+            wallet_events.extend(decided);
+        }
+        Ok(Some(wallet_append(user, currency, wallet.version, &wallet_events)))
+    }
+}
+
+fn wallet_append(user: UserId, currency: Currency, version: u64, events: &[WalletEvent]) -> StreamAppend {
+    StreamAppend {
+        stream_id: wallet_stream(user, currency),
+        expected: ExpectedVersion::from_version(version),
+        events: events.iter().map(|e| NewEvent::from_domain(&DomainEvent::Wallet(e.clone()))).collect(),
+    }
+}
+
+fn decode(recorded: &crate::store::RecordedEvent) -> Result<DomainEvent, ServiceError> {
+    recorded.decode().map_err(|e| corrupt(recorded, &e.to_string()))
+}
+
+fn corrupt(recorded: &crate::store::RecordedEvent, reason: &str) -> ServiceError {
+    ServiceError::Corrupt { position: recorded.position, reason: reason.to_owned() }
+}
