@@ -15,7 +15,8 @@ use crate::{point_in_time, projection, verify as audit};
 
 /// Structured logs: JSON when stdout is not a terminal, human-readable when it is.
 pub fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::io::stdout().is_terminal() {
         builder.init();
@@ -44,13 +45,23 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open(&settings).await?;
     for projection in ProjectionName::ALL {
         let head = store.subscribe();
-        tokio::spawn(projection::run_live(store.engine().clone(), projection, settings.projection_batch_max, head, settings.projection_poll));
+        tokio::spawn(projection::run_live(
+            store.engine().clone(),
+            projection,
+            settings.projection_batch_max,
+            head,
+            settings.projection_poll,
+        ));
     }
-    let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let listener =
+        TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, engine = store.engine().name(), "smsledger.listening");
     if std::io::stdout().is_terminal() {
-        println!("smsledger is listening on http://{address} (store: {}); try: curl http://{address}/health", store.engine().name());
+        println!(
+            "smsledger is listening on http://{address} (store: {}); try: curl http://{address}/health",
+            store.engine().name()
+        );
     }
     axum::serve(listener, router(AppState { store })).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("smsledger.stopped");
@@ -97,7 +108,10 @@ pub async fn rebuild(settings: &Settings, name: Option<&str>) -> anyhow::Result<
                 .progress_chars("=> "),
         );
         bar.set_message(projection.as_str());
-        let position = projection::rebuild(store.engine(), projection, settings.projection_batch_max, &|p| bar.set_position(p as u64)).await?;
+        let position = projection::rebuild(store.engine(), projection, settings.projection_batch_max, &|p| {
+            bar.set_position(p as u64)
+        })
+        .await?;
         bar.finish_and_clear();
         println!("rebuilt {projection} to position {position}");
     }

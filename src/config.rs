@@ -58,8 +58,12 @@ impl Settings {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
-        let database_url = get("DATABASE_URL").filter(|v| !v.is_empty()).unwrap_or_else(|| EMBEDDED_DATABASE_URL.into());
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") || database_url.starts_with("sqlite:")) {
+        let database_url =
+            get("DATABASE_URL").filter(|v| !v.is_empty()).unwrap_or_else(|| EMBEDDED_DATABASE_URL.into());
+        if !(database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+            || database_url.starts_with("sqlite:"))
+        {
             bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got {database_url:?})");
         }
         let mut store = StoreSettings::new(database_url);
@@ -81,7 +85,12 @@ impl Settings {
     }
 }
 
-fn parse<T>(get: &impl Fn(&str) -> Option<String>, key: &str, default: T, range: std::ops::RangeInclusive<T>) -> anyhow::Result<T>
+fn parse<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> anyhow::Result<T>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {

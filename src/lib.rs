@@ -3,11 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod config;
-pub mod store;
-pub mod projection;
-pub mod service;
-pub mod verify;
 pub mod http;
 pub mod point_in_time;
-pub mod commands;
+pub mod projection;
+pub mod service;
+pub mod store;
+pub mod verify;

@@ -77,7 +77,9 @@ fn main() -> ExitCode {
             Command::Projections { command: ProjectionsCommand::Rebuild { name } } => {
                 commands::rebuild(&settings, name.as_deref()).await.map(|()| true)
             }
-            Command::Projections { command: ProjectionsCommand::Status } => commands::status(&settings).await.map(|()| true),
+            Command::Projections { command: ProjectionsCommand::Status } => {
+                commands::status(&settings).await.map(|()| true)
+            }
             Command::Verify => commands::verify(&settings).await,
             Command::Ledger { command: LedgerCommand::Balance { account, at } } => {
                 commands::balance(&settings, &account, at.as_deref()).await.map(|()| true)

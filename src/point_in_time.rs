@@ -11,7 +11,11 @@ use crate::store::{EventStore, StoreError};
 const PAGE_EVENTS: u32 = 5_000;
 
 /// The balance of `account` per currency after every event up to and including `position`.
-pub async fn account_balance(store: &EventStore, account: &Account, position: i64) -> Result<BTreeMap<Currency, Decimal>, StoreError> {
+pub async fn account_balance(
+    store: &EventStore,
+    account: &Account,
+    position: i64,
+) -> Result<BTreeMap<Currency, Decimal>, StoreError> {
     let mut balances = BTreeMap::new();
     let mut after = 0;
     while after < position {
@@ -19,7 +23,8 @@ pub async fn account_balance(store: &EventStore, account: &Account, position: i6
         let Some(last) = page.last() else { break };
         after = last.position;
         for event in page.iter().take_while(|e| e.position <= position) {
-            let decoded = event.decode().map_err(|e| StoreError::Corrupt { position: event.position, reason: e.to_string() })?;
+            let decoded =
+                event.decode().map_err(|e| StoreError::Corrupt { position: event.position, reason: e.to_string() })?;
             for leg in decoded.postings().into_iter().flat_map(|p| p.legs()) {
                 if &leg.account == account {
                     *balances.entry(leg.amount.currency).or_insert(Decimal::ZERO) += leg.amount.amount;

@@ -8,7 +8,9 @@ use domain::order::{OrderCommand, OrderError, OrderEvent, OrderPolicy, OrderStat
 use domain::wallet::{WalletCommand, WalletError, WalletEvent, WalletState};
 use domain::{Aggregate, Currency, DomainEvent, OrderId, UserId};
 
-use crate::store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamAppend};
+use crate::store::{
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamAppend,
+};
 
 /// How many times a command is re-decided after losing a version race.
 pub const CONFLICT_RETRIES_MAX: usize = 8;
@@ -127,7 +129,11 @@ impl Ledger {
         }
     }
 
-    async fn wallet_effects(&self, before: &OrderState, events: &[OrderEvent]) -> Result<Option<StreamAppend>, ServiceError> {
+    async fn wallet_effects(
+        &self,
+        before: &OrderState,
+        events: &[OrderEvent],
+    ) -> Result<Option<StreamAppend>, ServiceError> {
         let mut order = before.clone();
         let mut commands = Vec::new();
         let mut owner = order.placed.as_ref().map(|p| (p.user_id, p.price.currency()));

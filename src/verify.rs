@@ -10,7 +10,7 @@ use domain::{Aggregate, Currency, DomainEvent, UserId};
 use projections::{BalancesFold, LedgerEntry, ProjectionName, StatementFold, TrialBalanceFold};
 use rust_decimal::Decimal;
 
-use crate::projection::{checkpoint_name, sink, Target};
+use crate::projection::{Target, checkpoint_name, sink};
 use crate::store::canonical::{GENESIS_HASH, chain_hash};
 use crate::store::{Engine, EventStore, StoreError};
 
@@ -89,7 +89,10 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             previous = hash;
             let last_version = folds.versions.entry(event.stream_id.clone()).or_insert(0);
             if event.version != *last_version + 1 {
-                report.problem(Some(position), format!("stream {} jumps from version {last_version} to {}", event.stream_id, event.version));
+                report.problem(
+                    Some(position),
+                    format!("stream {} jumps from version {last_version} to {}", event.stream_id, event.version),
+                );
             }
             *last_version = event.version;
             let decoded = match event.decode() {
@@ -100,7 +103,9 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 }
             };
             fold_aggregate(&mut folds, &mut report, &event.stream_id, position, &decoded);
-            if let Some(entry) = LedgerEntry::new(position, event.recorded_at.timestamp_micros(), &event.event_type, &decoded) {
+            if let Some(entry) =
+                LedgerEntry::new(position, event.recorded_at.timestamp_micros(), &event.event_type, &decoded)
+            {
                 report.ledger_events += 1;
                 folds.everything.apply(&entry);
                 for (projection, checkpoint) in &checkpoints {
@@ -127,7 +132,10 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     if report.is_ok() {
         let head = store.head().await?;
         if head.position != after || (after > 0 && head.hash != previous) {
-            report.problem(Some(head.position), format!("head row says position {} but the log ends at {after}", head.position));
+            report.problem(
+                Some(head.position),
+                format!("head row says position {} but the log ends at {after}", head.position),
+            );
         }
         compare_projections(&mut report, &folds, &stored, &checkpoints);
     }
@@ -204,7 +212,10 @@ fn compare_projections(report: &mut Report, folds: &Folds, stored: &sink::Snapsh
         report.problem(at(ProjectionName::Balances), format!("balances projection differs from the log for {key:?}"));
     }
     if let Some(key) = first_difference(&folds.trial_balance.rows, &stored.trial_balance) {
-        report.problem(at(ProjectionName::TrialBalance), format!("trial_balance projection differs from the log for {key:?}"));
+        report.problem(
+            at(ProjectionName::TrialBalance),
+            format!("trial_balance projection differs from the log for {key:?}"),
+        );
     }
     let mut expected = folds.statement.lines.clone();
     expected.sort_by_key(|l| (l.position, l.user_id, l.currency));
@@ -213,11 +224,21 @@ fn compare_projections(report: &mut Report, folds: &Folds, stored: &sink::Snapsh
     if expected != actual {
         let index = expected.iter().zip(&actual).position(|(a, b)| a != b).unwrap_or(expected.len().min(actual.len()));
         let position = expected.get(index).or(actual.get(index)).map(|l| l.position);
-        report.problem(position, format!("statement projection differs from the log at line {index} ({} expected, {} stored)", expected.len(), actual.len()));
+        report.problem(
+            position,
+            format!(
+                "statement projection differs from the log at line {index} ({} expected, {} stored)",
+                expected.len(),
+                actual.len()
+            ),
+        );
     }
 }
 
-fn first_difference<K: Ord + Clone + std::fmt::Debug, V: PartialEq>(expected: &BTreeMap<K, V>, actual: &BTreeMap<K, V>) -> Option<K> {
+fn first_difference<K: Ord + Clone + std::fmt::Debug, V: PartialEq>(
+    expected: &BTreeMap<K, V>,
+    actual: &BTreeMap<K, V>,
+) -> Option<K> {
     expected
         .iter()
         .find(|(k, v)| actual.get(k) != Some(v))

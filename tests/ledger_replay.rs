@@ -36,8 +36,8 @@ async fn execute(engine: &Engine, statement: impl Into<String>) {
 
 async fn snapshot(engine: &Engine) -> sink::Snapshot {
     match engine {
-        Engine::Postgres(pool) => sink::postgres::snapshot(&mut *pool.acquire().await.unwrap()).await.unwrap(),
-        Engine::Sqlite(pool) => sink::sqlite::snapshot(&mut *pool.acquire().await.unwrap()).await.unwrap(),
+        Engine::Postgres(pool) => sink::postgres::snapshot(&mut pool.acquire().await.unwrap()).await.unwrap(),
+        Engine::Sqlite(pool) => sink::sqlite::snapshot(&mut pool.acquire().await.unwrap()).await.unwrap(),
     }
 }
 
@@ -134,7 +134,13 @@ async fn rebuild_under_writes_never_shows_a_half_built_view(db: TestDatabase) {
             reads
         })
     };
-    let live = tokio::spawn(projection::run_live(store.engine().clone(), ProjectionName::Balances, 5, store.subscribe(), Duration::from_millis(20)));
+    let live = tokio::spawn(projection::run_live(
+        store.engine().clone(),
+        ProjectionName::Balances,
+        5,
+        store.subscribe(),
+        Duration::from_millis(20),
+    ));
     let writer = tokio::spawn(async move { workload::run(&ledger, 4, 3, 7).await });
     projection::rebuild(store.engine(), ProjectionName::Balances, 3, &|_| {}).await.unwrap();
     writer.await.unwrap();
@@ -150,7 +156,13 @@ async fn rebuild_under_writes_never_shows_a_half_built_view(db: TestDatabase) {
 async fn the_live_projector_follows_new_appends(db: TestDatabase) {
     let store = open_store(&db).await;
     let ledger = Ledger::new(store.clone(), OrderPolicy::default());
-    let live = tokio::spawn(projection::run_live(store.engine().clone(), ProjectionName::Balances, 100, store.subscribe(), Duration::from_secs(30)));
+    let live = tokio::spawn(projection::run_live(
+        store.engine().clone(),
+        ProjectionName::Balances,
+        100,
+        store.subscribe(),
+        Duration::from_secs(30),
+    ));
     workload::run(&ledger, 2, 2, 3).await;
     let head = store.head().await.unwrap().position;
     let caught_up = tokio::time::timeout(Duration::from_secs(10), async {

@@ -13,7 +13,12 @@ use smsledger::store::{AppendRequest, Engine, EventStore, ExpectedVersion, NewEv
 use uuid::Uuid;
 
 fn event(n: usize) -> NewEvent {
-    NewEvent { event_id: Uuid::now_v7(), event_type: "test.happened".into(), schema_version: 1, payload: json!({"n": n, "text": "é\"x"}) }
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "test.happened".into(),
+        schema_version: 1,
+        payload: json!({"n": n, "text": "é\"x"}),
+    }
 }
 
 fn append_to(stream: &str, expected: ExpectedVersion, count: usize) -> AppendRequest {
@@ -41,7 +46,10 @@ async fn wrong_expected_version_is_a_typed_conflict(db: TestDatabase) {
     let store = open_store(&db).await;
     store.append(append_to("s", ExpectedVersion::NoStream, 1)).await.unwrap();
     let conflict = store.append(append_to("s", ExpectedVersion::NoStream, 1)).await.unwrap_err();
-    assert!(matches!(conflict, StoreError::Conflict { actual: 1, expected: ExpectedVersion::NoStream, .. }), "{conflict:?}");
+    assert!(
+        matches!(conflict, StoreError::Conflict { actual: 1, expected: ExpectedVersion::NoStream, .. }),
+        "{conflict:?}"
+    );
     let conflict = store.append(append_to("s", ExpectedVersion::Exact(5), 1)).await.unwrap_err();
     assert!(matches!(conflict, StoreError::Conflict { actual: 1, expected: ExpectedVersion::Exact(5), .. }));
     let conflict = store.append(append_to("new", ExpectedVersion::Exact(1), 1)).await.unwrap_err();
@@ -159,19 +167,26 @@ async fn a_tailing_reader_sees_every_position_once_in_order(db: TestDatabase) {
 
 async fn idempotency_key_returns_the_first_outcome(db: TestDatabase) {
     let store = open_store(&db).await;
-    let with_key = |n| AppendRequest { idempotency_key: Some("stripe:evt_1".into()), ..append_to("deposits", ExpectedVersion::Any, n) };
+    let with_key = |n| AppendRequest {
+        idempotency_key: Some("stripe:evt_1".into()),
+        ..append_to("deposits", ExpectedVersion::Any, n)
+    };
     let first = store.append(with_key(1)).await.unwrap();
     assert!(!first.replayed);
     let again = store.append(with_key(3)).await.unwrap();
     assert!(again.replayed);
-    assert_eq!((again.first_position, again.last_position, &again.streams), (first.first_position, first.last_position, &first.streams));
+    assert_eq!(
+        (again.first_position, again.last_position, &again.streams),
+        (first.first_position, first.last_position, &first.streams)
+    );
     assert_eq!(store.head().await.unwrap().position, 1, "a repeat appends nothing");
     // Concurrent repeats of one key: one append, all get the same outcome.
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let request = AppendRequest { idempotency_key: Some("sms:42".into()), ..append_to("sms", ExpectedVersion::Any, 1) };
+            let request =
+                AppendRequest { idempotency_key: Some("sms:42".into()), ..append_to("sms", ExpectedVersion::Any, 1) };
             store.append(request).await.unwrap()
         }));
     }
@@ -188,7 +203,10 @@ async fn idempotency_key_returns_the_first_outcome(db: TestDatabase) {
 async fn the_log_rejects_updates_deletes_and_truncates(db: TestDatabase) {
     let store = open_store(&db).await;
     store.append(append_to("s", ExpectedVersion::Any, 2)).await.unwrap();
-    store.append(AppendRequest { idempotency_key: Some("k".into()), ..append_to("t", ExpectedVersion::Any, 1) }).await.unwrap();
+    store
+        .append(AppendRequest { idempotency_key: Some("k".into()), ..append_to("t", ExpectedVersion::Any, 1) })
+        .await
+        .unwrap();
     let statements: &[&'static str] = match store.engine() {
         Engine::Postgres(_) => &[
             "UPDATE events SET payload = '{}' WHERE position = 1",

@@ -57,11 +57,7 @@ text_type!(
     |s| (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
     CatalogError::BadService
 );
-text_type!(
-    CountryCode,
-    |s| s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()),
-    CatalogError::BadCountry
-);
+text_type!(CountryCode, |s| s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()), CatalogError::BadCountry);
 text_type!(
     PhoneNumber,
     |s| {

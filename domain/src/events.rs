@@ -149,12 +149,18 @@ mod tests {
             DomainEvent::decode(&event_type, 2, &payload),
             Err(DecodeError::UnknownVersion { event_type: event_type.clone(), version: 2 })
         );
-        assert_eq!(DomainEvent::decode("wallet.nope", 1, &payload), Err(DecodeError::UnknownType("wallet.nope".into())));
+        assert_eq!(
+            DomainEvent::decode("wallet.nope", 1, &payload),
+            Err(DecodeError::UnknownType("wallet.nope".into()))
+        );
         assert_eq!(DomainEvent::decode("other", 1, &payload), Err(DecodeError::UnknownType("other".into())));
         assert!(matches!(
             DomainEvent::decode(&event_type, 1, &serde_json::json!({"deposit_id": 3})),
             Err(DecodeError::BadPayload { .. })
         ));
-        assert!(matches!(DomainEvent::decode(&event_type, 1, &serde_json::json!([1])), Err(DecodeError::BadPayload { .. })));
+        assert!(matches!(
+            DomainEvent::decode(&event_type, 1, &serde_json::json!([1])),
+            Err(DecodeError::BadPayload { .. })
+        ));
     }
 }

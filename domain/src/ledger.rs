@@ -78,9 +78,7 @@ impl FromStr for Account {
         match parts.as_slice() {
             ["user", id, "available"] => Ok(Account::UserAvailable(id.parse().map_err(|_| bad())?)),
             ["user", id, "held"] => Ok(Account::UserHeld(id.parse().map_err(|_| bad())?)),
-            ["provider", id, "payable"] if is_provider_id(id) => {
-                Ok(Account::ProviderPayable((*id).to_owned()))
-            }
+            ["provider", id, "payable"] if is_provider_id(id) => Ok(Account::ProviderPayable((*id).to_owned())),
             ["revenue", "margin"] => Ok(Account::RevenueMargin),
             ["clearing", "stripe"] => Ok(Account::Clearing(Clearing::Stripe)),
             ["clearing", "manual"] => Ok(Account::Clearing(Clearing::Manual)),

@@ -93,8 +93,7 @@ impl Money {
     /// Parses a user-supplied amount such as `"12.50"`.
     pub fn parse(amount: &str, currency: &str) -> Result<Self, MoneyError> {
         let currency = Currency::parse(currency)?;
-        let amount = Decimal::from_str_exact(amount.trim())
-            .map_err(|_| MoneyError::BadAmount(amount.to_owned()))?;
+        let amount = Decimal::from_str_exact(amount.trim()).map_err(|_| MoneyError::BadAmount(amount.to_owned()))?;
         Money::new(amount, currency)
     }
 
@@ -146,11 +145,7 @@ pub struct PositiveMoney(Money);
 
 impl PositiveMoney {
     pub fn new(money: Money) -> Result<Self, MoneyError> {
-        if money.is_positive() {
-            Ok(PositiveMoney(money))
-        } else {
-            Err(MoneyError::NotPositive)
-        }
+        if money.is_positive() { Ok(PositiveMoney(money)) } else { Err(MoneyError::NotPositive) }
     }
 
     pub fn parse(amount: &str, currency: &str) -> Result<Self, MoneyError> {

@@ -49,7 +49,10 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     pub fn is_closed(self) -> bool {
-        matches!(self, OrderStatus::Finished | OrderStatus::Cancelled | OrderStatus::Expired | OrderStatus::ProviderFailed)
+        matches!(
+            self,
+            OrderStatus::Finished | OrderStatus::Cancelled | OrderStatus::Expired | OrderStatus::ProviderFailed
+        )
     }
 }
 
@@ -64,13 +67,35 @@ pub enum OrderCommand {
         policy: OrderPolicy,
         now: Timestamp,
     },
-    AssignNumber { provider_id: String, provider_order_id: String, phone: PhoneNumber, cost: Money, now: Timestamp },
-    ReceiveSms { sms_id: String, code: String, text: String, now: Timestamp },
-    RequestAnotherSms { now: Timestamp },
-    Finish { now: Timestamp },
-    Cancel { now: Timestamp },
-    Expire { now: Timestamp },
-    FailProvider { reason: String, now: Timestamp },
+    AssignNumber {
+        provider_id: String,
+        provider_order_id: String,
+        phone: PhoneNumber,
+        cost: Money,
+        now: Timestamp,
+    },
+    ReceiveSms {
+        sms_id: String,
+        code: String,
+        text: String,
+        now: Timestamp,
+    },
+    RequestAnotherSms {
+        now: Timestamp,
+    },
+    Finish {
+        now: Timestamp,
+    },
+    Cancel {
+        now: Timestamp,
+    },
+    Expire {
+        now: Timestamp,
+    },
+    FailProvider {
+        reason: String,
+        now: Timestamp,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,7 +353,9 @@ impl Aggregate for OrderState {
 /// its hold can never disagree.
 pub fn wallet_effect(before: &OrderState, event: &OrderEvent) -> Option<WalletCommand> {
     match event {
-        OrderEvent::Placed { order_id, price, .. } => Some(WalletCommand::PlaceHold { order_id: *order_id, amount: *price }),
+        OrderEvent::Placed { order_id, price, .. } => {
+            Some(WalletCommand::PlaceHold { order_id: *order_id, amount: *price })
+        }
         OrderEvent::SmsReceived { .. } if !before.is_captured() => {
             let facts = before.facts();
             let assignment = before.assignment.as_ref().expect("an SMS arrives only on an assigned number");

@@ -168,7 +168,9 @@ fn sms_count_is_bounded() {
 #[test]
 fn finish_needs_an_sms() {
     let o = order();
-    o.given(&o.with_sms()).when(OrderCommand::Finish { now: at(60_000) }).then(vec![OrderEvent::Finished { at: at(60_000) }]);
+    o.given(&o.with_sms())
+        .when(OrderCommand::Finish { now: at(60_000) })
+        .then(vec![OrderEvent::Finished { at: at(60_000) }]);
     o.given(&o.waiting()).when(OrderCommand::Finish { now: at(60_000) }).then_fails(OrderError::NoSmsYet);
 }
 
@@ -178,7 +180,9 @@ fn cancel_is_refused_in_the_first_two_minutes() {
     o.given(&o.waiting())
         .when(OrderCommand::Cancel { now: at(119_999) })
         .then_fails(OrderError::CancelTooEarly { allowed_at: at(120_000) });
-    o.given(&o.waiting()).when(OrderCommand::Cancel { now: at(120_000) }).then(vec![OrderEvent::Cancelled { at: at(120_000) }]);
+    o.given(&o.waiting())
+        .when(OrderCommand::Cancel { now: at(120_000) })
+        .then(vec![OrderEvent::Cancelled { at: at(120_000) }]);
     o.given(&o.with_sms()).when(OrderCommand::Cancel { now: at(500_000) }).then_fails(OrderError::SmsAlreadyReceived);
 }
 
@@ -199,15 +203,21 @@ fn expiry_after_twenty_minutes() {
     o.given(&o.waiting())
         .when(OrderCommand::Expire { now: at(1_199_999) })
         .then_fails(OrderError::NotOverdue { expires_at: at(1_200_000) });
-    o.given(&o.waiting()).when(OrderCommand::Expire { now: at(1_200_000) }).then(vec![OrderEvent::Expired { at: at(1_200_000) }]);
-    o.given(&o.with_sms()).when(OrderCommand::Expire { now: at(1_200_000) }).then(vec![OrderEvent::Finished { at: at(1_200_000) }]);
+    o.given(&o.waiting())
+        .when(OrderCommand::Expire { now: at(1_200_000) })
+        .then(vec![OrderEvent::Expired { at: at(1_200_000) }]);
+    o.given(&o.with_sms())
+        .when(OrderCommand::Expire { now: at(1_200_000) })
+        .then(vec![OrderEvent::Finished { at: at(1_200_000) }]);
 }
 
 #[test]
 fn provider_failure_before_sms_only() {
     let o = order();
     let fail = || OrderCommand::FailProvider { reason: "no numbers".into(), now: at(5) };
-    o.given(&[o.placed()]).when(fail()).then(vec![OrderEvent::ProviderFailed { reason: "no numbers".into(), at: at(5) }]);
+    o.given(&[o.placed()])
+        .when(fail())
+        .then(vec![OrderEvent::ProviderFailed { reason: "no numbers".into(), at: at(5) }]);
     o.given(&o.with_sms()).when(fail()).then_fails(OrderError::SmsAlreadyReceived);
 }
 

@@ -174,7 +174,8 @@ impl Aggregate for WalletState {
         let event = match command {
             WalletCommand::Deposit { deposit_id, amount, source } => {
                 self.check_currency(amount.currency())?;
-                let postings = Postings::new().transfer(Account::Clearing(source), self.available_account(), amount.money());
+                let postings =
+                    Postings::new().transfer(Account::Clearing(source), self.available_account(), amount.money());
                 WalletEvent::Deposited { deposit_id, amount, source, postings }
             }
             WalletCommand::PlaceHold { order_id, amount } => {
@@ -203,7 +204,8 @@ impl Aggregate for WalletState {
             }
             WalletCommand::ReleaseHold { order_id, reason } => {
                 let held = self.open_hold(order_id)?;
-                let postings = Postings::new().transfer(self.held_account(), self.available_account(), self.money(held));
+                let postings =
+                    Postings::new().transfer(self.held_account(), self.available_account(), self.money(held));
                 WalletEvent::HoldReleased { order_id, reason, postings }
             }
             WalletCommand::Adjust { adjustment_id, amount, reason, admin_id } => {
@@ -225,18 +227,21 @@ impl Aggregate for WalletState {
                     return Err(WalletError::WithdrawalExists(withdrawal_id));
                 }
                 self.check_funds(amount.amount())?;
-                let postings = Postings::new().transfer(self.available_account(), Account::PayoutPending, amount.money());
+                let postings =
+                    Postings::new().transfer(self.available_account(), Account::PayoutPending, amount.money());
                 WalletEvent::WithdrawalRequested { withdrawal_id, amount, postings }
             }
             WalletCommand::PayWithdrawal { withdrawal_id, clearing } => {
                 let amount = self.pending_withdrawal(withdrawal_id)?;
-                let postings = Postings::new().transfer(Account::PayoutPending, Account::Clearing(clearing), self.money(amount));
+                let postings =
+                    Postings::new().transfer(Account::PayoutPending, Account::Clearing(clearing), self.money(amount));
                 WalletEvent::WithdrawalPaid { withdrawal_id, clearing, postings }
             }
             WalletCommand::RejectWithdrawal { withdrawal_id, reason } => {
                 let amount = self.pending_withdrawal(withdrawal_id)?;
                 check_reason(&reason)?;
-                let postings = Postings::new().transfer(Account::PayoutPending, self.available_account(), self.money(amount));
+                let postings =
+                    Postings::new().transfer(Account::PayoutPending, self.available_account(), self.money(amount));
                 WalletEvent::WithdrawalRejected { withdrawal_id, reason, postings }
             }
         };
@@ -282,7 +287,8 @@ impl WalletState {
                 self.withdrawal_ids.insert(*withdrawal_id);
                 self.pending_withdrawals.insert(*withdrawal_id, amount.amount());
             }
-            WalletEvent::WithdrawalPaid { withdrawal_id, .. } | WalletEvent::WithdrawalRejected { withdrawal_id, .. } => {
+            WalletEvent::WithdrawalPaid { withdrawal_id, .. }
+            | WalletEvent::WithdrawalRejected { withdrawal_id, .. } => {
                 self.pending_withdrawals.remove(withdrawal_id);
             }
             WalletEvent::Deposited { .. } | WalletEvent::Adjusted { .. } => {}

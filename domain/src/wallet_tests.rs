@@ -52,14 +52,14 @@ impl Fixture {
 fn deposit_credits_available_from_clearing() {
     let f = fixture();
     let deposit_id = DepositId::new();
-    f.scenario(&[])
-        .when(WalletCommand::Deposit { deposit_id, amount: pos("10"), source: Clearing::Stripe })
-        .then(vec![WalletEvent::Deposited {
+    f.scenario(&[]).when(WalletCommand::Deposit { deposit_id, amount: pos("10"), source: Clearing::Stripe }).then(
+        vec![WalletEvent::Deposited {
             deposit_id,
             amount: pos("10"),
             source: Clearing::Stripe,
             postings: Postings::new().transfer(Account::Clearing(Clearing::Stripe), f.available(), usd("10")),
-        }]);
+        }],
+    );
 }
 
 #[test]
@@ -78,13 +78,13 @@ fn deposit_in_another_currency_is_refused() {
 fn hold_moves_available_to_held() {
     let f = fixture();
     let order_id = OrderId::new();
-    f.scenario(&[f.deposited("5")])
-        .when(WalletCommand::PlaceHold { order_id, amount: pos("1.25") })
-        .then(vec![WalletEvent::HoldPlaced {
+    f.scenario(&[f.deposited("5")]).when(WalletCommand::PlaceHold { order_id, amount: pos("1.25") }).then(vec![
+        WalletEvent::HoldPlaced {
             order_id,
             amount: pos("1.25"),
             postings: Postings::new().transfer(f.available(), f.held_account(), usd("1.25")),
-        }]);
+        },
+    ]);
 }
 
 #[test]
@@ -232,20 +232,20 @@ fn withdrawal_request_pay_and_reject() {
         .when(WalletCommand::RequestWithdrawal { withdrawal_id, amount: pos("4") })
         .then(vec![requested.clone()]);
     let history = [funded, requested];
-    f.scenario(&history)
-        .when(WalletCommand::PayWithdrawal { withdrawal_id, clearing: Clearing::Manual })
-        .then(vec![WalletEvent::WithdrawalPaid {
+    f.scenario(&history).when(WalletCommand::PayWithdrawal { withdrawal_id, clearing: Clearing::Manual }).then(vec![
+        WalletEvent::WithdrawalPaid {
             withdrawal_id,
             clearing: Clearing::Manual,
             postings: Postings::new().transfer(Account::PayoutPending, Account::Clearing(Clearing::Manual), usd("4")),
-        }]);
-    f.scenario(&history)
-        .when(WalletCommand::RejectWithdrawal { withdrawal_id, reason: "name mismatch".into() })
-        .then(vec![WalletEvent::WithdrawalRejected {
+        },
+    ]);
+    f.scenario(&history).when(WalletCommand::RejectWithdrawal { withdrawal_id, reason: "name mismatch".into() }).then(
+        vec![WalletEvent::WithdrawalRejected {
             withdrawal_id,
             reason: "name mismatch".into(),
             postings: Postings::new().transfer(Account::PayoutPending, f.available(), usd("4")),
-        }]);
+        }],
+    );
 }
 
 #[test]
@@ -286,8 +286,5 @@ fn try_apply_reports_a_corrupt_event_instead_of_panicking() {
         amount: pos("1"),
         postings: Postings::new().transfer(f.available(), f.held_account(), usd("1")),
     };
-    assert_eq!(
-        f.wallet.clone().try_apply(&forged),
-        Err(BrokenInvariant::NegativeAvailable(Decimal::NEGATIVE_ONE))
-    );
+    assert_eq!(f.wallet.clone().try_apply(&forged), Err(BrokenInvariant::NegativeAvailable(Decimal::NEGATIVE_ONE)));
 }

@@ -129,7 +129,11 @@ impl World {
         match op {
             Op::Deposit(n) => {
                 let amount = PositiveMoney::new(cents(n)).unwrap();
-                self.apply_wallet(WalletCommand::Deposit { deposit_id: DepositId::new(), amount, source: Clearing::Stripe });
+                self.apply_wallet(WalletCommand::Deposit {
+                    deposit_id: DepositId::new(),
+                    amount,
+                    source: Clearing::Stripe,
+                });
             }
             Op::Place { price, cost_percent } => {
                 let command = OrderCommand::Place {
@@ -162,14 +166,22 @@ impl World {
                     self.apply_order(i, command);
                 }
             }
-            Op::Sms(i, s) => self.on_order(i, OrderCommand::ReceiveSms { sms_id: format!("s{s}"), code: "1".into(), text: String::new(), now }),
+            Op::Sms(i, s) => self.on_order(
+                i,
+                OrderCommand::ReceiveSms { sms_id: format!("s{s}"), code: "1".into(), text: String::new(), now },
+            ),
             Op::Another(i) => self.on_order(i, OrderCommand::RequestAnotherSms { now }),
             Op::Finish(i) => self.on_order(i, OrderCommand::Finish { now }),
             Op::Cancel(i) => self.on_order(i, OrderCommand::Cancel { now }),
             Op::Expire(i) => self.on_order(i, OrderCommand::Expire { now }),
             Op::FailProvider(i) => self.on_order(i, OrderCommand::FailProvider { reason: "down".into(), now }),
             Op::Adjust(n) => {
-                let command = WalletCommand::Adjust { adjustment_id: AdjustmentId::new(), amount: cents(n), reason: "test".into(), admin_id: UserId::new() };
+                let command = WalletCommand::Adjust {
+                    adjustment_id: AdjustmentId::new(),
+                    amount: cents(n),
+                    reason: "test".into(),
+                    admin_id: UserId::new(),
+                };
                 self.apply_wallet(command);
             }
             Op::Withdraw(n) => {

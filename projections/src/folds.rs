@@ -174,11 +174,20 @@ mod tests {
         let mut wallet = WalletState::new(user, Currency::USD);
         let order_id = OrderId::new();
         let commands = [
-            WalletCommand::Deposit { deposit_id: DepositId::new(), amount: PositiveMoney::parse("10", "USD").unwrap(), source: Clearing::Stripe },
+            WalletCommand::Deposit {
+                deposit_id: DepositId::new(),
+                amount: PositiveMoney::parse("10", "USD").unwrap(),
+                source: Clearing::Stripe,
+            },
             WalletCommand::PlaceHold { order_id, amount: PositiveMoney::parse("1.5", "USD").unwrap() },
-            WalletCommand::CaptureHold { order_id, provider_id: "sandbox".into(), cost: domain::Money::parse("1", "USD").unwrap() },
+            WalletCommand::CaptureHold {
+                order_id,
+                provider_id: "sandbox".into(),
+                cost: domain::Money::parse("1", "USD").unwrap(),
+            },
         ];
-        let (mut balances, mut statement, mut trial) = (BalancesFold::default(), StatementFold::default(), TrialBalanceFold::default());
+        let (mut balances, mut statement, mut trial) =
+            (BalancesFold::default(), StatementFold::default(), TrialBalanceFold::default());
         for (i, command) in commands.into_iter().enumerate() {
             for event in wallet.decide(command).unwrap() {
                 wallet = wallet.apply(&event);

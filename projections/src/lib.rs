@@ -20,7 +20,8 @@ pub enum ProjectionName {
 }
 
 impl ProjectionName {
-    pub const ALL: [ProjectionName; 3] = [ProjectionName::Balances, ProjectionName::Statement, ProjectionName::TrialBalance];
+    pub const ALL: [ProjectionName; 3] =
+        [ProjectionName::Balances, ProjectionName::Statement, ProjectionName::TrialBalance];
 
     pub fn as_str(self) -> &'static str {
         match self {

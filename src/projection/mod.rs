@@ -4,4 +4,6 @@ mod runner;
 pub mod sink;
 pub mod sql_types;
 
-pub use runner::{ProjectionError, ProjectionStatus, Target, checkpoint_name, rebuild, run_batch, run_live, status, table};
+pub use runner::{
+    ProjectionError, ProjectionStatus, Target, checkpoint_name, rebuild, run_batch, run_live, status, table,
+};

@@ -84,7 +84,12 @@ macro_rules! fold_page {
 }
 
 /// Runs one batch; returns how many events it applied (0: caught up).
-pub async fn run_batch(engine: &Engine, projection: ProjectionName, target: Target, batch_max: u32) -> Result<usize, ProjectionError> {
+pub async fn run_batch(
+    engine: &Engine,
+    projection: ProjectionName,
+    target: Target,
+    batch_max: u32,
+) -> Result<usize, ProjectionError> {
     let name = checkpoint_name(projection, target);
     match engine {
         Engine::Postgres(pool) => {
@@ -125,7 +130,13 @@ async fn lock_postgres_checkpoint(tx: &mut sqlx::PgConnection, name: &str) -> Re
 }
 
 /// Runs a projector until the process ends: a batch, then wait for new events.
-pub async fn run_live(engine: Engine, projection: ProjectionName, batch_max: u32, mut head: watch::Receiver<i64>, poll: Duration) {
+pub async fn run_live(
+    engine: Engine,
+    projection: ProjectionName,
+    batch_max: u32,
+    mut head: watch::Receiver<i64>,
+    poll: Duration,
+) {
     loop {
         match run_batch(&engine, projection, Target::Live, batch_max).await {
             Ok(0) => {
@@ -192,20 +203,24 @@ async fn prepare_aside(engine: &Engine, projection: ProjectionName) -> Result<()
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             sqlx::query(drop).execute(&mut *tx).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {aside} (LIKE {live} INCLUDING ALL)"))).execute(&mut *tx).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {aside} (LIKE {live} INCLUDING ALL)")))
+                .execute(&mut *tx)
+                .await?;
             sink::postgres::set_checkpoint(&mut tx, &checkpoint_name(projection, Target::Aside), 0).await?;
             tx.commit().await?;
         }
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::query(drop).execute(&mut *tx).await?;
-            let (definition,): (String,) = sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
-                .bind(&live)
-                .fetch_one(&mut *tx)
-                .await?;
-            let columns = definition.find('(').map(|at| &definition[at..]).ok_or_else(|| {
-                sqlx::Error::Protocol(format!("unexpected definition of table {live}"))
-            })?;
+            let (definition,): (String,) =
+                sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
+                    .bind(&live)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let columns = definition
+                .find('(')
+                .map(|at| &definition[at..])
+                .ok_or_else(|| sqlx::Error::Protocol(format!("unexpected definition of table {live}")))?;
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {aside} {columns}"))).execute(&mut *tx).await?;
             sink::sqlite::set_checkpoint(&mut tx, &checkpoint_name(projection, Target::Aside), 0).await?;
             tx.commit().await?;
@@ -236,7 +251,10 @@ async fn swap(engine: &Engine, projection: ProjectionName, batch_max: u32) -> Re
             sqlx::query(drop_live).execute(&mut *tx).await?;
             sqlx::query(rename).execute(&mut *tx).await?;
             sink::$engine_sink::set_checkpoint(&mut *tx, &checkpoint_name(projection, Target::Live), position).await?;
-            sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1").bind(&aside_name).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1")
+                .bind(&aside_name)
+                .execute(&mut *tx)
+                .await?;
             position
         }};
     }

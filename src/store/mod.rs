@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use plan::{BatchPlan, Known, plan_batch};
-pub use types::*;
 use tokio::sync::{mpsc, oneshot, watch};
+pub use types::*;
 
 use crate::config::StoreSettings;
 
@@ -74,7 +74,10 @@ impl Engine {
         }
     }
 
-    async fn commit_batch(&self, batch: &[&AppendRequest]) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
+    async fn commit_batch(
+        &self,
+        batch: &[&AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
         match self {
             Engine::Postgres(pool) => postgres::commit_batch(pool, batch).await,
             Engine::Sqlite(pool) => sqlite::commit_batch(pool, batch).await,

@@ -52,7 +52,11 @@ fn plan_one(
     for stream in &request.streams {
         let actual = known.versions.get(&stream.stream_id).copied().unwrap_or(0);
         if !stream.expected.matches(actual) {
-            return Err(StoreError::Conflict { stream_id: stream.stream_id.clone(), expected: stream.expected, actual });
+            return Err(StoreError::Conflict {
+                stream_id: stream.stream_id.clone(),
+                expected: stream.expected,
+                actual,
+            });
         }
     }
     let metadata = metadata_with_key(request);

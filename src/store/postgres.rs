@@ -26,8 +26,12 @@ pub async fn commit_batch(
         sqlx::query_as("SELECT position, hash FROM event_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
     let hash = head_hash(hash).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
 
-    let streams: Vec<String> =
-        batch.iter().flat_map(|r| r.streams.iter().map(|s| s.stream_id.clone())).collect::<BTreeSet<_>>().into_iter().collect();
+    let streams: Vec<String> = batch
+        .iter()
+        .flat_map(|r| r.streams.iter().map(|s| s.stream_id.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let versions: Vec<(String, Option<i64>)> = sqlx::query_as(
         "SELECT s.stream_id, (SELECT e.version FROM events e WHERE e.stream_id = s.stream_id \
          ORDER BY e.version DESC LIMIT 1) FROM UNNEST($1::text[]) AS s(stream_id)",
@@ -39,7 +43,10 @@ pub async fn commit_batch(
     let outcomes: Vec<(String, Json<AppendOutcome>)> = if keys.is_empty() {
         Vec::new()
     } else {
-        sqlx::query_as("SELECT key, outcome FROM idempotency_keys WHERE key = ANY($1)").bind(&keys).fetch_all(&mut *tx).await?
+        sqlx::query_as("SELECT key, outcome FROM idempotency_keys WHERE key = ANY($1)")
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?
     };
     let known = Known {
         head: Head { position, hash },
@@ -57,8 +64,11 @@ pub async fn commit_batch(
             .await?;
     }
     if !plan.new_keys.is_empty() {
-        let (keys, outcomes): (Vec<String>, Vec<String>) =
-            plan.new_keys.iter().map(|(k, o)| (k.clone(), serde_json::to_string(o).expect("outcome serializes"))).unzip();
+        let (keys, outcomes): (Vec<String>, Vec<String>) = plan
+            .new_keys
+            .iter()
+            .map(|(k, o)| (k.clone(), serde_json::to_string(o).expect("outcome serializes")))
+            .unzip();
         sqlx::query("INSERT INTO idempotency_keys (key, outcome) SELECT k, o::jsonb FROM UNNEST($1::text[], $2::text[]) AS t(k, o)")
             .bind(&keys)
             .bind(&outcomes)

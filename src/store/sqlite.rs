@@ -45,18 +45,23 @@ pub async fn commit_batch(
     let streams: BTreeSet<&str> = batch.iter().flat_map(|r| r.streams.iter().map(|s| s.stream_id.as_str())).collect();
     let mut versions = HashMap::new();
     for stream in streams {
-        let (version,): (Option<i64>,) =
-            sqlx::query_as("SELECT max(version) FROM events WHERE stream_id = $1").bind(stream).fetch_one(&mut *tx).await?;
+        let (version,): (Option<i64>,) = sqlx::query_as("SELECT max(version) FROM events WHERE stream_id = $1")
+            .bind(stream)
+            .fetch_one(&mut *tx)
+            .await?;
         if let Some(version) = version.and_then(|v| u64::try_from(v).ok()) {
             versions.insert(stream.to_owned(), version);
         }
     }
     let mut outcomes = HashMap::new();
     for key in batch.iter().filter_map(|r| r.idempotency_key.as_deref()) {
-        let found: Option<(String,)> =
-            sqlx::query_as("SELECT outcome FROM idempotency_keys WHERE key = $1").bind(key).fetch_optional(&mut *tx).await?;
+        let found: Option<(String,)> = sqlx::query_as("SELECT outcome FROM idempotency_keys WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some((outcome,)) = found {
-            let outcome: AppendOutcome = serde_json::from_str(&outcome).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            let outcome: AppendOutcome =
+                serde_json::from_str(&outcome).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             outcomes.insert(key.to_owned(), outcome);
         }
     }
@@ -123,7 +128,8 @@ fn decode_row(row: SqliteRow) -> Result<RecordedEvent, StoreError> {
         schema_version: row.try_get("schema_version")?,
         payload: json("payload")?,
         metadata: json("metadata")?,
-        recorded_at: DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt("recorded_at out of range".into()))?,
+        recorded_at: DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| corrupt("recorded_at out of range".into()))?,
         hash: row.try_get("hash")?,
     })
 }

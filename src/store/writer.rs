@@ -26,7 +26,11 @@ pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Lim
         let started = Instant::now();
         match engine.commit_batch(&requests).await {
             Ok(results) => {
-                tracing::debug!(batch.requests = batch.len(), duration_us = started.elapsed().as_micros() as u64, "store.batch_committed");
+                tracing::debug!(
+                    batch.requests = batch.len(),
+                    duration_us = started.elapsed().as_micros() as u64,
+                    "store.batch_committed"
+                );
                 let newest = results.iter().filter_map(|r| r.as_ref().ok()).map(|o| o.last_position).max();
                 if let Some(newest) = newest {
                     head.send_if_modified(|current| {

@@ -65,7 +65,9 @@ pub async fn postgres_database(test: &str) -> Option<TestDatabase> {
             if std::env::var_os("CI").is_some() {
                 panic!("CI is set but PostgreSQL at {admin_url} is unreachable: {error}");
             }
-            eprintln!("\n*** SKIPPED {test}: PostgreSQL at {admin_url} is unreachable ({error}); set TEST_DATABASE_URL ***\n");
+            eprintln!(
+                "\n*** SKIPPED {test}: PostgreSQL at {admin_url} is unreachable ({error}); set TEST_DATABASE_URL ***\n"
+            );
             return None;
         }
     };

@@ -1,10 +1,12 @@
 //! A scripted random workload through the real application service: deposits, orders
 //! through every ending, withdrawals and admin adjustments, by many users at once.
 
+use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
 use domain::order::OrderCommand;
 use domain::wallet::WalletCommand;
-use domain::{AdjustmentId, Clearing, Currency, DepositId, Money, OrderId, PositiveMoney, Timestamp, UserId, WithdrawalId};
-use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
+use domain::{
+    AdjustmentId, Clearing, Currency, DepositId, Money, OrderId, PositiveMoney, Timestamp, UserId, WithdrawalId,
+};
 use rust_decimal::Decimal;
 use smsledger::service::{Ledger, ServiceError};
 use smsledger::store::Metadata;
@@ -40,7 +42,10 @@ pub async fn one_user(ledger: &Ledger, user: UserId, seed: u64, orders: usize) -
         amount: PositiveMoney::new(cents(500 + random.below(1_000))).unwrap(),
         source: Clearing::Stripe,
     };
-    ledger.wallet_command(user, Currency::USD, deposit, Some(format!("deposit:{user}")), Metadata::default()).await.unwrap();
+    ledger
+        .wallet_command(user, Currency::USD, deposit, Some(format!("deposit:{user}")), Metadata::default())
+        .await
+        .unwrap();
     accepted += 1;
     for _ in 0..orders {
         accepted += one_order(ledger, user, &mut random).await;
@@ -83,7 +88,12 @@ async fn one_order(ledger: &Ledger, user: UserId, random: &mut Random) -> usize 
     };
     run(assign).await.unwrap();
     accepted += 1;
-    let sms = |id: &str, at| OrderCommand::ReceiveSms { sms_id: id.into(), code: "123456".into(), text: "Your code 123456".into(), now: T0.plus_ms(at) };
+    let sms = |id: &str, at| OrderCommand::ReceiveSms {
+        sms_id: id.into(),
+        code: "123456".into(),
+        text: "Your code 123456".into(),
+        now: T0.plus_ms(at),
+    };
     let ending = random.below(4);
     let commands = match ending {
         0 => vec![sms("a", 30_000), OrderCommand::Finish { now: T0.plus_ms(40_000) }],
@@ -106,13 +116,32 @@ async fn one_order(ledger: &Ledger, user: UserId, random: &mut Random) -> usize 
 }
 
 async fn money_movement(ledger: &Ledger, user: UserId, random: &mut Random) -> usize {
-    let run = |command| async move { ledger.wallet_command(user, Currency::USD, command, None, Metadata::default()).await };
+    let run =
+        |command| async move { ledger.wallet_command(user, Currency::USD, command, None, Metadata::default()).await };
     let result = match random.below(3) {
-        0 => run(WalletCommand::Adjust { adjustment_id: AdjustmentId::new(), amount: cents(25), reason: "goodwill".into(), admin_id: UserId::new() }).await,
-        1 => run(WalletCommand::Adjust { adjustment_id: AdjustmentId::new(), amount: cents(10).negated(), reason: "fee".into(), admin_id: UserId::new() }).await,
+        0 => {
+            run(WalletCommand::Adjust {
+                adjustment_id: AdjustmentId::new(),
+                amount: cents(25),
+                reason: "goodwill".into(),
+                admin_id: UserId::new(),
+            })
+            .await
+        }
+        1 => {
+            run(WalletCommand::Adjust {
+                adjustment_id: AdjustmentId::new(),
+                amount: cents(10).negated(),
+                reason: "fee".into(),
+                admin_id: UserId::new(),
+            })
+            .await
+        }
         _ => {
             let withdrawal_id = WithdrawalId::new();
-            let requested = run(WalletCommand::RequestWithdrawal { withdrawal_id, amount: PositiveMoney::new(cents(30)).unwrap() }).await;
+            let requested =
+                run(WalletCommand::RequestWithdrawal { withdrawal_id, amount: PositiveMoney::new(cents(30)).unwrap() })
+                    .await;
             if requested.is_ok() {
                 let close = if random.below(2) == 0 {
                     WalletCommand::PayWithdrawal { withdrawal_id, clearing: Clearing::Manual }
@@ -136,7 +165,9 @@ pub async fn run(ledger: &Ledger, users: usize, orders_per_user: usize, seed: u6
     let mut tasks = Vec::new();
     for i in 0..users {
         let ledger = ledger.clone();
-        tasks.push(tokio::spawn(async move { one_user(&ledger, UserId::new(), seed + i as u64 * 7919, orders_per_user).await }));
+        tasks.push(tokio::spawn(async move {
+            one_user(&ledger, UserId::new(), seed + i as u64 * 7919, orders_per_user).await
+        }));
     }
     let mut accepted = 0;
     for task in tasks {
