@@ -23,11 +23,20 @@ pub struct TestDatabase {
 enum Cleanup {
     Postgres { admin_url: String, name: String },
     Sqlite { dir: PathBuf },
+    None,
+}
+
+impl TestDatabase {
+    /// A database owned by someone else (a parent test process): never cleaned up here.
+    pub fn borrowed(url: String) -> TestDatabase {
+        TestDatabase { url, cleanup: Cleanup::None }
+    }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         match &self.cleanup {
+            Cleanup::None => {}
             Cleanup::Sqlite { dir } => {
                 let _ = std::fs::remove_dir_all(dir);
             }
