@@ -1,1 +1,206 @@
-fn main() {}
+//! Store load driver: N concurrent writers append single-event requests (real wallet
+//! deposits, hash chain and version checks included) for a fixed time, and in the same run
+//! the ceiling they are compared with: raw one-row INSERT + COMMIT at the same concurrency
+//! on the same server. Then replay: rebuilding every projection and `verify`, against a
+//! raw sequential scan of the events table.
+//!
+//! Run: `cargo bench --bench store_load` (PostgreSQL at BENCH_DATABASE_URL, default the
+//! local server; BENCH_WRITERS default 32, BENCH_SECONDS default 10).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::events::wallet_stream;
+use domain::wallet::{WalletCommand, WalletState};
+use domain::{Aggregate, Clearing, Currency, DepositId, DomainEvent, PositiveMoney, UserId};
+use projections::ProjectionName;
+use smsledger::config::StoreSettings;
+use smsledger::store::{AppendRequest, Engine, EventStore, ExpectedVersion, NewEvent, StreamAppend};
+use sqlx::{Connection, Executor};
+
+/// Awaits every task in order.
+async fn join_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
+
+struct Run {
+    operations: usize,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.operations as f64 / self.seconds
+    }
+
+    fn percentile(&mut self, p: f64) -> f64 {
+        self.latencies_us.sort_unstable();
+        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us.get(index).copied().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+fn env_number(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(()); // `cargo test --benches` asks for a list; this driver has no tests.
+    }
+    let writers = env_number("BENCH_WRITERS", 32);
+    let duration = Duration::from_secs(env_number("BENCH_SECONDS", 10) as u64);
+    let admin_url =
+        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("smsledger_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await?;
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base));
+
+    let settings = StoreSettings { pool_size: (writers as u32).max(4) + 4, ..StoreSettings::new(url.clone()) };
+    let engine = Engine::connect(&url, settings.pool_size).await?;
+    engine.migrate().await?;
+    let store = EventStore::with_engine(engine.clone(), &settings);
+
+    println!("writers: {writers}, duration per run: {} s, server: PostgreSQL", duration.as_secs());
+    let mut raw = raw_commits(&engine, writers, duration).await?;
+    let mut appends = appends(&store, writers, duration).await;
+    let events = store.head().await?.position;
+    let scan = raw_scan_seconds(&engine).await?;
+    let rebuild = {
+        let started = Instant::now();
+        for projection in ProjectionName::ALL {
+            smsledger::projection::rebuild(&engine, projection, 1_000, &|_| {}).await?;
+        }
+        started.elapsed().as_secs_f64()
+    };
+    let verify = {
+        let started = Instant::now();
+        let report = smsledger::verify::verify(&store).await?;
+        assert!(report.is_ok(), "{:?}", report.problems);
+        started.elapsed().as_secs_f64()
+    };
+
+    println!();
+    println!("| measurement | rate | p50 ms | p99 ms | vs ceiling |");
+    println!("|---|---|---|---|---|");
+    let raw_rate = raw.rate();
+    println!(
+        "| raw INSERT + COMMIT, one row each ({writers} connections) | {:.0} commits/s | {:.2} | {:.2} | 1.00 |",
+        raw_rate,
+        raw.percentile(0.5),
+        raw.percentile(0.99)
+    );
+    println!(
+        "| store append, 1 event each ({writers} writers, group commit) | {:.0} events/s | {:.2} | {:.2} | {:.2}x |",
+        appends.rate(),
+        appends.percentile(0.5),
+        appends.percentile(0.99),
+        appends.rate() / raw_rate
+    );
+    let scan_rate = events as f64 / scan;
+    println!("| raw sequential scan of {events} events | {scan_rate:.0} events/s | | | 1.00 |");
+    println!(
+        "| rebuild all 3 projections | {:.0} events/s | | | {:.2} |",
+        events as f64 / rebuild,
+        events as f64 / rebuild / scan_rate
+    );
+    println!(
+        "| verify (chain + aggregates + projections) | {:.0} events/s | | | {:.2} |",
+        events as f64 / verify,
+        events as f64 / verify / scan_rate
+    );
+
+    drop(store);
+    engine_close(engine).await;
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).await?;
+    Ok(())
+}
+
+async fn engine_close(engine: Engine) {
+    if let Engine::Postgres(pool) = engine {
+        pool.close().await;
+    }
+}
+
+/// Each writer deposits into its own wallet: single-event appends with an exact expected version.
+async fn appends(store: &EventStore, writers: usize, duration: Duration) -> Run {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut handles = Vec::new();
+    for _ in 0..writers {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let user = UserId::new();
+            let wallet = WalletState::new(user, Currency::USD);
+            let amount = PositiveMoney::parse("1.00", "USD").unwrap();
+            let mut latencies = Vec::new();
+            let mut version = 0;
+            while Instant::now() < deadline {
+                let command = WalletCommand::Deposit { deposit_id: DepositId::new(), amount, source: Clearing::Stripe };
+                let event = wallet.decide(command).unwrap().remove(0);
+                let request = AppendRequest {
+                    streams: vec![StreamAppend {
+                        stream_id: wallet_stream(user, Currency::USD),
+                        expected: ExpectedVersion::from_version(version),
+                        events: vec![NewEvent::from_domain(&DomainEvent::Wallet(event))],
+                    }],
+                    ..Default::default()
+                };
+                let sent = Instant::now();
+                store.append(request).await.expect("append");
+                latencies.push(sent.elapsed().as_micros() as u64);
+                version += 1;
+            }
+            latencies
+        }));
+    }
+    let latencies: Vec<u64> = join_all(handles).await.into_iter().flatten().collect();
+    Run { operations: latencies.len(), seconds: started.elapsed().as_secs_f64(), latencies_us: latencies }
+}
+
+/// The disk's ceiling for one commit per request: autocommitted single-row inserts.
+async fn raw_commits(engine: &Engine, writers: usize, duration: Duration) -> anyhow::Result<Run> {
+    let Engine::Postgres(pool) = engine else { anyhow::bail!("the raw baseline needs PostgreSQL") };
+    sqlx::query("CREATE TABLE raw_commit (id BIGSERIAL PRIMARY KEY, payload JSONB NOT NULL)").execute(pool).await?;
+    let payload =
+        Arc::new(serde_json::json!({"amount": {"amount": "1", "currency": "USD"}, "source": "stripe"}).to_string());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut handles = Vec::new();
+    for _ in 0..writers {
+        let (pool, payload) = (pool.clone(), payload.clone());
+        handles.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                sqlx::query("INSERT INTO raw_commit (payload) VALUES ($1::jsonb)")
+                    .bind(payload.as_str())
+                    .execute(&pool)
+                    .await
+                    .expect("insert");
+                latencies.push(sent.elapsed().as_micros() as u64);
+            }
+            latencies
+        }));
+    }
+    let latencies: Vec<u64> = join_all(handles).await.into_iter().flatten().collect();
+    Ok(Run { operations: latencies.len(), seconds: started.elapsed().as_secs_f64(), latencies_us: latencies })
+}
+
+/// Every column of every event fetched in position order, decoded by nothing.
+async fn raw_scan_seconds(engine: &Engine) -> anyhow::Result<f64> {
+    let Engine::Postgres(pool) = engine else { anyhow::bail!("the raw scan needs PostgreSQL") };
+    let started = Instant::now();
+    let rows = sqlx::query("SELECT position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at, hash FROM events ORDER BY position")
+        .fetch_all(pool)
+        .await?;
+    std::hint::black_box(rows.len());
+    Ok(started.elapsed().as_secs_f64())
+}
