@@ -63,12 +63,21 @@ async fn main() -> anyhow::Result<()> {
     admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await?;
     let url = format!("{}/{name}", admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base));
 
-    let settings = StoreSettings { pool_size: (writers as u32).max(4) + 4, ..StoreSettings::new(url.clone()) };
+    let mut settings = StoreSettings { pool_size: (writers as u32).max(4) + 4, ..StoreSettings::new(url.clone()) };
+    settings.batch_wait_us = env_number("STORE_BATCH_WAIT_US", settings.batch_wait_us as usize) as u64;
     let engine = Engine::connect(&url, settings.pool_size).await?;
     engine.migrate().await?;
     let store = EventStore::with_engine(engine.clone(), &settings);
 
-    println!("writers: {writers}, duration per run: {} s, server: PostgreSQL", duration.as_secs());
+    println!(
+        "writers: {writers}, duration per run: {} s, server: PostgreSQL, batch wait: {} us",
+        duration.as_secs(),
+        settings.batch_wait_us
+    );
+    sqlx::query("CREATE TABLE raw_commit (id BIGSERIAL PRIMARY KEY, payload JSONB NOT NULL)")
+        .execute(pool(&engine))
+        .await?;
+    let mut raw_single = raw_commits(&engine, 1, duration).await?;
     let mut raw = raw_commits(&engine, writers, duration).await?;
     let mut appends = appends(&store, writers, duration).await;
     let events = store.head().await?.position;
@@ -91,6 +100,13 @@ async fn main() -> anyhow::Result<()> {
     println!("| measurement | rate | p50 ms | p99 ms | vs ceiling |");
     println!("|---|---|---|---|---|");
     let raw_rate = raw.rate();
+    println!(
+        "| raw INSERT + COMMIT, one row each (1 connection) | {:.0} commits/s | {:.2} | {:.2} | {:.2} |",
+        raw_single.rate(),
+        raw_single.percentile(0.5),
+        raw_single.percentile(0.99),
+        raw_single.rate() / raw_rate
+    );
     println!(
         "| raw INSERT + COMMIT, one row each ({writers} connections) | {:.0} commits/s | {:.2} | {:.2} | 1.00 |",
         raw_rate,
@@ -121,6 +137,13 @@ async fn main() -> anyhow::Result<()> {
     engine_close(engine).await;
     admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).await?;
     Ok(())
+}
+
+fn pool(engine: &Engine) -> &sqlx::PgPool {
+    match engine {
+        Engine::Postgres(pool) => pool,
+        Engine::Sqlite(_) => unreachable!("the bench opens PostgreSQL"),
+    }
 }
 
 async fn engine_close(engine: Engine) {
@@ -167,8 +190,7 @@ async fn appends(store: &EventStore, writers: usize, duration: Duration) -> Run 
 
 /// The disk's ceiling for one commit per request: autocommitted single-row inserts.
 async fn raw_commits(engine: &Engine, writers: usize, duration: Duration) -> anyhow::Result<Run> {
-    let Engine::Postgres(pool) = engine else { anyhow::bail!("the raw baseline needs PostgreSQL") };
-    sqlx::query("CREATE TABLE raw_commit (id BIGSERIAL PRIMARY KEY, payload JSONB NOT NULL)").execute(pool).await?;
+    let pool = pool(engine);
     let payload =
         Arc::new(serde_json::json!({"amount": {"amount": "1", "currency": "USD"}, "source": "stripe"}).to_string());
     let started = Instant::now();
@@ -196,7 +218,7 @@ async fn raw_commits(engine: &Engine, writers: usize, duration: Duration) -> any
 
 /// Every column of every event fetched in position order, decoded by nothing.
 async fn raw_scan_seconds(engine: &Engine) -> anyhow::Result<f64> {
-    let Engine::Postgres(pool) = engine else { anyhow::bail!("the raw scan needs PostgreSQL") };
+    let pool = pool(engine);
     let started = Instant::now();
     let rows = sqlx::query("SELECT position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at, hash FROM events ORDER BY position")
         .fetch_all(pool)

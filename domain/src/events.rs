@@ -40,6 +40,11 @@ impl DomainEvent {
     }
 
     pub fn decode(event_type: &str, schema_version: i32, payload: &Value) -> Result<Self, DecodeError> {
+        DomainEvent::decode_owned(event_type, schema_version, payload.clone())
+    }
+
+    /// `decode` for a payload the caller no longer needs (no copy).
+    pub fn decode_owned(event_type: &str, schema_version: i32, payload: Value) -> Result<Self, DecodeError> {
         let payload = upcast(event_type, schema_version, payload)?;
         if event_type.starts_with("wallet.") {
             join_tag(event_type, payload).map(DomainEvent::Wallet)
@@ -73,9 +78,9 @@ impl From<OrderEvent> for DomainEvent {
 
 /// Turns a payload written with an older schema version into the current shape.
 /// No event type has changed yet, so version 1 is the only one accepted.
-fn upcast(event_type: &str, version: i32, payload: &Value) -> Result<Value, DecodeError> {
+fn upcast(event_type: &str, version: i32, payload: Value) -> Result<Value, DecodeError> {
     match version {
-        SCHEMA_VERSION_CURRENT => Ok(payload.clone()),
+        SCHEMA_VERSION_CURRENT => Ok(payload),
         _ => Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), version }),
     }
 }

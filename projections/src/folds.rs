@@ -210,3 +210,29 @@ mod tests {
         assert_eq!(trial.rows[&("clearing:stripe".to_string(), Currency::USD)].0, Decimal::new(-10, 0));
     }
 }
+
+/// Any one projection's fold, chosen by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fold {
+    Balances(BalancesFold),
+    Statement(StatementFold),
+    TrialBalance(TrialBalanceFold),
+}
+
+impl Fold {
+    pub fn new(projection: crate::ProjectionName) -> Fold {
+        match projection {
+            crate::ProjectionName::Balances => Fold::Balances(BalancesFold::default()),
+            crate::ProjectionName::Statement => Fold::Statement(StatementFold::default()),
+            crate::ProjectionName::TrialBalance => Fold::TrialBalance(TrialBalanceFold::default()),
+        }
+    }
+
+    pub fn apply(&mut self, entry: &LedgerEntry) {
+        match self {
+            Fold::Balances(fold) => fold.apply(entry),
+            Fold::Statement(fold) => fold.apply(entry),
+            Fold::TrialBalance(fold) => fold.apply(entry),
+        }
+    }
+}

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use domain::DomainEvent;
-use projections::{LedgerEntry, ProjectionName};
+use projections::{Fold, LedgerEntry, ProjectionName, StatementFold};
 use tokio::sync::watch;
 
 use super::sink;
@@ -173,7 +173,10 @@ pub async fn status(engine: &Engine, head: i64) -> Result<Vec<ProjectionStatus>,
 }
 
 /// Rebuilds a projection from position 0 aside, then swaps it in. `progress(position)` is
-/// called after every batch. Returns the position the new view was built to.
+/// called after every page. Returns the position the new view was built to.
+///
+/// The aside build keeps its fold in memory (nobody else writes the aside table): statement
+/// lines are written page by page, balance rows once at the end, each with the aside checkpoint.
 pub async fn rebuild(
     engine: &Engine,
     projection: ProjectionName,
@@ -181,18 +184,54 @@ pub async fn rebuild(
     progress: &(dyn Fn(i64) + Sync),
 ) -> Result<i64, ProjectionError> {
     prepare_aside(engine, projection).await?;
-    while run_batch(engine, projection, Target::Aside, batch_max).await? > 0 {
-        progress(aside_position(engine, projection).await?);
+    let aside = table(projection, Target::Aside);
+    let aside_name = checkpoint_name(projection, Target::Aside);
+    let mut fold = Fold::new(projection);
+    let mut after = 0;
+    let mut reader = store::LogReader::new(engine, 0, batch_max);
+    loop {
+        let events = reader.next_page().await?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        let decoded = decode(&events)?;
+        for entry in entries(&events, &decoded) {
+            fold.apply(&entry);
+        }
+        if let Fold::Statement(statement) = &mut fold {
+            // Written lines are final; the running balances stay in memory for the next page.
+            let page = StatementFold { running: Default::default(), lines: std::mem::take(&mut statement.lines) };
+            write_with_checkpoint(engine, &aside, &Fold::Statement(page), &aside_name, after).await?;
+        }
+        progress(after);
+    }
+    if !matches!(fold, Fold::Statement(_)) {
+        write_with_checkpoint(engine, &aside, &fold, &aside_name, after).await?;
     }
     swap(engine, projection, batch_max).await
 }
 
-async fn aside_position(engine: &Engine, projection: ProjectionName) -> Result<i64, sqlx::Error> {
-    let name = checkpoint_name(projection, Target::Aside);
+async fn write_with_checkpoint(
+    engine: &Engine,
+    table: &str,
+    fold: &Fold,
+    name: &str,
+    position: i64,
+) -> Result<(), ProjectionError> {
     match engine {
-        Engine::Postgres(pool) => sink::postgres::checkpoint(&mut *pool.acquire().await?, &name).await,
-        Engine::Sqlite(pool) => sink::sqlite::checkpoint(&mut *pool.acquire().await?, &name).await,
+        Engine::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sink::postgres::write(&mut tx, table, fold).await?;
+            sink::postgres::set_checkpoint(&mut tx, name, position).await?;
+            tx.commit().await?;
+        }
+        Engine::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            sink::sqlite::write(&mut tx, table, fold).await?;
+            sink::sqlite::set_checkpoint(&mut tx, name, position).await?;
+            tx.commit().await?;
+        }
     }
+    Ok(())
 }
 
 async fn prepare_aside(engine: &Engine, projection: ProjectionName) -> Result<(), ProjectionError> {

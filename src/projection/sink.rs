@@ -2,12 +2,11 @@
 //! the `projections` crate, write the rows back. The SQL is the same on both engines;
 //! a macro stamps it out once per connection type.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
 
 use domain::{Currency, UserId};
-use projections::{
-    Balance, BalanceKey, BalancesFold, LedgerEntry, ProjectionName, StatementFold, StatementLine, TrialBalanceFold,
-};
+use projections::{AccountKey, Balance, BalanceKey, Fold, LedgerEntry, ProjectionName, StatementLine};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqlStr};
 use uuid::Uuid;
 
@@ -23,6 +22,25 @@ pub struct Snapshot {
 
 fn currency(text: &str) -> Result<Currency, sqlx::Error> {
     Currency::parse(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// Rows per multi-row statement: 200 rows of up to 10 columns stay far below both
+/// engines' bound-parameter limits (SQLite 32766, PostgreSQL 65535).
+const ROWS_PER_STATEMENT: usize = 200;
+const _: () = assert!(ROWS_PER_STATEMENT * 10 < 32_766);
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut text = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        text.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            let separator = if column == 0 { "" } else { ", " };
+            write!(text, "{separator}${}", row * columns + column + 1).expect("writing to a String cannot fail");
+        }
+        text.push(')');
+    }
+    text
 }
 
 fn sql(text: String) -> SqlStr {
@@ -56,128 +74,164 @@ macro_rules! engine_sink {
                 Ok(())
             }
 
+            /// Folds `entries` over the rows they touch (loaded first) and writes those rows.
             pub async fn write_batch(
                 connection: &mut $connection,
                 projection: ProjectionName,
                 table: &str,
                 entries: &[LedgerEntry<'_>],
             ) -> Result<(), sqlx::Error> {
-                match projection {
-                    ProjectionName::Balances => write_balances(connection, table, entries).await,
-                    ProjectionName::Statement => write_statement(connection, table, entries).await,
-                    ProjectionName::TrialBalance => write_trial_balance(connection, table, entries).await,
-                }
-            }
-
-            async fn write_balances(connection: &mut $connection, table: &str, entries: &[LedgerEntry<'_>]) -> Result<(), sqlx::Error> {
-                let mut fold = BalancesFold::default();
-                for key in entries.iter().flat_map(|e| e.user_changes().into_keys()) {
-                    if fold.rows.contains_key(&key) {
-                        continue;
-                    }
-                    let row: Option<(Amount, Amount, i64)> = sqlx::query_as(sql(format!(
-                        "SELECT available, held, position FROM {table} WHERE user_id = $1 AND currency = $2"
-                    )))
-                    .bind(key.0.0)
-                    .bind(key.1.as_str())
-                    .fetch_optional(&mut *connection)
-                    .await?;
-                    let (available, held, position) = row.unwrap_or((Amount(0.into()), Amount(0.into()), 0));
-                    fold.rows.insert(key, Balance { available: available.0, held: held.0, position });
-                }
+                let mut fold = load(connection, projection, table, entries).await?;
                 for entry in entries {
                     fold.apply(entry);
                 }
-                let upsert = sql(format!(
-                    "INSERT INTO {table} (user_id, currency, available, held, position) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (user_id, currency) DO UPDATE SET available = excluded.available, \
-                     held = excluded.held, position = excluded.position"
-                ));
-                for ((user, currency), row) in &fold.rows {
-                    sqlx::query(upsert.clone())
-                        .bind(user.0)
-                        .bind(currency.as_str())
-                        .bind(Amount(row.available))
-                        .bind(Amount(row.held))
-                        .bind(row.position)
-                        .execute(&mut *connection)
-                        .await?;
-                }
-                Ok(())
+                write(connection, table, &fold).await
             }
 
-            async fn write_statement(connection: &mut $connection, table: &str, entries: &[LedgerEntry<'_>]) -> Result<(), sqlx::Error> {
-                let mut fold = StatementFold::default();
-                for key in entries.iter().flat_map(|e| e.user_changes().into_keys()) {
-                    if fold.running.contains_key(&key) {
-                        continue;
+            /// The current rows for every key `entries` touch, as a fold to continue.
+            pub async fn load(
+                connection: &mut $connection,
+                projection: ProjectionName,
+                table: &str,
+                entries: &[LedgerEntry<'_>],
+            ) -> Result<Fold, sqlx::Error> {
+                let mut fold = Fold::new(projection);
+                match &mut fold {
+                    Fold::Balances(fold) => {
+                        let keys: BTreeSet<BalanceKey> = entries.iter().flat_map(|e| e.user_changes().into_keys()).collect();
+                        let keys: Vec<BalanceKey> = keys.into_iter().collect();
+                        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                            let text = format!(
+                                "SELECT user_id, currency, available, held, position FROM {table} \
+                                 WHERE (user_id, currency) IN (VALUES {})",
+                                placeholders(chunk.len(), 2)
+                            );
+                            let mut query = sqlx::query(sql(text));
+                            for (user, currency) in chunk {
+                                query = query.bind(user.0).bind(currency.as_str());
+                            }
+                            for row in query.fetch_all(&mut *connection).await? {
+                                let key = (UserId(row.try_get::<Uuid, _>(0)?), currency(&row.try_get::<String, _>(1)?)?);
+                                let balance = Balance {
+                                    available: row.try_get::<Amount, _>(2)?.0,
+                                    held: row.try_get::<Amount, _>(3)?.0,
+                                    position: row.try_get(4)?,
+                                };
+                                fold.rows.insert(key, balance);
+                            }
+                        }
                     }
-                    let row: Option<(Amount, Amount, i64)> = sqlx::query_as(sql(format!(
-                        "SELECT available_after, held_after, position FROM {table} \
-                         WHERE user_id = $1 AND currency = $2 ORDER BY position DESC LIMIT 1"
-                    )))
-                    .bind(key.0.0)
-                    .bind(key.1.as_str())
-                    .fetch_optional(&mut *connection)
-                    .await?;
-                    let (available, held, position) = row.unwrap_or((Amount(0.into()), Amount(0.into()), 0));
-                    fold.running.insert(key, Balance { available: available.0, held: held.0, position });
+                    Fold::Statement(fold) => {
+                        let keys: BTreeSet<BalanceKey> = entries.iter().flat_map(|e| e.user_changes().into_keys()).collect();
+                        let keys: Vec<BalanceKey> = keys.into_iter().collect();
+                        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                            let text = format!(
+                                "SELECT user_id, currency, available_after, held_after, position FROM {table} \
+                                 WHERE (user_id, currency, position) IN (SELECT user_id, currency, max(position) FROM {table} \
+                                 WHERE (user_id, currency) IN (VALUES {}) GROUP BY user_id, currency)",
+                                placeholders(chunk.len(), 2)
+                            );
+                            let mut query = sqlx::query(sql(text));
+                            for (user, currency) in chunk {
+                                query = query.bind(user.0).bind(currency.as_str());
+                            }
+                            for row in query.fetch_all(&mut *connection).await? {
+                                let key = (UserId(row.try_get::<Uuid, _>(0)?), currency(&row.try_get::<String, _>(1)?)?);
+                                let balance = Balance {
+                                    available: row.try_get::<Amount, _>(2)?.0,
+                                    held: row.try_get::<Amount, _>(3)?.0,
+                                    position: row.try_get(4)?,
+                                };
+                                fold.running.insert(key, balance);
+                            }
+                        }
+                    }
+                    Fold::TrialBalance(fold) => {
+                        let keys: BTreeSet<AccountKey> = entries.iter().flat_map(|e| e.account_changes().into_keys()).collect();
+                        let keys: Vec<AccountKey> = keys.into_iter().collect();
+                        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                            let text = format!(
+                                "SELECT account, currency, balance, position FROM {table} WHERE (account, currency) IN (VALUES {})",
+                                placeholders(chunk.len(), 2)
+                            );
+                            let mut query = sqlx::query(sql(text));
+                            for (account, currency) in chunk {
+                                query = query.bind(account.clone()).bind(currency.as_str());
+                            }
+                            for row in query.fetch_all(&mut *connection).await? {
+                                let key = (row.try_get::<String, _>(0)?, currency(&row.try_get::<String, _>(1)?)?);
+                                fold.rows.insert(key, (row.try_get::<Amount, _>(2)?.0, row.try_get(3)?));
+                            }
+                        }
+                    }
                 }
-                for entry in entries {
-                    fold.apply(entry);
-                }
-                let insert = sql(format!(
-                    "INSERT INTO {table} (user_id, currency, position, event_type, reference, available_change, \
-                     held_change, available_after, held_after, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                ));
-                for line in &fold.lines {
-                    sqlx::query(insert.clone())
-                        .bind(line.user_id.0)
-                        .bind(line.currency.as_str())
-                        .bind(line.position)
-                        .bind(&line.event_type)
-                        .bind(&line.reference)
-                        .bind(Amount(line.available_change))
-                        .bind(Amount(line.held_change))
-                        .bind(Amount(line.available_after))
-                        .bind(Amount(line.held_after))
-                        .bind(Instant(line.recorded_at_micros))
-                        .execute(&mut *connection)
-                        .await?;
-                }
-                Ok(())
+                Ok(fold)
             }
 
-            async fn write_trial_balance(connection: &mut $connection, table: &str, entries: &[LedgerEntry<'_>]) -> Result<(), sqlx::Error> {
-                let mut fold = TrialBalanceFold::default();
-                for key in entries.iter().flat_map(|e| e.account_changes().into_keys()) {
-                    if fold.rows.contains_key(&key) {
-                        continue;
+            /// Writes a fold's rows: balances and trial balance rows are upserted, statement
+            /// lines inserted. Many rows per statement.
+            pub async fn write(connection: &mut $connection, table: &str, fold: &Fold) -> Result<(), sqlx::Error> {
+                match fold {
+                    Fold::Balances(fold) => {
+                        let rows: Vec<_> = fold.rows.iter().collect();
+                        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                            let text = format!(
+                                "INSERT INTO {table} (user_id, currency, available, held, position) VALUES {} \
+                                 ON CONFLICT (user_id, currency) DO UPDATE SET available = excluded.available, \
+                                 held = excluded.held, position = excluded.position",
+                                placeholders(chunk.len(), 5)
+                            );
+                            let mut query = sqlx::query(sql(text));
+                            for ((user, currency), row) in chunk {
+                                query = query
+                                    .bind(user.0)
+                                    .bind(currency.as_str())
+                                    .bind(Amount(row.available))
+                                    .bind(Amount(row.held))
+                                    .bind(row.position);
+                            }
+                            query.execute(&mut *connection).await?;
+                        }
                     }
-                    let row: Option<(Amount, i64)> =
-                        sqlx::query_as(sql(format!("SELECT balance, position FROM {table} WHERE account = $1 AND currency = $2")))
-                            .bind(&key.0)
-                            .bind(key.1.as_str())
-                            .fetch_optional(&mut *connection)
-                            .await?;
-                    let (balance, position) = row.unwrap_or((Amount(0.into()), 0));
-                    fold.rows.insert(key, (balance.0, position));
-                }
-                for entry in entries {
-                    fold.apply(entry);
-                }
-                let upsert = sql(format!(
-                    "INSERT INTO {table} (account, currency, balance, position) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (account, currency) DO UPDATE SET balance = excluded.balance, position = excluded.position"
-                ));
-                for ((account, currency), (balance, position)) in &fold.rows {
-                    sqlx::query(upsert.clone())
-                        .bind(account)
-                        .bind(currency.as_str())
-                        .bind(Amount(*balance))
-                        .bind(*position)
-                        .execute(&mut *connection)
-                        .await?;
+                    Fold::Statement(fold) => {
+                        for chunk in fold.lines.chunks(ROWS_PER_STATEMENT) {
+                            let text = format!(
+                                "INSERT INTO {table} (user_id, currency, position, event_type, reference, available_change, \
+                                 held_change, available_after, held_after, recorded_at) VALUES {}",
+                                placeholders(chunk.len(), 10)
+                            );
+                            let mut query = sqlx::query(sql(text));
+                            for line in chunk {
+                                query = query
+                                    .bind(line.user_id.0)
+                                    .bind(line.currency.as_str())
+                                    .bind(line.position)
+                                    .bind(line.event_type.as_str())
+                                    .bind(line.reference.as_deref())
+                                    .bind(Amount(line.available_change))
+                                    .bind(Amount(line.held_change))
+                                    .bind(Amount(line.available_after))
+                                    .bind(Amount(line.held_after))
+                                    .bind(Instant(line.recorded_at_micros));
+                            }
+                            query.execute(&mut *connection).await?;
+                        }
+                    }
+                    Fold::TrialBalance(fold) => {
+                        let rows: Vec<_> = fold.rows.iter().collect();
+                        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                            let text = format!(
+                                "INSERT INTO {table} (account, currency, balance, position) VALUES {} \
+                                 ON CONFLICT (account, currency) DO UPDATE SET balance = excluded.balance, position = excluded.position",
+                                placeholders(chunk.len(), 4)
+                            );
+                            let mut query = sqlx::query(sql(text));
+                            for ((account, currency), (balance, position)) in chunk {
+                                query = query.bind(account.as_str()).bind(currency.as_str()).bind(Amount(*balance)).bind(*position);
+                            }
+                            query.execute(&mut *connection).await?;
+                        }
+                    }
                 }
                 Ok(())
             }

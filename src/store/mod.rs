@@ -176,3 +176,34 @@ fn writer_clock() -> chrono::DateTime<chrono::Utc> {
     let now = chrono::Utc::now();
     chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).expect("now is in range")
 }
+
+/// Reads the whole log in pages, fetching the next page on another task while the caller
+/// works on the current one (decoding rows then runs on a second core).
+pub struct LogReader {
+    engine: Engine,
+    page_events: u32,
+    next: Option<tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>>,
+}
+
+impl LogReader {
+    pub fn new(engine: &Engine, after: i64, page_events: u32) -> LogReader {
+        let mut reader = LogReader { engine: engine.clone(), page_events, next: None };
+        reader.prefetch(after);
+        reader
+    }
+
+    fn prefetch(&mut self, after: i64) {
+        let (engine, page_events) = (self.engine.clone(), self.page_events);
+        self.next = Some(tokio::spawn(async move { read_all(&engine, after, page_events).await }));
+    }
+
+    /// The next page in position order; empty at the end of the log.
+    pub async fn next_page(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let Some(next) = self.next.take() else { return Ok(Vec::new()) };
+        let page = next.await.map_err(|e| StoreError::Invalid(format!("log reader task failed: {e}")))??;
+        if let Some(last) = page.last() {
+            self.prefetch(last.position);
+        }
+        Ok(page)
+    }
+}

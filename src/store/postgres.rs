@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::plan::{Known, plan_batch};
+use super::plan::{BatchPlan, Known, plan_batch};
 use super::{AppendOutcome, AppendRequest, Head, RecordedEvent, StoreError, head_hash};
 
 pub async fn connect(url: &str, pool_size: u32) -> Result<PgPool, sqlx::Error> {
@@ -56,38 +56,29 @@ pub async fn commit_batch(
     let plan = plan_batch(known, batch, super::writer_clock());
 
     if !plan.rows.is_empty() {
-        insert_rows(&mut tx, &plan.rows).await?;
-        sqlx::query("UPDATE event_head SET position = $1, hash = $2 WHERE id = 1")
-            .bind(plan.head.position)
-            .bind(plan.head.hash.to_vec())
-            .execute(&mut *tx)
-            .await?;
-    }
-    if !plan.new_keys.is_empty() {
-        let (keys, outcomes): (Vec<String>, Vec<String>) = plan
-            .new_keys
-            .iter()
-            .map(|(k, o)| (k.clone(), serde_json::to_string(o).expect("outcome serializes")))
-            .unzip();
-        sqlx::query("INSERT INTO idempotency_keys (key, outcome) SELECT k, o::jsonb FROM UNNEST($1::text[], $2::text[]) AS t(k, o)")
-            .bind(&keys)
-            .bind(&outcomes)
-            .execute(&mut *tx)
-            .await?;
+        write_plan(&mut tx, &plan).await?;
     }
     tx.commit().await?;
     Ok(plan.results)
 }
 
-async fn insert_rows(tx: &mut sqlx::PgConnection, rows: &[RecordedEvent]) -> Result<(), sqlx::Error> {
+/// Events, the new head and new idempotency keys in one statement (one round trip).
+async fn write_plan(tx: &mut sqlx::PgConnection, plan: &BatchPlan) -> Result<(), sqlx::Error> {
     let mut columns = Columns::default();
-    for row in rows {
+    for row in &plan.rows {
         columns.push(row);
     }
+    let (keys, outcomes): (Vec<String>, Vec<String>) =
+        plan.new_keys.iter().map(|(k, o)| (k.clone(), serde_json::to_string(o).expect("outcome serializes"))).unzip();
     sqlx::query(
-        "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at, hash) \
-         SELECT p, s, v, e, t, sv, pl::jsonb, md::jsonb, ra, h FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
-         $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[]) AS u(p, s, v, e, t, sv, pl, md, ra, h)",
+        "WITH inserted AS (\
+            INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at, hash) \
+            SELECT p, s, v, e, t, sv, pl::jsonb, md::jsonb, ra, h FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
+            $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[]) AS u(p, s, v, e, t, sv, pl, md, ra, h) \
+            RETURNING 1), \
+         head AS (UPDATE event_head SET position = $11, hash = $12 WHERE id = 1 RETURNING 1), \
+         keys AS (INSERT INTO idempotency_keys (key, outcome) SELECT k, o::jsonb FROM UNNEST($13::text[], $14::text[]) AS t(k, o) RETURNING 1) \
+         SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM head), (SELECT count(*) FROM keys)",
     )
     .bind(columns.positions)
     .bind(columns.stream_ids)
@@ -99,6 +90,10 @@ async fn insert_rows(tx: &mut sqlx::PgConnection, rows: &[RecordedEvent]) -> Res
     .bind(columns.metadata)
     .bind(columns.recorded_at)
     .bind(columns.hashes)
+    .bind(plan.head.position)
+    .bind(plan.head.hash.to_vec())
+    .bind(keys)
+    .bind(outcomes)
     .execute(tx)
     .await?;
     Ok(())

@@ -19,6 +19,8 @@ pub struct Limits {
     pub batch_wait: Duration,
 }
 
+/// One writer per process: a second one sharing the queue was measured slower (smaller
+/// batches; see docs/performance.md).
 pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Limits, head: watch::Sender<i64>) {
     while let Some(first) = queue.recv().await {
         let batch = collect(first, &mut queue, &limits).await;
