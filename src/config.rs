@@ -71,6 +71,10 @@ impl Settings {
         store.batch_events_max = parse(&get, "STORE_BATCH_EVENTS_MAX", store.batch_events_max, 1..=10_000)?;
         store.batch_wait_us = parse(&get, "STORE_BATCH_WAIT_US", store.batch_wait_us, 0..=100_000)?;
         store.append_queue_max = parse(&get, "STORE_APPEND_QUEUE_MAX", store.append_queue_max, 1..=1_000_000)?;
+        let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            bail!("LOG_LEVEL must be a tracing filter such as \"info\" or \"smsledger=debug,info\", got {log_level:?}");
+        }
         let listen = get("LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen.parse().with_context(|| format!("LISTEN_ADDR must be host:port, got {listen:?}"))?;
         Ok(Settings {
@@ -78,7 +82,7 @@ impl Settings {
             database_read_url: get("DATABASE_READ_URL").filter(|v| !v.is_empty()),
             redis_url: get("REDIS_URL").filter(|v| !v.is_empty()),
             listen,
-            log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            log_level,
             projection_batch_max: parse(&get, "PROJECTION_BATCH_MAX", 1_000, 1..=100_000)?,
             projection_poll: Duration::from_millis(parse(&get, "PROJECTION_POLL_MS", 250, 1..=60_000)?),
         })
@@ -125,5 +129,6 @@ mod tests {
         assert_eq!(error, "DATABASE_POOL_SIZE must be between 1 and 512, got 0");
         assert!(settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err().to_string().contains("DATABASE_URL"));
         assert!(settings(&[("LISTEN_ADDR", "nope")]).unwrap_err().to_string().contains("LISTEN_ADDR"));
+        assert!(settings(&[("LOG_LEVEL", "info,=[")]).unwrap_err().to_string().contains("LOG_LEVEL"));
     }
 }

@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{TestDatabase, open_store};
+use domain::DomainEvent;
 use domain::order::OrderPolicy;
+use domain::wallet::WalletEvent;
 use domain::{Account, Currency};
 use projections::ProjectionName;
 use rust_decimal::Decimal;
 use smsledger::projection::{self, Target, sink};
 use smsledger::service::Ledger;
-use smsledger::store::{Engine, EventStore};
+use smsledger::store::{AppendRequest, Engine, EventStore, ExpectedVersion, NewEvent, StreamAppend};
 use smsledger::{point_in_time, verify};
 
 async fn catch_up(engine: &Engine, batch_max: u32) {
@@ -199,6 +201,41 @@ async fn verify_names_the_first_tampered_position(db: TestDatabase) {
     assert_eq!(report.problems[0].position, Some(3), "{:?}", report.problems);
 }
 
+/// Events written around the domain (straight to the store, so the hash chain is valid):
+/// verify must name their positions and never panic.
+async fn verify_reports_forged_events_without_panicking(db: TestDatabase) {
+    let store = open_store(&db).await;
+    let user = domain::UserId::new();
+    let stream = domain::events::wallet_stream(user, Currency::USD);
+    let forged_hold = DomainEvent::Wallet(WalletEvent::HoldPlaced {
+        order_id: domain::OrderId::new(),
+        amount: domain::PositiveMoney::parse("5", "USD").unwrap(),
+        postings: domain::Postings::new().transfer(
+            Account::UserAvailable(user),
+            Account::UserHeld(user),
+            domain::Money::parse("5", "USD").unwrap(),
+        ),
+    });
+    let append = |events: Vec<NewEvent>| AppendRequest {
+        streams: vec![StreamAppend { stream_id: stream.clone(), expected: ExpectedVersion::Any, events }],
+        ..Default::default()
+    };
+    store.append(append(vec![NewEvent::from_domain(&forged_hold)])).await.unwrap();
+    let mut wrong_shape = NewEvent::from_domain(&forged_hold);
+    wrong_shape.payload = serde_json::json!({"order_id": "not a uuid"});
+    store.append(append(vec![wrong_shape])).await.unwrap();
+    let mut unbalanced = NewEvent::from_domain(&forged_hold);
+    unbalanced.payload["postings"][0]["amount"]["amount"] = serde_json::json!("-4");
+    store.append(append(vec![unbalanced])).await.unwrap();
+
+    let report = verify::verify(&store).await.unwrap();
+    let positions: Vec<Option<i64>> = report.problems.iter().map(|p| p.position).collect();
+    assert_eq!(positions[..3], [Some(1), Some(2), Some(3)], "{:?}", report.problems);
+    assert!(report.problems[0].what.contains("below zero"), "{:?}", report.problems[0]);
+    assert!(report.problems[1].what.contains("does not decode"), "{:?}", report.problems[1]);
+    assert!(report.problems[2].what.contains("unbalanced"), "{:?}", report.problems[2]);
+}
+
 async fn balance_at_a_past_position(db: TestDatabase) {
     let (store, _) = ledger_with_workload(&db, 3, 2).await;
     let head = store.head().await.unwrap().position;
@@ -218,5 +255,6 @@ on_both_engines!(
     rebuild_under_writes_never_shows_a_half_built_view,
     the_live_projector_follows_new_appends,
     verify_names_the_first_tampered_position,
+    verify_reports_forged_events_without_panicking,
     balance_at_a_past_position,
 );

@@ -1,0 +1,160 @@
+//! The `smsledger` binary end to end: exit codes and output of its commands, and `serve`.
+
+mod common;
+#[path = "common/workload.rs"]
+mod workload;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{TestDatabase, open_store};
+use domain::order::OrderPolicy;
+use smsledger::service::Ledger;
+use smsledger::store::Engine;
+
+fn smsledger(db: &TestDatabase, args: &[&str]) -> Output {
+    command(db, args).output().expect("run smsledger")
+}
+
+fn command(db: &TestDatabase, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smsledger"));
+    // An empty working directory, so no developer's `.env` is read.
+    command.args(args).current_dir(std::env::temp_dir()).env("DATABASE_URL", &db.url).env_remove("LOG_LEVEL");
+    command
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn verify_rebuild_status_and_balance_from_the_command_line(db: TestDatabase) {
+    let store = open_store(&db).await;
+    workload::run(&Ledger::new(store.clone(), OrderPolicy::default()), 3, 4, 11).await;
+    let head = store.head().await.unwrap().position;
+
+    let rebuilt = smsledger(&db, &["projections", "rebuild"]);
+    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    for name in ["balances", "statement", "trial_balance"] {
+        assert!(stdout(&rebuilt).contains(&format!("rebuilt {name} to position {head}")), "{}", stdout(&rebuilt));
+    }
+    let status = smsledger(&db, &["projections", "status"]);
+    assert!(stdout(&status).contains(&format!("{:<14} {:>12} {:>10}", "balances", head, 0)), "{}", stdout(&status));
+
+    let verified = smsledger(&db, &["verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
+    assert!(stdout(&verified).contains("OK: hash chain, aggregates and projections agree with the log"));
+
+    let margin = smsledger(&db, &["ledger", "balance", "--account", "revenue:margin"]);
+    assert!(margin.status.success());
+    let expected =
+        smsledger::point_in_time::account_balance(&store, &domain::Account::RevenueMargin, head).await.unwrap();
+    let amount = expected[&domain::Currency::USD];
+    assert!(amount > rust_decimal::Decimal::ZERO);
+    assert!(stdout(&margin).contains(&format!("  {amount} USD")), "{}", stdout(&margin));
+    let at_zero = smsledger(&db, &["ledger", "balance", "--account", "revenue:margin", "--at", "0"]);
+    assert!(stdout(&at_zero).contains("no postings"));
+    let bad = smsledger(&db, &["ledger", "balance", "--account", "bogus"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown ledger account \"bogus\""));
+    let bad_at = smsledger(&db, &["ledger", "balance", "--account", "revenue:margin", "--at", "yesterday"]);
+    assert_eq!(bad_at.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_at.stderr).contains("RFC 3339"));
+
+    tamper(store.engine(), 5).await;
+    let failed = smsledger(&db, &["verify"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    assert!(stdout(&failed).contains("first bad position: 5"), "{}", stdout(&failed));
+}
+
+async fn tamper(engine: &Engine, position: i64) {
+    let (disable, update) = match engine {
+        Engine::Postgres(_) => (
+            "ALTER TABLE events DISABLE TRIGGER events_append_only",
+            "UPDATE events SET event_type = 'x.y' WHERE position = $1",
+        ),
+        Engine::Sqlite(_) => {
+            ("DROP TRIGGER events_no_update", "UPDATE events SET event_type = 'x.y' WHERE position = $1")
+        }
+    };
+    match engine {
+        Engine::Postgres(pool) => {
+            sqlx::query(disable).execute(pool).await.unwrap();
+            sqlx::query(update).bind(position).execute(pool).await.unwrap();
+        }
+        Engine::Sqlite(pool) => {
+            sqlx::query(disable).execute(pool).await.unwrap();
+            sqlx::query(update).bind(position).execute(pool).await.unwrap();
+        }
+    }
+}
+
+async fn bad_configuration_names_the_variable(db: TestDatabase) {
+    let output = command(&db, &["migrate"]).env("DATABASE_POOL_SIZE", "lots").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_POOL_SIZE must be a number, got \"lots\""));
+}
+
+async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
+    let mut child = command(&db, &["serve"])
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut address = None;
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if line.contains("smsledger.listening") {
+            let log: serde_json::Value = serde_json::from_str(&line).expect("JSON logs when stderr is not a terminal");
+            address = Some(log["address"].as_str().unwrap().to_owned());
+            break;
+        }
+        line.clear();
+    }
+    let address = address.expect("serve logs its address");
+    let (status, body) = get(&address, "/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["store"]["ok"], true);
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(health["projections"].as_array().unwrap().len(), 3);
+    assert_eq!(health["projections"][0]["lag"], 0);
+    let (status, _) = get(&address, "/nope");
+    assert_eq!(status, 404);
+
+    let terminated = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(terminated.success());
+    let exit = wait_with_timeout(&mut child, Duration::from_secs(10));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "serve stops cleanly on SIGTERM");
+}
+
+fn get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+on_both_engines!(
+    verify_rebuild_status_and_balance_from_the_command_line,
+    bad_configuration_names_the_variable,
+    serve_answers_health_and_stops_on_sigterm,
+);
