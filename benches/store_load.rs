@@ -82,13 +82,12 @@ async fn main() -> anyhow::Result<()> {
     let mut appends = appends(&store, writers, duration).await;
     let events = store.head().await?.position;
     let scan = raw_scan_seconds(&engine).await?;
-    let rebuild = {
+    let mut rebuilds = Vec::new();
+    for projection in ProjectionName::ALL {
         let started = Instant::now();
-        for projection in ProjectionName::ALL {
-            smsledger::projection::rebuild(&engine, projection, 1_000, &|_| {}).await?;
-        }
-        started.elapsed().as_secs_f64()
-    };
+        smsledger::projection::rebuild(&engine, projection, 1_000, &|_| {}).await?;
+        rebuilds.push((projection, started.elapsed().as_secs_f64()));
+    }
     let verify = {
         let started = Instant::now();
         let report = smsledger::verify::verify(&store).await?;
@@ -122,11 +121,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let scan_rate = events as f64 / scan;
     println!("| raw sequential scan of {events} events | {scan_rate:.0} events/s | | | 1.00 |");
-    println!(
-        "| rebuild all 3 projections | {:.0} events/s | | | {:.2} |",
-        events as f64 / rebuild,
-        events as f64 / rebuild / scan_rate
-    );
+    for (projection, seconds) in rebuilds {
+        let rate = events as f64 / seconds;
+        println!("| rebuild {projection} (one replay of the log) | {rate:.0} events/s | | | {:.2} |", rate / scan_rate);
+    }
     println!(
         "| verify (chain + aggregates + projections) | {:.0} events/s | | | {:.2} |",
         events as f64 / verify,

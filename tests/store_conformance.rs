@@ -280,7 +280,33 @@ async fn store_is_a_usable_handle(db: TestDatabase) {
     assert_eq!(store.position_at(chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap(), 0);
 }
 
+/// Two processes (two store handles with their own writers) take turns on the same streams:
+/// neither may decide on what it remembers of its own last commit once the other has written.
+async fn another_process_never_leaves_a_writer_on_stale_state(db: TestDatabase) {
+    let first = open_store(&db).await;
+    let second = open_store(&db).await;
+    first.append(append_to("shared", ExpectedVersion::NoStream, 1)).await.unwrap();
+    second.append(append_to("shared", ExpectedVersion::Exact(1), 1)).await.unwrap();
+    // `first` last wrote version 1; the truth is 2.
+    let outcome = first.append(append_to("shared", ExpectedVersion::Exact(2), 1)).await.unwrap();
+    assert_eq!(outcome.streams[0].version, 3);
+    let conflict = first.append(append_to("shared", ExpectedVersion::Exact(2), 1)).await.unwrap_err();
+    assert!(matches!(conflict, StoreError::Conflict { actual: 3, .. }), "{conflict:?}");
+
+    // A stream `second` created, unknown to `first`, claimed as new by `first`.
+    second.append(append_to("made-elsewhere", ExpectedVersion::NoStream, 2)).await.unwrap();
+    first.append(append_to("fresh", ExpectedVersion::NoStream, 1)).await.unwrap();
+    let conflict = first.append(append_to("made-elsewhere", ExpectedVersion::NoStream, 1)).await.unwrap_err();
+    assert!(matches!(conflict, StoreError::Conflict { actual: 2, .. }), "{conflict:?}");
+    // And a third process that starts cold sees it all.
+    let third = open_store(&db).await;
+    third.append(append_to("made-elsewhere", ExpectedVersion::Exact(2), 1)).await.unwrap();
+    let events = first.read_all(0, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+}
+
 on_both_engines!(
+    another_process_never_leaves_a_writer_on_stale_state,
     appends_and_reads_a_stream,
     wrong_expected_version_is_a_typed_conflict,
     multi_stream_append_is_all_or_nothing,

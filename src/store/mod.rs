@@ -15,7 +15,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use plan::{BatchPlan, Known, plan_batch};
+pub use plan::{BatchPlan, Known, WriterCache, plan_batch};
 use tokio::sync::{mpsc, oneshot, watch};
 pub use types::*;
 
@@ -74,12 +74,15 @@ impl Engine {
         }
     }
 
+    /// `cache` is the writer's memory of its own last commit (PostgreSQL uses it to skip a
+    /// read; SQLite reads in-process under its write lock and needs none).
     async fn commit_batch(
         &self,
         batch: &[&AppendRequest],
+        cache: &mut WriterCache,
     ) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
         match self {
-            Engine::Postgres(pool) => postgres::commit_batch(pool, batch).await,
+            Engine::Postgres(pool) => postgres::commit_batch(pool, batch, cache).await,
             Engine::Sqlite(pool) => sqlite::commit_batch(pool, batch).await,
         }
     }

@@ -102,3 +102,68 @@ fn metadata_with_key(request: &AppendRequest) -> serde_json::Value {
     }
     serde_json::to_value(metadata).expect("metadata always serializes")
 }
+
+/// Most stream versions a writer remembers; past this it forgets them all and reads again.
+pub const CACHED_STREAMS_MAX: usize = 100_000;
+
+/// What one writer knows from its own last commit: the head it wrote and the versions of
+/// the streams it wrote. Valid exactly as long as the head has not moved, which every
+/// write checks (the head update is conditional), so a stale cache can never write.
+#[derive(Default)]
+pub struct WriterCache {
+    head: Option<Head>,
+    versions: HashMap<String, u64>,
+}
+
+impl WriterCache {
+    /// `Known` for this batch without reading, if the cache can answer it: every stream is
+    /// cached or expected not to exist yet, and no idempotency key needs looking up (keys
+    /// are assumed new; a used one fails the write's unique check and the batch is re-read).
+    pub fn known_for(&self, batch: &[&AppendRequest]) -> Option<Known> {
+        let head = self.head.clone()?;
+        let mut versions = HashMap::new();
+        for stream in batch.iter().flat_map(|r| &r.streams) {
+            match self.versions.get(&stream.stream_id) {
+                Some(version) => {
+                    versions.insert(stream.stream_id.clone(), *version);
+                }
+                None if stream.expected == super::ExpectedVersion::NoStream => {}
+                None => return None,
+            }
+        }
+        Some(Known { head, versions, outcomes: HashMap::new() })
+    }
+
+    /// After a read: the database's head and versions.
+    pub fn remember_read(&mut self, known: &Known) {
+        self.head = Some(known.head.clone());
+        self.remember_versions(known.versions.iter().map(|(s, v)| (s.clone(), *v)));
+    }
+
+    /// After a successful write: the new head and the versions just written.
+    pub fn remember_write(&mut self, plan: &BatchPlan) {
+        self.head = Some(plan.head.clone());
+        self.remember_versions(plan.rows.iter().map(|row| (row.stream_id.clone(), row.version as u64)));
+    }
+
+    pub fn forget(&mut self) {
+        self.head = None;
+        self.versions.clear();
+    }
+
+    fn remember_versions(&mut self, versions: impl Iterator<Item = (String, u64)>) {
+        for (stream, version) in versions {
+            if self.versions.len() >= CACHED_STREAMS_MAX {
+                self.versions.clear();
+            }
+            self.versions.insert(stream, version);
+        }
+    }
+}
+
+impl BatchPlan {
+    /// Whether any request was refused for a version conflict.
+    pub fn has_conflict(&self) -> bool {
+        self.results.iter().any(|r| matches!(r, Err(StoreError::Conflict { .. })))
+    }
+}

@@ -5,80 +5,133 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::plan::{BatchPlan, Known, plan_batch};
+use super::plan::{BatchPlan, Known, WriterCache, plan_batch};
 use super::{AppendOutcome, AppendRequest, Head, RecordedEvent, StoreError, head_hash};
 
 pub async fn connect(url: &str, pool_size: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new().max_connections(pool_size).connect(url).await
 }
 
+/// How many times a batch is planned again after another process moved the head first.
+const HEAD_RACE_RETRIES_MAX: usize = 1_000;
+
+/// Each batch is one autocommit write, conditional on the head still being where this
+/// writer last saw it; the read before it (head, stream versions, known keys, in one
+/// snapshot) is skipped when the writer's own cache can answer. If another process appended
+/// in between, or a key or version turns out to be taken, nothing is written: the cache is
+/// dropped and the batch is planned again from a fresh read. The head-row update holds its
+/// row lock until commit, so positions follow commit order.
 pub async fn commit_batch(
     pool: &PgPool,
     batch: &[&AppendRequest],
+    cache: &mut WriterCache,
 ) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    // The head row lock serializes writers (of every process), so positions follow commit order.
-    let (position, hash): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT position, hash FROM event_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await?;
-    let hash = head_hash(hash).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-
     let streams: Vec<String> = batch
         .iter()
         .flat_map(|r| r.streams.iter().map(|s| s.stream_id.clone()))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let versions: Vec<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT s.stream_id, (SELECT e.version FROM events e WHERE e.stream_id = s.stream_id \
-         ORDER BY e.version DESC LIMIT 1) FROM UNNEST($1::text[]) AS s(stream_id)",
-    )
-    .bind(&streams)
-    .fetch_all(&mut *tx)
-    .await?;
     let keys: Vec<String> = batch.iter().filter_map(|r| r.idempotency_key.clone()).collect();
-    let outcomes: Vec<(String, Json<AppendOutcome>)> = if keys.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as("SELECT key, outcome FROM idempotency_keys WHERE key = ANY($1)")
-            .bind(&keys)
-            .fetch_all(&mut *tx)
-            .await?
-    };
-    let known = Known {
-        head: Head { position, hash },
-        versions: versions.into_iter().filter_map(|(s, v)| Some((s, u64::try_from(v?).ok()?))).collect(),
-        outcomes: outcomes.into_iter().map(|(k, Json(o))| (k, o)).collect::<HashMap<_, _>>(),
-    };
-    let plan = plan_batch(known, batch, super::writer_clock());
-
-    if !plan.rows.is_empty() {
-        write_plan(&mut tx, &plan).await?;
+    let mut use_cache = keys.is_empty();
+    for _ in 0..HEAD_RACE_RETRIES_MAX {
+        let cached = if use_cache { cache.known_for(batch) } else { None };
+        let from_cache = cached.is_some();
+        let known = match cached {
+            Some(known) => known,
+            None => {
+                let known = read_known(pool, &streams, &keys).await?;
+                cache.remember_read(&known);
+                known
+            }
+        };
+        let expected_head = known.head.position;
+        let plan = plan_batch(known, batch, super::writer_clock());
+        if from_cache && plan.has_conflict() {
+            // A refusal must come from the database's state, not from memory.
+            use_cache = false;
+            continue;
+        }
+        if plan.rows.is_empty() {
+            return Ok(plan.results);
+        }
+        match write_plan(pool, &plan, expected_head).await {
+            Ok(true) => {
+                cache.remember_write(&plan);
+                return Ok(plan.results);
+            }
+            Ok(false) => tracing::debug!(head = expected_head, "store.head_moved_replanning"),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() && from_cache => {
+                tracing::debug!(%error, "store.cache_stale_replanning");
+            }
+            Err(error) => return Err(error),
+        }
+        cache.forget();
+        use_cache = false;
     }
-    tx.commit().await?;
-    Ok(plan.results)
+    Err(sqlx::Error::Protocol(format!("another writer moved the head {HEAD_RACE_RETRIES_MAX} times in a row")))
 }
 
-/// Events, the new head and new idempotency keys in one statement (one round trip).
-async fn write_plan(tx: &mut sqlx::PgConnection, plan: &BatchPlan) -> Result<(), sqlx::Error> {
+async fn read_known(pool: &PgPool, streams: &[String], keys: &[String]) -> Result<Known, sqlx::Error> {
+    let rows: Vec<(String, Option<String>, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT 'head', NULL::text, position, hash FROM event_head WHERE id = 1 \
+         UNION ALL \
+         SELECT 'stream', s.stream_id, (SELECT e.version FROM events e WHERE e.stream_id = s.stream_id \
+           ORDER BY e.version DESC LIMIT 1), NULL::bytea FROM UNNEST($1::text[]) AS s(stream_id) \
+         UNION ALL \
+         SELECT 'key', k.key, NULL::bigint, convert_to(k.outcome::text, 'UTF8') FROM idempotency_keys k WHERE k.key = ANY($2::text[])",
+    )
+    .bind(streams)
+    .bind(keys)
+    .fetch_all(pool)
+    .await?;
+    let mut head = None;
+    let mut versions = HashMap::new();
+    let mut outcomes = HashMap::new();
+    for (kind, name, version, data) in rows {
+        match (kind.as_str(), name, version, data) {
+            ("head", _, Some(position), Some(hash)) => {
+                let hash = head_hash(hash).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                head = Some(Head { position, hash });
+            }
+            ("stream", Some(stream), Some(version), _) => {
+                versions.insert(stream, u64::try_from(version).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
+            }
+            ("stream", Some(_), None, _) => {}
+            ("key", Some(key), _, Some(outcome)) => {
+                let outcome: AppendOutcome =
+                    serde_json::from_slice(&outcome).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                outcomes.insert(key, outcome);
+            }
+            (kind, ..) => return Err(sqlx::Error::Protocol(format!("unexpected {kind} row reading the head"))),
+        }
+    }
+    let head = head.ok_or_else(|| sqlx::Error::Protocol("event_head has no row".into()))?;
+    Ok(Known { head, versions, outcomes })
+}
+
+/// Events, the new head and new idempotency keys in one statement, written only if the head
+/// is still at `expected_head`. Returns whether it was written.
+async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Result<bool, sqlx::Error> {
     let mut columns = Columns::default();
     for row in &plan.rows {
         columns.push(row);
     }
     let (keys, outcomes): (Vec<String>, Vec<String>) =
         plan.new_keys.iter().map(|(k, o)| (k.clone(), serde_json::to_string(o).expect("outcome serializes"))).unzip();
-    sqlx::query(
-        "WITH inserted AS (\
+    let (head_moved, inserted): (i64, i64) = sqlx::query_as(
+        "WITH head AS (UPDATE event_head SET position = $11, hash = $12 WHERE id = 1 AND position = $15 RETURNING 1), \
+         inserted AS (\
             INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at, hash) \
             SELECT p, s, v, e, t, sv, pl::jsonb, md::jsonb, ra, h FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
             $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[]) AS u(p, s, v, e, t, sv, pl, md, ra, h) \
-            RETURNING 1), \
-         head AS (UPDATE event_head SET position = $11, hash = $12 WHERE id = 1 RETURNING 1), \
-         keys AS (INSERT INTO idempotency_keys (key, outcome) SELECT k, o::jsonb FROM UNNEST($13::text[], $14::text[]) AS t(k, o) RETURNING 1) \
-         SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM head), (SELECT count(*) FROM keys)",
+            WHERE EXISTS (SELECT 1 FROM head) RETURNING 1), \
+         keys AS (INSERT INTO idempotency_keys (key, outcome) SELECT k, o::jsonb FROM UNNEST($13::text[], $14::text[]) AS t(k, o) \
+            WHERE EXISTS (SELECT 1 FROM head) RETURNING 1) \
+         SELECT (SELECT count(*) FROM head), (SELECT count(*) FROM inserted)",
     )
     .bind(columns.positions)
     .bind(columns.stream_ids)
@@ -94,9 +147,11 @@ async fn write_plan(tx: &mut sqlx::PgConnection, plan: &BatchPlan) -> Result<(),
     .bind(plan.head.hash.to_vec())
     .bind(keys)
     .bind(outcomes)
-    .execute(tx)
+    .bind(expected_head)
+    .fetch_one(pool)
     .await?;
-    Ok(())
+    debug_assert!(head_moved == 0 || inserted as usize == plan.rows.len());
+    Ok(head_moved == 1)
 }
 
 #[derive(Default)]

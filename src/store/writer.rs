@@ -22,11 +22,12 @@ pub struct Limits {
 /// One writer per process: a second one sharing the queue was measured slower (smaller
 /// batches; see docs/performance.md).
 pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Limits, head: watch::Sender<i64>) {
+    let mut cache = super::WriterCache::default();
     while let Some(first) = queue.recv().await {
         let batch = collect(first, &mut queue, &limits).await;
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
         let started = Instant::now();
-        match engine.commit_batch(&requests).await {
+        match engine.commit_batch(&requests, &mut cache).await {
             Ok(results) => {
                 tracing::debug!(
                     batch.requests = batch.len(),
