@@ -75,8 +75,11 @@ pub async fn commit_batch(
     Err(sqlx::Error::Protocol(format!("another writer moved the head {HEAD_RACE_RETRIES_MAX} times in a row")))
 }
 
+/// `(kind, name, version or position, hash or outcome)`: one row of the combined read.
+type KnownRow = (String, Option<String>, Option<i64>, Option<Vec<u8>>);
+
 async fn read_known(pool: &PgPool, streams: &[String], keys: &[String]) -> Result<Known, sqlx::Error> {
-    let rows: Vec<(String, Option<String>, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
+    let rows: Vec<KnownRow> = sqlx::query_as(
         "SELECT 'head', NULL::text, position, hash FROM event_head WHERE id = 1 \
          UNION ALL \
          SELECT 'stream', s.stream_id, (SELECT e.version FROM events e WHERE e.stream_id = s.stream_id \
