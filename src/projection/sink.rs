@@ -49,7 +49,7 @@ fn sql(text: String) -> SqlStr {
 }
 
 macro_rules! engine_sink {
-    ($module:ident, $connection:ty) => {
+    ($module:ident, $connection:ty, $row:ty) => {
         pub mod $module {
             use super::*;
 
@@ -88,6 +88,40 @@ macro_rules! engine_sink {
                 write(connection, table, &fold).await
             }
 
+            /// Rows of `(user_id, currency, available, held, position)` for every user key the
+            /// entries touch: `{select} (VALUES …){tail}`, a chunk of keys at a time.
+            async fn balance_rows(
+                connection: &mut $connection,
+                select: &str,
+                tail: &str,
+                entries: &[LedgerEntry<'_>],
+            ) -> Result<BTreeMap<BalanceKey, Balance>, sqlx::Error> {
+                let keys: BTreeSet<BalanceKey> = entries.iter().flat_map(|e| e.user_changes().into_keys()).collect();
+                let keys: Vec<BalanceKey> = keys.into_iter().collect();
+                let mut balances = BTreeMap::new();
+                for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::query(sql(format!("{select} (VALUES {}){tail}", placeholders(chunk.len(), 2))));
+                    for (user, currency) in chunk {
+                        query = query.bind(user.0).bind(currency.as_str());
+                    }
+                    for row in query.fetch_all(&mut *connection).await? {
+                        let (key, balance) = balance_row(&row)?;
+                        balances.insert(key, balance);
+                    }
+                }
+                Ok(balances)
+            }
+
+            fn balance_row(row: &$row) -> Result<(BalanceKey, Balance), sqlx::Error> {
+                let key = (UserId(row.try_get::<Uuid, _>(0)?), currency(&row.try_get::<String, _>(1)?)?);
+                let balance = Balance {
+                    available: row.try_get::<Amount, _>(2)?.0,
+                    held: row.try_get::<Amount, _>(3)?.0,
+                    position: row.try_get(4)?,
+                };
+                Ok((key, balance))
+            }
+
             /// The current rows for every key `entries` touch, as a fold to continue.
             pub async fn load(
                 connection: &mut $connection,
@@ -98,53 +132,17 @@ macro_rules! engine_sink {
                 let mut fold = Fold::new(projection);
                 match &mut fold {
                     Fold::Balances(fold) => {
-                        let keys: BTreeSet<BalanceKey> = entries.iter().flat_map(|e| e.user_changes().into_keys()).collect();
-                        let keys: Vec<BalanceKey> = keys.into_iter().collect();
-                        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                            let text = format!(
-                                "SELECT user_id, currency, available, held, position FROM {table} \
-                                 WHERE (user_id, currency) IN (VALUES {})",
-                                placeholders(chunk.len(), 2)
-                            );
-                            let mut query = sqlx::query(sql(text));
-                            for (user, currency) in chunk {
-                                query = query.bind(user.0).bind(currency.as_str());
-                            }
-                            for row in query.fetch_all(&mut *connection).await? {
-                                let key = (UserId(row.try_get::<Uuid, _>(0)?), currency(&row.try_get::<String, _>(1)?)?);
-                                let balance = Balance {
-                                    available: row.try_get::<Amount, _>(2)?.0,
-                                    held: row.try_get::<Amount, _>(3)?.0,
-                                    position: row.try_get(4)?,
-                                };
-                                fold.rows.insert(key, balance);
-                            }
-                        }
+                        let select = format!("SELECT user_id, currency, available, held, position FROM {table} WHERE (user_id, currency) IN");
+                        fold.rows = balance_rows(connection, &select, "", entries).await?;
                     }
                     Fold::Statement(fold) => {
-                        let keys: BTreeSet<BalanceKey> = entries.iter().flat_map(|e| e.user_changes().into_keys()).collect();
-                        let keys: Vec<BalanceKey> = keys.into_iter().collect();
-                        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                            let text = format!(
-                                "SELECT user_id, currency, available_after, held_after, position FROM {table} \
-                                 WHERE (user_id, currency, position) IN (SELECT user_id, currency, max(position) FROM {table} \
-                                 WHERE (user_id, currency) IN (VALUES {}) GROUP BY user_id, currency)",
-                                placeholders(chunk.len(), 2)
-                            );
-                            let mut query = sqlx::query(sql(text));
-                            for (user, currency) in chunk {
-                                query = query.bind(user.0).bind(currency.as_str());
-                            }
-                            for row in query.fetch_all(&mut *connection).await? {
-                                let key = (UserId(row.try_get::<Uuid, _>(0)?), currency(&row.try_get::<String, _>(1)?)?);
-                                let balance = Balance {
-                                    available: row.try_get::<Amount, _>(2)?.0,
-                                    held: row.try_get::<Amount, _>(3)?.0,
-                                    position: row.try_get(4)?,
-                                };
-                                fold.running.insert(key, balance);
-                            }
-                        }
+                        // The newest line per key carries the running balance.
+                        let select = format!(
+                            "SELECT user_id, currency, available_after, held_after, position FROM {table} \
+                             WHERE (user_id, currency, position) IN (SELECT user_id, currency, max(position) FROM {table} \
+                             WHERE (user_id, currency) IN"
+                        );
+                        fold.running = balance_rows(connection, &select, " GROUP BY user_id, currency)", entries).await?;
                     }
                     Fold::TrialBalance(fold) => {
                         let keys: BTreeSet<AccountKey> = entries.iter().flat_map(|e| e.account_changes().into_keys()).collect();
@@ -243,12 +241,7 @@ macro_rules! engine_sink {
                     .fetch_all(&mut *connection)
                     .await?;
                 for row in rows {
-                    let key = (UserId(row.try_get::<Uuid, _>(0)?), currency(&row.try_get::<String, _>(1)?)?);
-                    let balance = Balance {
-                        available: row.try_get::<Amount, _>(2)?.0,
-                        held: row.try_get::<Amount, _>(3)?.0,
-                        position: row.try_get(4)?,
-                    };
+                    let (key, balance) = balance_row(&row)?;
                     snapshot.balances.insert(key, balance);
                 }
                 let rows = sqlx::query(
@@ -284,5 +277,5 @@ macro_rules! engine_sink {
     };
 }
 
-engine_sink!(postgres, sqlx::PgConnection);
-engine_sink!(sqlite, sqlx::SqliteConnection);
+engine_sink!(postgres, sqlx::PgConnection, sqlx::postgres::PgRow);
+engine_sink!(sqlite, sqlx::SqliteConnection, sqlx::sqlite::SqliteRow);
