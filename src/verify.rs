@@ -9,6 +9,7 @@ use domain::wallet::WalletState;
 use domain::{Aggregate, Currency, DomainEvent, UserId};
 use projections::{BalancesFold, LedgerEntry, ProjectionName, StatementFold, TrialBalanceFold};
 use rust_decimal::Decimal;
+use tokio::sync::oneshot;
 
 use crate::projection::{Target, checkpoint_name, sink};
 use crate::store::canonical::{GENESIS_HASH, chain_hash};
@@ -59,7 +60,14 @@ struct Folds {
 
 pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     let mut report = Report::default();
-    let (checkpoints, stored) = read_projections(store.engine()).await?;
+    // The stored views are read on another task while the log is replayed.
+    let (checkpoints, stored) = spawn_projection_read(store.engine().clone());
+    let checkpoints = match checkpoints.await {
+        Ok(checkpoints) => checkpoints,
+        Err(_) => {
+            return Err(join(stored.await).err().unwrap_or(StoreError::Invalid("projection read stopped".into())));
+        }
+    };
     let mut folds = Folds::default();
     let mut previous = GENESIS_HASH;
     let mut after = 0;
@@ -142,6 +150,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 format!("head row says position {} but the log ends at {after}", head.position),
             );
         }
+        let stored = join(stored.await)?;
         compare_projections(&mut report, &folds, &stored, &checkpoints);
     }
     report.projections = checkpoints;
@@ -184,29 +193,42 @@ fn parse_wallet_stream(stream_id: &str) -> Option<(UserId, Currency)> {
 
 type Checkpoints = Vec<(ProjectionName, i64)>;
 
+type SnapshotTask = tokio::task::JoinHandle<Result<sink::Snapshot, StoreError>>;
+
 /// Checkpoints and tables, read in one snapshot so a running projector cannot skew them.
-async fn read_projections(engine: &Engine) -> Result<(Checkpoints, sink::Snapshot), StoreError> {
-    macro_rules! read {
-        ($sink:ident, $tx:expr) => {{
-            let tx = $tx;
-            let mut checkpoints = Vec::new();
-            for projection in ProjectionName::ALL {
-                let position = sink::$sink::checkpoint(&mut *tx, &checkpoint_name(projection, Target::Live)).await?;
-                checkpoints.push((projection, position));
+/// The checkpoints arrive first (the replay needs them); the tables follow.
+fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<Checkpoints>, SnapshotTask) {
+    let (send_checkpoints, checkpoints) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        macro_rules! read {
+            ($sink:ident, $tx:expr) => {{
+                let tx = $tx;
+                let mut checkpoints = Vec::new();
+                for projection in ProjectionName::ALL {
+                    let position =
+                        sink::$sink::checkpoint(&mut *tx, &checkpoint_name(projection, Target::Live)).await?;
+                    checkpoints.push((projection, position));
+                }
+                let _ = send_checkpoints.send(checkpoints);
+                sink::$sink::snapshot(&mut *tx).await?
+            }};
+        }
+        Ok(match engine {
+            Engine::Postgres(pool) => {
+                let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+                read!(postgres, &mut *tx)
             }
-            (checkpoints, sink::$sink::snapshot(&mut *tx).await?)
-        }};
-    }
-    Ok(match engine {
-        Engine::Postgres(pool) => {
-            let mut tx = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-            read!(postgres, &mut *tx)
-        }
-        Engine::Sqlite(pool) => {
-            let mut tx = pool.begin().await?;
-            read!(sqlite, &mut *tx)
-        }
-    })
+            Engine::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                read!(sqlite, &mut *tx)
+            }
+        })
+    });
+    (checkpoints, task)
+}
+
+fn join<T>(joined: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result<T, StoreError> {
+    joined.map_err(|e| StoreError::Invalid(format!("projection read task failed: {e}")))?
 }
 
 fn compare_projections(report: &mut Report, folds: &Folds, stored: &sink::Snapshot, checkpoints: &Checkpoints) {
