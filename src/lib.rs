@@ -11,3 +11,8 @@ pub mod projection;
 pub mod service;
 pub mod store;
 pub mod verify;
+
+/// mimalloc: the replay and append paths allocate many small JSON values; glibc's malloc was
+/// the largest single cost in their profile (see docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -41,14 +41,19 @@ impl Report {
         self.problems.is_empty()
     }
 
+    /// Records a problem; a position already reported keeps its first problem only.
     fn problem(&mut self, position: Option<i64>, what: impl Into<String>) {
+        if position.is_some() && self.problems.last().is_some_and(|last| last.position == position) {
+            return;
+        }
         self.problems.push(Problem { position, what: what.into() });
     }
 }
 
 #[derive(Default)]
 struct Folds {
-    wallets: HashMap<String, WalletState>,
+    /// `None`: broken by a stored event, no longer followed.
+    wallets: HashMap<String, Option<WalletState>>,
     orders: HashMap<String, OrderState>,
     versions: HashMap<String, i64>,
     balances: BalancesFold,
@@ -97,7 +102,10 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 break 'pages;
             }
             previous = hash;
-            let last_version = folds.versions.entry(event.stream_id.clone()).or_insert(0);
+            if !folds.versions.contains_key(&event.stream_id) {
+                folds.versions.insert(event.stream_id.clone(), 0);
+            }
+            let last_version = folds.versions.get_mut(&event.stream_id).expect("inserted above");
             if event.version != *last_version + 1 {
                 report.problem(
                     Some(position),
@@ -118,6 +126,9 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 LedgerEntry::new(position, event.recorded_at.timestamp_micros(), &event.event_type, &decoded)
             {
                 report.ledger_events += 1;
+                if let Err(unbalanced) = entry.postings.check_balanced() {
+                    report.problem(Some(position), format!("postings are unbalanced: {unbalanced}"));
+                }
                 for leg in entry.postings.legs() {
                     *folds.totals.entry(leg.amount.currency).or_insert(Decimal::ZERO) += leg.amount.amount;
                 }
@@ -135,7 +146,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     }
     report.events = after;
     report.streams = folds.versions.len();
-    report.open_holds = folds.wallets.values().map(|w| w.holds.len()).sum();
+    report.open_holds = folds.wallets.values().flatten().map(|w| w.holds.len()).sum();
     report.trial_totals = folds.totals.clone();
     for (currency, total) in &report.trial_totals.clone() {
         if !total.is_zero() {
@@ -160,16 +171,18 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
 fn fold_aggregate(folds: &mut Folds, report: &mut Report, stream_id: &str, position: i64, event: &DomainEvent) {
     match event {
         DomainEvent::Wallet(event) => {
-            let Some((user, currency)) = parse_wallet_stream(stream_id) else {
-                report.problem(Some(position), format!("wallet event in stream {stream_id}"));
-                return;
-            };
-            let state = folds.wallets.remove(stream_id).unwrap_or_else(|| WalletState::new(user, currency));
+            if !folds.wallets.contains_key(stream_id) {
+                let Some((user, currency)) = parse_wallet_stream(stream_id) else {
+                    report.problem(Some(position), format!("wallet event in stream {stream_id}"));
+                    return;
+                };
+                folds.wallets.insert(stream_id.to_owned(), Some(WalletState::new(user, currency)));
+            }
+            let slot = folds.wallets.get_mut(stream_id).expect("inserted above");
+            // A wallet broken by an earlier event is not followed further (the report fails).
+            let Some(state) = slot.take() else { return };
             match state.try_apply(event) {
-                Ok(next) => {
-                    folds.wallets.insert(stream_id.to_owned(), next);
-                }
-                // The report already fails; this wallet is not followed further.
+                Ok(next) => *slot = Some(next),
                 Err(broken) => report.problem(Some(position), format!("wallet {stream_id}: {broken}")),
             }
         }
@@ -178,8 +191,11 @@ fn fold_aggregate(folds: &mut Folds, report: &mut Report, stream_id: &str, posit
                 report.problem(Some(position), format!("order event in stream {stream_id}"));
                 return;
             }
-            let state = folds.orders.remove(stream_id).unwrap_or_default();
-            folds.orders.insert(stream_id.to_owned(), state.apply(event));
+            if !folds.orders.contains_key(stream_id) {
+                folds.orders.insert(stream_id.to_owned(), OrderState::default());
+            }
+            let state = folds.orders.get_mut(stream_id).expect("inserted above");
+            *state = std::mem::take(state).apply(event);
         }
     }
 }
