@@ -71,6 +71,15 @@ pub struct Balance {
     pub position: i64,
 }
 
+impl Balance {
+    /// Applies one entry's change to this running balance.
+    fn add(&mut self, available: Decimal, held: Decimal, position: i64) {
+        self.available += available;
+        self.held += held;
+        self.position = position;
+    }
+}
+
 /// Balances per user and currency. The fold trusts nothing and asserts nothing: the wallet
 /// aggregate guards the rules, and `verify` reports a log that breaks them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,10 +90,7 @@ pub struct BalancesFold {
 impl BalancesFold {
     pub fn apply(&mut self, entry: &LedgerEntry) {
         for (key, (available, held)) in entry.user_changes() {
-            let row = self.rows.entry(key).or_default();
-            row.available += available;
-            row.held += held;
-            row.position = entry.position;
+            self.rows.entry(key).or_default().add(available, held, entry.position);
         }
     }
 }
@@ -117,9 +123,7 @@ impl StatementFold {
     pub fn apply(&mut self, entry: &LedgerEntry) {
         for (key, (available_change, held_change)) in entry.user_changes() {
             let running = self.running.entry(key).or_default();
-            running.available += available_change;
-            running.held += held_change;
-            running.position = entry.position;
+            running.add(available_change, held_change, entry.position);
             self.lines.push(StatementLine {
                 user_id: key.0,
                 currency: key.1,
