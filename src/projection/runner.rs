@@ -47,13 +47,14 @@ pub fn checkpoint_name(projection: ProjectionName, target: Target) -> String {
 }
 
 /// Decodes a page of events; ledger events become entries, others are skipped.
-fn decode(events: &[RecordedEvent]) -> Result<Vec<(usize, DomainEvent)>, ProjectionError> {
+/// Decodes a page of events, taking their payloads (a replay has no further use for them).
+fn decode(events: &mut [RecordedEvent]) -> Result<Vec<(usize, DomainEvent)>, ProjectionError> {
     events
-        .iter()
+        .iter_mut()
         .enumerate()
         .map(|(i, event)| {
-            event
-                .decode()
+            let payload = std::mem::take(&mut event.payload);
+            DomainEvent::decode_owned(&event.event_type, event.schema_version, payload)
                 .map(|decoded| (i, decoded))
                 .map_err(|e| ProjectionError::Undecodable { position: event.position, reason: e.to_string() })
         })
@@ -73,7 +74,7 @@ fn entries<'a>(events: &'a [RecordedEvent], decoded: &'a [(usize, DomainEvent)])
 /// Folds one page into `target` on an open transaction; returns the new checkpoint.
 macro_rules! fold_page {
     ($engine_sink:ident, $connection:expr, $projection:expr, $target:expr, $events:expr) => {{
-        let events: &[RecordedEvent] = $events;
+        let events: &mut [RecordedEvent] = $events;
         let decoded = decode(events)?;
         let entries = entries(events, &decoded);
         let last = events.last().expect("a page is never empty").position;
@@ -95,22 +96,22 @@ pub async fn run_batch(
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             let position = lock_postgres_checkpoint(&mut tx, &name).await?;
-            let events = store::read_all(engine, position, batch_max).await?;
+            let mut events = store::read_all(engine, position, batch_max).await?;
             if events.is_empty() {
                 return Ok(0);
             }
-            fold_page!(postgres, &mut tx, projection, target, &events);
+            fold_page!(postgres, &mut tx, projection, target, &mut events);
             tx.commit().await?;
             Ok(events.len())
         }
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let position = sink::sqlite::checkpoint(&mut tx, &name).await?;
-            let events = store::read_all(engine, position, batch_max).await?;
+            let mut events = store::read_all(engine, position, batch_max).await?;
             if events.is_empty() {
                 return Ok(0);
             }
-            fold_page!(sqlite, &mut tx, projection, target, &events);
+            fold_page!(sqlite, &mut tx, projection, target, &mut events);
             tx.commit().await?;
             Ok(events.len())
         }
@@ -189,25 +190,44 @@ pub async fn rebuild(
     let mut fold = Fold::new(projection);
     let mut after = 0;
     let mut reader = store::LogReader::new(engine, 0, batch_max);
+    // Statement lines of one page are written on another task while the next page is folded;
+    // each write waits for the one before, so the aside checkpoint only moves forward.
+    let mut writing: Option<tokio::task::JoinHandle<Result<(), ProjectionError>>> = None;
     loop {
-        let events = reader.next_page().await?;
+        let mut events = reader.next_page().await?;
         let Some(last) = events.last() else { break };
         after = last.position;
-        let decoded = decode(&events)?;
+        let decoded = decode(&mut events)?;
         for entry in entries(&events, &decoded) {
             fold.apply(&entry);
         }
         if let Fold::Statement(statement) = &mut fold {
             // Written lines are final; the running balances stay in memory for the next page.
-            let page = StatementFold { running: Default::default(), lines: std::mem::take(&mut statement.lines) };
-            write_with_checkpoint(engine, &aside, &Fold::Statement(page), &aside_name, after).await?;
+            let page = Fold::Statement(StatementFold {
+                running: Default::default(),
+                lines: std::mem::take(&mut statement.lines),
+            });
+            finish(writing.take()).await?;
+            let (engine, aside, aside_name) = (engine.clone(), aside.clone(), aside_name.clone());
+            writing =
+                Some(tokio::spawn(
+                    async move { write_with_checkpoint(&engine, &aside, &page, &aside_name, after).await },
+                ));
         }
         progress(after);
     }
+    finish(writing.take()).await?;
     if !matches!(fold, Fold::Statement(_)) {
         write_with_checkpoint(engine, &aside, &fold, &aside_name, after).await?;
     }
     swap(engine, projection, batch_max).await
+}
+
+async fn finish(writing: Option<tokio::task::JoinHandle<Result<(), ProjectionError>>>) -> Result<(), ProjectionError> {
+    match writing {
+        None => Ok(()),
+        Some(task) => task.await.map_err(|e| StoreError::Invalid(format!("rebuild writer task failed: {e}")))?,
+    }
 }
 
 async fn write_with_checkpoint(
@@ -281,11 +301,11 @@ async fn swap(engine: &Engine, projection: ProjectionName, batch_max: u32) -> Re
             let tx = $tx;
             let mut position = sink::$engine_sink::checkpoint(&mut *tx, &aside_name).await?;
             loop {
-                let events = store::read_all(engine, position, batch_max).await?;
+                let mut events = store::read_all(engine, position, batch_max).await?;
                 if events.is_empty() {
                     break;
                 }
-                position = fold_page!($engine_sink, &mut *tx, projection, Target::Aside, &events);
+                position = fold_page!($engine_sink, &mut *tx, projection, Target::Aside, &mut events);
             }
             sqlx::query(drop_live).execute(&mut *tx).await?;
             sqlx::query(rename).execute(&mut *tx).await?;
