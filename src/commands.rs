@@ -63,7 +63,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             store.engine().name()
         );
     }
-    axum::serve(listener, router(AppState { store })).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(AppState { store }, &settings.http)).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("smsledger.stopped");
     Ok(())
 }

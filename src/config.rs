@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::http::HeaderValue;
+
+use crate::http::conventions::HttpLimits;
 
 /// Where the embedded default keeps everything when `DATABASE_URL` is not set.
 pub const EMBEDDED_DATABASE_URL: &str = "sqlite://data/smsledger.db";
@@ -44,6 +47,8 @@ pub struct Settings {
     pub projection_batch_max: u32,
     /// How often projectors look for events written by other processes (`PROJECTION_POLL_MS`).
     pub projection_poll: Duration,
+    /// Timeouts, body limits and the allowed browser origin of the HTTP server.
+    pub http: HttpLimits,
 }
 
 pub const BATCH_EVENTS_MAX_DEFAULT: usize = 2_000;
@@ -77,7 +82,27 @@ impl Settings {
         }
         let listen = get("LISTEN_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen.parse().with_context(|| format!("LISTEN_ADDR must be host:port, got {listen:?}"))?;
+        let frontend_origin = match get("FRONTEND_URL").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(url) => {
+                let origin = url.trim_end_matches('/');
+                let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+                if !host.is_some_and(|host| !host.is_empty() && !host.contains('/')) {
+                    bail!("FRONTEND_URL must be an origin such as https://app.example.com, got {url:?}");
+                }
+                Some(
+                    HeaderValue::from_str(origin)
+                        .with_context(|| format!("FRONTEND_URL is not a valid origin: {url:?}"))?,
+                )
+            }
+        };
+        let http = HttpLimits {
+            request_timeout: Duration::from_millis(parse(&get, "REQUEST_TIMEOUT_MS", 10_000, 100..=600_000)?),
+            body_bytes_max: parse(&get, "REQUEST_BODY_BYTES_MAX", 64 * 1024, 1_024..=10 * 1024 * 1024)?,
+            frontend_origin,
+        };
         Ok(Settings {
+            http,
             store,
             database_read_url: get("DATABASE_READ_URL").filter(|v| !v.is_empty()),
             redis_url: get("REDIS_URL").filter(|v| !v.is_empty()),
@@ -130,5 +155,19 @@ mod tests {
         assert!(settings(&[("DATABASE_URL", "mysql://x")]).unwrap_err().to_string().contains("DATABASE_URL"));
         assert!(settings(&[("LISTEN_ADDR", "nope")]).unwrap_err().to_string().contains("LISTEN_ADDR"));
         assert!(settings(&[("LOG_LEVEL", "info,=[")]).unwrap_err().to_string().contains("LOG_LEVEL"));
+        for bad in ["app.example.com", "http://", "https:///x"] {
+            assert!(settings(&[("FRONTEND_URL", bad)]).unwrap_err().to_string().contains("FRONTEND_URL"), "{bad}");
+        }
+        assert!(
+            settings(&[("FRONTEND_URL", "https://app.example.com/login")])
+                .unwrap_err()
+                .to_string()
+                .contains("FRONTEND_URL")
+        );
+        let ok = settings(&[("FRONTEND_URL", "https://app.example.com/")]).unwrap();
+        assert_eq!(ok.http.frontend_origin.unwrap(), "https://app.example.com");
+        assert!(
+            settings(&[("REQUEST_BODY_BYTES_MAX", "10")]).unwrap_err().to_string().contains("REQUEST_BODY_BYTES_MAX")
+        );
     }
 }

@@ -1,12 +1,18 @@
-//! The HTTP surface of this stage: `GET /health`.
+//! The HTTP surface: the conventions every route follows (`conventions`, `error`, `json`) and
+//! the routes built so far (`GET /health`).
+
+pub mod conventions;
+pub mod error;
+pub mod json;
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::projection;
 use crate::store::EventStore;
@@ -16,13 +22,17 @@ pub struct AppState {
     pub store: EventStore,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new().route("/health", get(health)).with_state(Arc::new(state))
+pub fn router(state: AppState, limits: &conventions::HttpLimits) -> Router {
+    let routes = Router::new()
+        .route("/health", get(health))
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .with_state(Arc::new(state));
+    conventions::apply(routes, limits)
 }
 
 /// Store reachable and head position, each projector's lag, and the build version.
 /// 200 when the store answers, 503 when it does not.
-async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+async fn health(State(state): State<Arc<AppState>>) -> Response {
     let version = env!("CARGO_PKG_VERSION");
     let engine = state.store.engine().name();
     let head = match state.store.head().await {
@@ -30,7 +40,10 @@ async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>)
         Err(error) => {
             tracing::warn!(%error, "health.store_unreachable");
             let body = json!({"status": "unavailable", "version": version, "store": {"engine": engine, "ok": false}});
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+            // This body is what a probe should see; keep it.
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+            response.extensions_mut().insert(error::FormattedError);
+            return response;
         }
     };
     let projections = match projection::status(state.store.engine(), head).await {
@@ -43,5 +56,5 @@ async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>)
         "store": {"engine": engine, "ok": true, "head": head},
         "projections": projections,
     });
-    (StatusCode::OK, Json(body))
+    (StatusCode::OK, Json(body)).into_response()
 }

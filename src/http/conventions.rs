@@ -1,0 +1,118 @@
+//! The layers every route gets: request ids, security headers, CORS, compression, a body
+//! limit, a timeout, panics caught, and every error in the project's format.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use super::error::{FormattedError, InternalCause};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The usual helmet set, for a JSON API that is never framed or sniffed.
+const SECURITY_HEADERS: [(&str, &str); 9] = [
+    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("referrer-policy", "no-referrer"),
+    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    ("x-content-type-options", "nosniff"),
+    ("x-dns-prefetch-control", "off"),
+    ("x-frame-options", "DENY"),
+    ("x-permitted-cross-domain-policies", "none"),
+];
+
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// A request still running after this gets a 408 (`REQUEST_TIMEOUT_MS`).
+    pub request_timeout: Duration,
+    /// Largest request body read (`REQUEST_BODY_BYTES_MAX`).
+    pub body_bytes_max: usize,
+    /// The only origin browsers may call from (`FRONTEND_URL`); none: no cross-origin calls.
+    pub frontend_origin: Option<HeaderValue>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits { request_timeout: Duration::from_secs(10), body_bytes_max: 64 * 1024, frontend_origin: None }
+    }
+}
+
+pub fn apply(router: Router, limits: &HttpLimits) -> Router {
+    // `layer` wraps what is already there, so the innermost layer comes first.
+    let mut router = router
+        .layer(DefaultBodyLimit::max(limits.body_bytes_max))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(errors_in_project_format))
+        .layer(CompressionLayer::new())
+        .layer(cors(limits));
+    for (name, value) in SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    router.layer(PropagateRequestIdLayer::new(REQUEST_ID)).layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn cors(limits: &HttpLimits) -> CorsLayer {
+    let Some(origin) = &limits.frontend_origin else { return CorsLayer::new() };
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list([origin.clone()]))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([REQUEST_ID, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Logs server errors once, with the request id and the internal cause; rewrites any error
+/// not already in the project's format (timeouts, caught panics, 404/405 from the router),
+/// and every 500, into `{"success": false, "error", "details": {"request_id"}}`.
+async fn errors_in_project_format(request: Request, next: Next) -> Response {
+    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let cause = response.extensions_mut().remove::<InternalCause>();
+    if status.is_server_error() {
+        let cause = cause.as_ref().map_or("not given", |c| c.0.as_str());
+        tracing::error!(request_id, %method, path, status = status.as_u16(), cause, "http.server_error");
+    }
+    if status != StatusCode::INTERNAL_SERVER_ERROR && response.extensions().get::<FormattedError>().is_some() {
+        return response;
+    }
+    let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        format!("internal error; quote request id {request_id}")
+    } else {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    };
+    let body = json!({"success": false, "error": message, "details": {"request_id": request_id}});
+    let mut replaced = (status, Json(body)).into_response();
+    for kept in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(value) = response.headers().get(&kept) {
+            replaced.headers_mut().insert(kept, value.clone());
+        }
+    }
+    replaced.extensions_mut().insert(FormattedError);
+    replaced
+}

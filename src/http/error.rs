@@ -1,0 +1,117 @@
+//! The one error type of the HTTP layer and the project's response envelopes.
+//!
+//! Success: `{"success": true, "data": ...}`. Error: `{"success": false, "error": "message",
+//! "details": {...}}`. Internal causes are logged once, with the request id, by
+//! [`super::conventions`], and never shown to the client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub details: Value,
+    pub retry_after_s: Option<u64>,
+    /// For 500s: what went wrong, for the log only.
+    cause: Option<String>,
+}
+
+/// Marks an error response whose body is already what the client should see.
+#[derive(Clone, Copy, Debug)]
+pub struct FormattedError;
+
+/// The internal cause of a 500, carried to the logging middleware and dropped there.
+#[derive(Clone, Debug)]
+pub struct InternalCause(pub String);
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into(), details: json!({}), retry_after_s: None, cause: None }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, message)
+    }
+
+    /// A business rule refused the request (insufficient balance, cancel too early, ...).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    pub fn rate_limited(retry_after_s: u64) -> Self {
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many requests; retry later");
+        error.retry_after_s = Some(retry_after_s);
+        error
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after_s: u64) -> Self {
+        let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
+        error.retry_after_s = Some(retry_after_s);
+        error
+    }
+
+    /// A fault of ours. The client sees a request id to quote; the log gets `cause`.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let mut error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        error.cause = Some(cause.to_string());
+        error
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"success": false, "error": self.message, "details": self.details});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(FormattedError);
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
+        response
+    }
+}
+
+/// `{"success": true, "data": ...}` with 200.
+pub struct ApiOk<T>(pub T);
+
+impl<T: Serialize> IntoResponse for ApiOk<T> {
+    fn into_response(self) -> Response {
+        Json(json!({"success": true, "data": self.0})).into_response()
+    }
+}
+
+/// `{"success": true, "data": ...}` with 201.
+pub struct ApiCreated<T>(pub T);
+
+impl<T: Serialize> IntoResponse for ApiCreated<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::CREATED, Json(json!({"success": true, "data": self.0}))).into_response()
+    }
+}
