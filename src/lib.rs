@@ -16,3 +16,4 @@ pub mod verify;
 /// the largest single cost in their profile (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+pub mod rate_limit;

@@ -127,3 +127,25 @@ macro_rules! on_both_engines {
         }
     };
 }
+
+pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The test Redis (`TEST_REDIS_URL`), or `None` (loudly) when unreachable outside CI.
+pub async fn redis_url(test: &str) -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_TEST_REDIS_URL.into());
+    let reachable = async {
+        let client = redis::Client::open(url.as_str())?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), reachable).await {
+        Ok(Ok(_)) => Some(url),
+        outcome => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set but Redis at {url} is unreachable: {outcome:?}");
+            }
+            eprintln!("\n*** SKIPPED {test}: Redis at {url} is unreachable; set TEST_REDIS_URL ***\n");
+            None
+        }
+    }
+}
