@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::http::{AppState, router};
+use crate::rate_limit::RateLimiter;
 use crate::store::{Engine, EventStore};
 use crate::{point_in_time, projection, verify as audit};
 
@@ -63,7 +64,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             store.engine().name()
         );
     }
-    axum::serve(listener, router(AppState { store }, &settings.http)).with_graceful_shutdown(shutdown_signal()).await?;
+    let limiter = match &settings.redis_url {
+        Some(url) => RateLimiter::with_redis_lazy(url).context("REDIS_URL is not a valid Redis URL")?,
+        None => RateLimiter::in_process(),
+    };
+    let state = AppState::new(store, limiter, &settings);
+    axum::serve(listener, router(state, &settings.http)).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("smsledger.stopped");
     Ok(())
 }

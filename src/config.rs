@@ -6,6 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use axum::http::HeaderValue;
 
+use domain::Currency;
+use domain::order::{CANCEL_WINDOW_MS_DEFAULT, ORDER_LIFETIME_MS_DEFAULT, OrderPolicy};
+
 use crate::http::conventions::HttpLimits;
 
 /// Where the embedded default keeps everything when `DATABASE_URL` is not set.
@@ -49,6 +52,10 @@ pub struct Settings {
     pub projection_poll: Duration,
     /// Timeouts, body limits and the allowed browser origin of the HTTP server.
     pub http: HttpLimits,
+    /// Cancel window and lifetime of new orders (`CANCEL_TIMEOUT`, `ORDER_TIMEOUT`, in ms).
+    pub order_policy: OrderPolicy,
+    /// Currencies wallets are kept in (`CURRENCIES`, comma-separated; default `USD`).
+    pub currencies: Vec<Currency>,
 }
 
 pub const BATCH_EVENTS_MAX_DEFAULT: usize = 2_000;
@@ -101,7 +108,26 @@ impl Settings {
             body_bytes_max: parse(&get, "REQUEST_BODY_BYTES_MAX", 64 * 1024, 1_024..=10 * 1024 * 1024)?,
             frontend_origin,
         };
+        let order_policy = OrderPolicy {
+            cancel_window_ms: parse(&get, "CANCEL_TIMEOUT", CANCEL_WINDOW_MS_DEFAULT, 0..=86_400_000)?,
+            lifetime_ms: parse(&get, "ORDER_TIMEOUT", ORDER_LIFETIME_MS_DEFAULT, 1_000..=86_400_000)?,
+        };
+        if order_policy.cancel_window_ms >= order_policy.lifetime_ms {
+            bail!(
+                "CANCEL_TIMEOUT ({} ms) must be shorter than ORDER_TIMEOUT ({} ms)",
+                order_policy.cancel_window_ms,
+                order_policy.lifetime_ms
+            );
+        }
+        let currencies = get("CURRENCIES").unwrap_or_else(|| "USD".into());
+        let currencies = currencies
+            .split(',')
+            .map(|code| Currency::parse(code.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("CURRENCIES must be comma-separated codes such as USD,EUR: {e}"))?;
         Ok(Settings {
+            order_policy,
+            currencies,
             http,
             store,
             database_read_url: get("DATABASE_READ_URL").filter(|v| !v.is_empty()),

@@ -71,15 +71,29 @@ impl RateLimiter {
     /// A check waits at most `REDIS_RESPONSE_TIMEOUT` for Redis before falling back.
     pub async fn with_redis(url: &str) -> Result<RateLimiter, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
-            .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
-            .set_number_of_retries(REDIS_RECONNECT_RETRIES_MAX);
-        let connection = client.get_connection_manager_with_config(config).await?;
+        let connection = client.get_connection_manager_with_config(redis_config()).await?;
         Ok(RateLimiter {
             local: InProcess::default(),
             redis: Some(Redis { connection, script: redis::Script::new(GCRA_SCRIPT) }),
         })
+    }
+
+    /// Like `with_redis`, but connects on first use: the service starts while Redis is down
+    /// (checks fall back in-process until it is back). Fails only on a malformed URL.
+    pub fn with_redis_lazy(url: &str) -> Result<RateLimiter, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let connection = client.get_connection_manager_lazy(redis_config())?;
+        Ok(RateLimiter {
+            local: InProcess::default(),
+            redis: Some(Redis { connection, script: redis::Script::new(GCRA_SCRIPT) }),
+        })
+    }
+
+    /// `None` without Redis; otherwise whether Redis answers a PING now.
+    pub async fn redis_ok(&self) -> Option<bool> {
+        let redis = self.redis.as_ref()?;
+        let mut connection = redis.connection.clone();
+        Some(redis::cmd("PING").query_async::<String>(&mut connection).await.is_ok())
     }
 
     pub fn backend(&self) -> &'static str {
@@ -105,6 +119,13 @@ impl RateLimiter {
             limiter.retain_recent();
         }
     }
+}
+
+fn redis_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REDIS_CONNECT_TIMEOUT))
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+        .set_number_of_retries(REDIS_RECONNECT_RETRIES_MAX)
 }
 
 #[derive(Default)]

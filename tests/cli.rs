@@ -96,8 +96,13 @@ async fn bad_configuration_names_the_variable(db: TestDatabase) {
 }
 
 async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
+    // On PostgreSQL with the real Redis; on SQLite with a Redis that is not there (port 1):
+    // the service must start anyway and say that rate limits run in-process.
+    let live_redis = if db.url.starts_with("postgres") { common::redis_url("serve with redis").await } else { None };
+    let redis_url = live_redis.clone().unwrap_or_else(|| "redis://127.0.0.1:1".into());
     let mut child = command(&db, &["serve"])
         .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("REDIS_URL", &redis_url)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -122,8 +127,26 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(health["projections"].as_array().unwrap().len(), 3);
     assert_eq!(health["projections"][0]["lag"], 0);
-    let (status, _) = get(&address, "/nope");
+    let (status, body) = get(&address, "/nope");
     assert_eq!(status, 404);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"], "no such route");
+
+    let (status, body) = get(&address, "/api/v1/system/status");
+    assert_eq!(status, 200, "{body}");
+    let system: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(system["success"], true);
+    assert_eq!(system["data"]["store"]["ok"], true);
+    assert_eq!(system["data"]["redis"]["configured"], true);
+    assert_eq!(system["data"]["redis"]["ok"], live_redis.is_some(), "{body}");
+    assert_eq!(system["data"]["ok"], live_redis.is_some());
+    assert_eq!(system["data"]["projections"].as_array().unwrap().len(), 3);
+
+    let (status, body) = get(&address, "/api/v1/system/config");
+    assert_eq!(status, 200, "{body}");
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(config["data"]["currencies"], serde_json::json!(["USD"]));
+    assert_eq!(config["data"]["order"], serde_json::json!({"cancel_after_ms": 120_000, "lifetime_ms": 1_200_000}));
+    assert_eq!(config["data"]["rate_limits"][0], serde_json::json!({"name": "login", "limit": 5, "period_s": 900}));
 
     let terminated = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(terminated.success());

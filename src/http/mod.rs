@@ -1,9 +1,10 @@
 //! The HTTP surface: the conventions every route follows (`conventions`, `error`, `json`) and
-//! the routes built so far (`GET /health`).
+//! the routes built so far: `GET /health`, `GET /api/v1/system/{status,config}`.
 
 pub mod conventions;
 pub mod error;
 pub mod json;
+mod system;
 
 use std::sync::Arc;
 
@@ -14,17 +15,28 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::config::Settings;
 use crate::projection;
+use crate::rate_limit::RateLimiter;
 use crate::store::EventStore;
 
-#[derive(Clone)]
 pub struct AppState {
     pub store: EventStore,
+    pub limiter: RateLimiter,
+    pub public_config: system::PublicConfig,
+}
+
+impl AppState {
+    pub fn new(store: EventStore, limiter: RateLimiter, settings: &Settings) -> AppState {
+        AppState { store, limiter, public_config: system::PublicConfig::from_settings(settings) }
+    }
 }
 
 pub fn router(state: AppState, limits: &conventions::HttpLimits) -> Router {
     let routes = Router::new()
         .route("/health", get(health))
+        .route("/api/v1/system/status", get(system::status))
+        .route("/api/v1/system/config", get(system::config))
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .with_state(Arc::new(state));
     conventions::apply(routes, limits)
