@@ -16,4 +16,5 @@ pub mod verify;
 /// the largest single cost in their profile (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+pub mod metrics;
 pub mod rate_limit;

@@ -141,6 +141,18 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     assert_eq!(system["data"]["ok"], live_redis.is_some());
     assert_eq!(system["data"]["projections"].as_array().unwrap().len(), 3);
 
+    let (status, body) = get(&address, "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 1"#), "{body}");
+    assert!(
+        body.contains(r#"http_requests_total{method="GET",route="/api/v1/system/status",status="200"} 1"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"http_requests_total{method="any",route="unmatched",status="404"} 1"#), "{body}");
+    assert!(body.contains("http_request_duration_seconds_bucket"), "{body}");
+    assert!(body.contains(r#"projection_lag_events{projection="balances"} 0"#), "{body}");
+    assert!(body.contains("store_head_position 0"), "{body}");
+
     let (status, body) = get(&address, "/api/v1/system/config");
     assert_eq!(status, 200, "{body}");
     let config: serde_json::Value = serde_json::from_str(&body).unwrap();

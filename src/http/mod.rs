@@ -15,6 +15,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::config::Settings;
 use crate::projection;
 use crate::rate_limit::RateLimiter;
@@ -24,11 +26,13 @@ pub struct AppState {
     pub store: EventStore,
     pub limiter: RateLimiter,
     pub public_config: system::PublicConfig,
+    pub metrics: PrometheusHandle,
 }
 
 impl AppState {
     pub fn new(store: EventStore, limiter: RateLimiter, settings: &Settings) -> AppState {
-        AppState { store, limiter, public_config: system::PublicConfig::from_settings(settings) }
+        let public_config = system::PublicConfig::from_settings(settings);
+        AppState { store, limiter, public_config, metrics: crate::metrics::install() }
     }
 }
 
@@ -37,7 +41,13 @@ pub fn router(state: AppState, limits: &conventions::HttpLimits) -> Router {
         .route("/health", get(health))
         .route("/api/v1/system/status", get(system::status))
         .route("/api/v1/system/config", get(system::config))
-        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .route("/metrics", get(system::metrics))
+        .route_layer(axum::middleware::from_fn(crate::metrics::record_request))
+        .fallback(|| async {
+            metrics::counter!("http_requests_total", "method" => "any", "route" => "unmatched", "status" => "404")
+                .increment(1);
+            error::ApiError::not_found("no such route")
+        })
         .with_state(Arc::new(state));
     conventions::apply(routes, limits)
 }

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -81,4 +83,16 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Result<ApiOk<Value>, 
         "redis": redis,
         "projections": projections,
     })))
+}
+
+/// Prometheus text format. Projector positions and lag are read now, so they are exact
+/// whenever the scraper looks.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    let head = state.store.head().await.map_err(ApiError::internal)?.position;
+    metrics::gauge!("store_head_position").set(head as f64);
+    for projection in projection::status(state.store.engine(), head).await.map_err(ApiError::internal)? {
+        metrics::gauge!("projection_position", "projection" => projection.name).set(projection.position as f64);
+        metrics::gauge!("projection_lag_events", "projection" => projection.name).set(projection.lag as f64);
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))
 }

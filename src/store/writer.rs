@@ -29,11 +29,13 @@ pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Lim
         let started = Instant::now();
         match engine.commit_batch(&requests, &mut cache).await {
             Ok(results) => {
+                let elapsed = started.elapsed();
                 tracing::debug!(
                     batch.requests = batch.len(),
-                    duration_us = started.elapsed().as_micros() as u64,
+                    duration_us = elapsed.as_micros() as u64,
                     "store.batch_committed"
                 );
+                record(&requests, &results, elapsed);
                 let newest = results.iter().filter_map(|r| r.as_ref().ok()).map(|o| o.last_position).max();
                 if let Some(newest) = newest {
                     head.send_if_modified(|current| {
@@ -54,6 +56,25 @@ pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Lim
             }
         }
     }
+}
+
+fn record(requests: &[&AppendRequest], results: &[Result<AppendOutcome, StoreError>], elapsed: Duration) {
+    let mut events = 0;
+    for (request, result) in requests.iter().zip(results) {
+        let label = match result {
+            Ok(outcome) if outcome.replayed => "replayed",
+            Ok(_) => {
+                events += request.event_count();
+                "appended"
+            }
+            Err(StoreError::Conflict { .. }) => "conflict",
+            Err(StoreError::Invalid(_)) => "invalid",
+            Err(_) => "error",
+        };
+        metrics::counter!("store_appends_total", "result" => label).increment(1);
+    }
+    metrics::histogram!("store_batch_events").record(events as f64);
+    metrics::histogram!("store_batch_commit_seconds").record(elapsed.as_secs_f64());
 }
 
 async fn collect(first: Pending, queue: &mut mpsc::Receiver<Pending>, limits: &Limits) -> Vec<Pending> {

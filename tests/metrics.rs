@@ -1,0 +1,37 @@
+//! The store's metrics, read through the real Prometheus recorder.
+
+mod common;
+
+use serde_json::json;
+use smsledger::store::{AppendRequest, ExpectedVersion, NewEvent, StreamAppend};
+
+fn append(stream: &str, expected: ExpectedVersion) -> AppendRequest {
+    let event = NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "test.counted".into(),
+        schema_version: 1,
+        payload: json!({}),
+    };
+    AppendRequest {
+        streams: vec![StreamAppend { stream_id: stream.into(), expected, events: vec![event] }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn appends_are_counted_by_outcome() {
+    let handle = smsledger::metrics::install();
+    let db = common::sqlite_database();
+    let store = common::open_store(&db).await;
+    store.append(append("a", ExpectedVersion::NoStream)).await.unwrap();
+    store.append(append("b", ExpectedVersion::NoStream)).await.unwrap();
+    assert!(store.append(append("a", ExpectedVersion::NoStream)).await.is_err());
+    let keyed = AppendRequest { idempotency_key: Some("k".into()), ..append("c", ExpectedVersion::Any) };
+    store.append(keyed.clone()).await.unwrap();
+    store.append(keyed).await.unwrap();
+    let text = handle.render();
+    assert!(text.contains(r#"store_appends_total{result="appended"} 3"#), "{text}");
+    assert!(text.contains(r#"store_appends_total{result="conflict"} 1"#), "{text}");
+    assert!(text.contains(r#"store_appends_total{result="replayed"} 1"#), "{text}");
+    assert!(text.contains("store_batch_commit_seconds_count"), "{text}");
+}
