@@ -18,3 +18,4 @@ pub mod verify;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod metrics;
 pub mod rate_limit;
+pub mod read;

@@ -236,6 +236,49 @@ async fn verify_reports_forged_events_without_panicking(db: TestDatabase) {
     assert!(report.problems[2].what.contains("unbalanced"), "{:?}", report.problems[2]);
 }
 
+/// A client that just wrote reads its own write: the balance read waits for the projector.
+async fn a_balance_read_sees_the_writes_before_it(db: TestDatabase) {
+    let store = open_store(&db).await;
+    let ledger = Ledger::new(store.clone(), OrderPolicy::default());
+    let live = tokio::spawn(projection::run_live(
+        store.engine().clone(),
+        ProjectionName::Balances,
+        100,
+        store.subscribe(),
+        Duration::from_millis(50),
+    ));
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        let (store, ledger) = (store.clone(), ledger.clone());
+        users.push(tokio::spawn(async move {
+            let user = domain::UserId::new();
+            for i in 1..=8 {
+                let deposit = domain::wallet::WalletCommand::Deposit {
+                    deposit_id: domain::DepositId::new(),
+                    amount: domain::PositiveMoney::parse("1.25", "USD").unwrap(),
+                    source: domain::Clearing::Sandbox,
+                };
+                ledger.wallet_command(user, Currency::USD, deposit, None, Default::default()).await.unwrap();
+                let read = smsledger::read::balance(&store, user, Currency::USD).await.unwrap();
+                assert_eq!(read.available, Decimal::new(125, 2) * Decimal::from(i), "read {i} misses its own write");
+            }
+        }));
+    }
+    for user in users {
+        user.await.unwrap();
+    }
+    live.abort();
+    let never_funded = smsledger::read::balance(&store, domain::UserId::new(), Currency::USD).await.unwrap();
+    assert_eq!(never_funded, projections::Balance::default());
+    // With no projector running, a read that needs a newer view says so instead of lying.
+    workload::run(&ledger, 1, 1, 5).await;
+    let stale = smsledger::read::balance(&store, domain::UserId::new(), Currency::USD).await;
+    assert!(
+        matches!(stale, Err(smsledger::read::ReadError::Stale { projection: ProjectionName::Balances, .. })),
+        "{stale:?}"
+    );
+}
+
 async fn balance_at_a_past_position(db: TestDatabase) {
     let (store, _) = ledger_with_workload(&db, 3, 2).await;
     let head = store.head().await.unwrap().position;
@@ -256,5 +299,6 @@ on_both_engines!(
     the_live_projector_follows_new_appends,
     verify_names_the_first_tampered_position,
     verify_reports_forged_events_without_panicking,
+    a_balance_read_sees_the_writes_before_it,
     balance_at_a_past_position,
 );

@@ -211,6 +211,22 @@ macro_rules! engine_sink {
                 Ok(())
             }
 
+            /// One user's balance in one currency from the live table (`None`: never funded).
+            pub async fn balance(
+                connection: &mut $connection,
+                user: UserId,
+                currency: Currency,
+            ) -> Result<Option<Balance>, sqlx::Error> {
+                let row = sqlx::query(
+                    "SELECT user_id, currency, available, held, position FROM balances WHERE user_id = $1 AND currency = $2",
+                )
+                .bind(user.0)
+                .bind(currency.as_str())
+                .fetch_optional(&mut *connection)
+                .await?;
+                row.as_ref().map(balance_row).transpose().map(|found| found.map(|(_, balance)| balance))
+            }
+
             /// Reads the live tables whole, for `verify`.
             pub async fn snapshot(connection: &mut $connection) -> Result<Snapshot, sqlx::Error> {
                 let mut snapshot = Snapshot::default();

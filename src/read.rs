@@ -1,0 +1,78 @@
+//! Reads with read-your-writes: a view is read only once its projector has caught up with
+//! the log as it was when the read began, so a client that just wrote sees its write. The
+//! checkpoint is polled in the database, which holds whichever instance runs the projector.
+
+use std::time::Duration;
+
+use domain::{Currency, UserId};
+use projections::{Balance, ProjectionName};
+use tokio::time::Instant;
+
+use crate::projection::{self, ProjectionError, Target, sink};
+use crate::store::{Engine, EventStore};
+
+/// Longest a read waits for its projector before giving up (the projector is stuck or down).
+pub const FRESHNESS_WAIT_MAX: Duration = Duration::from_secs(2);
+/// Longest pause between two looks at the checkpoint.
+const POLL_INTERVAL_MAX: Duration = Duration::from_millis(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("the {projection} view is {lag} events behind after {waited_ms} ms")]
+    Stale { projection: ProjectionName, lag: i64, waited_ms: u128 },
+}
+
+impl From<sqlx::Error> for ReadError {
+    fn from(error: sqlx::Error) -> Self {
+        ReadError::Projection(ProjectionError::Database(error))
+    }
+}
+
+impl From<crate::store::StoreError> for ReadError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ReadError::Projection(ProjectionError::Store(error))
+    }
+}
+
+/// Waits until `projection` has applied every event committed before this call.
+pub async fn wait_until_fresh(store: &EventStore, projection: ProjectionName) -> Result<(), ReadError> {
+    let head = store.head().await?.position;
+    let name = projection::checkpoint_name(projection, Target::Live);
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let position = checkpoint(store.engine(), &name).await?;
+        if position >= head {
+            return Ok(());
+        }
+        if started.elapsed() >= FRESHNESS_WAIT_MAX {
+            return Err(ReadError::Stale {
+                projection,
+                lag: head - position,
+                waited_ms: started.elapsed().as_millis(),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL_INTERVAL_MAX);
+    }
+}
+
+async fn checkpoint(engine: &Engine, name: &str) -> Result<i64, sqlx::Error> {
+    match engine {
+        Engine::Postgres(pool) => sink::postgres::checkpoint(&mut *pool.acquire().await?, name).await,
+        Engine::Sqlite(pool) => sink::sqlite::checkpoint(&mut *pool.acquire().await?, name).await,
+    }
+}
+
+/// A user's balance in one currency, including every write committed before the call.
+/// A user who never had money in that currency has a zero balance.
+pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Result<Balance, ReadError> {
+    wait_until_fresh(store, ProjectionName::Balances).await?;
+    let found = match store.engine() {
+        Engine::Postgres(pool) => sink::postgres::balance(&mut *pool.acquire().await?, user, currency).await?,
+        Engine::Sqlite(pool) => sink::sqlite::balance(&mut *pool.acquire().await?, user, currency).await?,
+    };
+    Ok(found.unwrap_or_default())
+}
