@@ -43,6 +43,11 @@ async fn snapshot(engine: &Engine) -> sink::Snapshot {
     }
 }
 
+/// The balances projector running as `serve` runs it, woken by this store's writer or the poll.
+fn live_balances(store: &EventStore, poll: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(projection::run_live(store.engine().clone(), ProjectionName::Balances, 100, store.subscribe(), poll))
+}
+
 async fn count_balances(engine: &Engine) -> i64 {
     let (count,): (i64,) = match engine {
         Engine::Postgres(pool) => sqlx::query_as("SELECT count(*) FROM balances").fetch_one(pool).await.unwrap(),
@@ -158,13 +163,7 @@ async fn rebuild_under_writes_never_shows_a_half_built_view(db: TestDatabase) {
 async fn the_live_projector_follows_new_appends(db: TestDatabase) {
     let store = open_store(&db).await;
     let ledger = Ledger::new(store.clone(), OrderPolicy::default());
-    let live = tokio::spawn(projection::run_live(
-        store.engine().clone(),
-        ProjectionName::Balances,
-        100,
-        store.subscribe(),
-        Duration::from_secs(30),
-    ));
+    let live = live_balances(&store, Duration::from_secs(30));
     workload::run(&ledger, 2, 2, 3).await;
     let head = store.head().await.unwrap().position;
     let caught_up = tokio::time::timeout(Duration::from_secs(10), async {
@@ -240,13 +239,7 @@ async fn verify_reports_forged_events_without_panicking(db: TestDatabase) {
 async fn a_balance_read_sees_the_writes_before_it(db: TestDatabase) {
     let store = open_store(&db).await;
     let ledger = Ledger::new(store.clone(), OrderPolicy::default());
-    let live = tokio::spawn(projection::run_live(
-        store.engine().clone(),
-        ProjectionName::Balances,
-        100,
-        store.subscribe(),
-        Duration::from_millis(50),
-    ));
+    let live = live_balances(&store, Duration::from_millis(50));
     let mut users = Vec::new();
     for _ in 0..4 {
         let (store, ledger) = (store.clone(), ledger.clone());
