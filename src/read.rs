@@ -43,7 +43,7 @@ pub async fn wait_until_fresh(store: &EventStore, projection: ProjectionName) ->
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
-        let position = checkpoint(store.engine(), &name).await?;
+        let position = projection::checkpoint(store.engine(), &name).await?;
         if position >= head {
             return Ok(());
         }
@@ -56,13 +56,6 @@ pub async fn wait_until_fresh(store: &EventStore, projection: ProjectionName) ->
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(POLL_INTERVAL_MAX);
-    }
-}
-
-async fn checkpoint(engine: &Engine, name: &str) -> Result<i64, sqlx::Error> {
-    match engine {
-        Engine::Postgres(pool) => sink::postgres::checkpoint(&mut *pool.acquire().await?, name).await,
-        Engine::Sqlite(pool) => sink::sqlite::checkpoint(&mut *pool.acquire().await?, name).await,
     }
 }
 
