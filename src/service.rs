@@ -83,8 +83,14 @@ impl Ledger {
     ) -> Result<AppendOutcome, ServiceError> {
         let mut attempt = 0;
         loop {
+            if let Some(first) = self.first_outcome(&key).await? {
+                return Ok(first);
+            }
             let wallet = self.wallet(user, currency).await?;
-            let events = wallet.state.decide(command.clone())?;
+            let events = match wallet.state.decide(command.clone()) {
+                Ok(events) => events,
+                Err(refused) => return self.first_outcome(&key).await?.ok_or(refused.into()),
+            };
             let request = AppendRequest {
                 streams: vec![wallet_append(user, currency, wallet.version, &events)],
                 idempotency_key: key.clone(),
@@ -108,8 +114,14 @@ impl Ledger {
     ) -> Result<Option<AppendOutcome>, ServiceError> {
         let mut attempt = 0;
         loop {
+            if let Some(first) = self.first_outcome(&key).await? {
+                return Ok(Some(first));
+            }
             let order = self.order(order_id).await?;
-            let events = order.state.decide(command.clone())?;
+            let events = match order.state.decide(command.clone()) {
+                Ok(events) => events,
+                Err(refused) => return self.first_outcome(&key).await?.map(Some).ok_or(refused.into()),
+            };
             if events.is_empty() {
                 return Ok(None);
             }
@@ -126,6 +138,16 @@ impl Ledger {
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => attempt += 1,
                 result => return Ok(Some(result?)),
             }
+        }
+    }
+
+    /// A command that carries a key and was already applied returns its first outcome:
+    /// asked before deciding (a retry must not be refused by the state it created), and again
+    /// when the decision is refused (a concurrent first attempt may have committed meanwhile).
+    async fn first_outcome(&self, key: &Option<String>) -> Result<Option<AppendOutcome>, ServiceError> {
+        match key {
+            Some(key) => Ok(self.store.idempotent_outcome(key).await?),
+            None => Ok(None),
         }
     }
 

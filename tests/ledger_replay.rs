@@ -272,6 +272,74 @@ async fn a_balance_read_sees_the_writes_before_it(db: TestDatabase) {
     );
 }
 
+/// A keyed command retried after it was applied returns its first outcome; the state it
+/// created (an order placed, the money gone) must not refuse the retry.
+async fn a_retried_command_returns_its_first_outcome(db: TestDatabase) {
+    use domain::order::{OrderCommand, OrderError};
+    use domain::wallet::WalletCommand;
+    use smsledger::service::ServiceError;
+    let store = open_store(&db).await;
+    let ledger = Ledger::new(store.clone(), OrderPolicy::default());
+    let user = domain::UserId::new();
+    let usd = |amount: &str| domain::PositiveMoney::parse(amount, "USD").unwrap();
+    let key = |k: &str| Some(format!("{user}:{k}"));
+    let deposit = WalletCommand::Deposit {
+        deposit_id: domain::DepositId::new(),
+        amount: usd("2.00"),
+        source: domain::Clearing::Sandbox,
+    };
+    let first =
+        ledger.wallet_command(user, Currency::USD, deposit.clone(), key("deposit"), Default::default()).await.unwrap();
+    let again = ledger.wallet_command(user, Currency::USD, deposit, key("deposit"), Default::default()).await.unwrap();
+    assert!(again.replayed && again.first_position == first.first_position);
+
+    let order_id = domain::OrderId::new();
+    let place = OrderCommand::Place {
+        order_id,
+        user_id: user,
+        service: domain::catalog::ServiceCode::parse("tg").unwrap(),
+        country: domain::catalog::CountryCode::parse("GB").unwrap(),
+        price: usd("1.50"),
+        policy: OrderPolicy::default(),
+        now: domain::Timestamp(1),
+    };
+    let placed =
+        ledger.order_command(order_id, place.clone(), key("place"), Default::default()).await.unwrap().unwrap();
+    let retried =
+        ledger.order_command(order_id, place.clone(), key("place"), Default::default()).await.unwrap().unwrap();
+    assert!(retried.replayed && retried.last_position == placed.last_position, "not AlreadyPlaced");
+    let unkeyed = ledger.order_command(order_id, place, None, Default::default()).await;
+    assert!(
+        matches!(unkeyed, Err(ServiceError::Order(OrderError::AlreadyPlaced))),
+        "without a key it is a new command"
+    );
+
+    let withdraw = WalletCommand::RequestWithdrawal { withdrawal_id: domain::WithdrawalId::new(), amount: usd("0.50") };
+    ledger.wallet_command(user, Currency::USD, withdraw.clone(), key("withdraw"), Default::default()).await.unwrap();
+    let retried =
+        ledger.wallet_command(user, Currency::USD, withdraw, key("withdraw"), Default::default()).await.unwrap();
+    assert!(retried.replayed, "not InsufficientFunds");
+
+    // The same keyed deposit sent 8 times at once credits once.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (ledger, key) = (ledger.clone(), key("burst"));
+        tasks.push(tokio::spawn(async move {
+            let deposit = WalletCommand::Deposit {
+                deposit_id: domain::DepositId::new(),
+                amount: usd("1.00"),
+                source: domain::Clearing::Sandbox,
+            };
+            ledger.wallet_command(user, Currency::USD, deposit, key, Default::default()).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let wallet = ledger.wallet(user, Currency::USD).await.unwrap().state;
+    assert_eq!((wallet.available, wallet.held), (Decimal::ONE, Decimal::new(150, 2)), "2.00 - 1.50 - 0.50 + 1.00 once");
+}
+
 async fn balance_at_a_past_position(db: TestDatabase) {
     let (store, _) = ledger_with_workload(&db, 3, 2).await;
     let head = store.head().await.unwrap().position;
@@ -293,5 +361,6 @@ on_both_engines!(
     verify_names_the_first_tampered_position,
     verify_reports_forged_events_without_panicking,
     a_balance_read_sees_the_writes_before_it,
+    a_retried_command_returns_its_first_outcome,
     balance_at_a_past_position,
 );

@@ -154,6 +154,28 @@ impl EventStore {
         }
     }
 
+    /// The first outcome of an append made with `key`, if there was one.
+    pub async fn idempotent_outcome(&self, key: &str) -> Result<Option<AppendOutcome>, StoreError> {
+        let text: Option<(String,)> = match &self.inner.engine {
+            Engine::Postgres(pool) => {
+                sqlx::query_as("SELECT outcome::text FROM idempotency_keys WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Engine::Sqlite(pool) => {
+                sqlx::query_as("SELECT outcome FROM idempotency_keys WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        let Some((text,)) = text else { return Ok(None) };
+        let outcome: AppendOutcome = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt { position: -1, reason: format!("idempotency key {key:?}: {e}") })?;
+        Ok(Some(AppendOutcome { replayed: true, ..outcome }))
+    }
+
     /// The last position recorded at or before `at` (0 if none).
     pub async fn position_at(&self, at: chrono::DateTime<chrono::Utc>) -> Result<i64, StoreError> {
         match &self.inner.engine {
