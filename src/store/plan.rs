@@ -1,5 +1,7 @@
-//! Planning one group-commit batch, with no IO: both engines lock the head, look up the
-//! streams and idempotency keys the batch names, call [`plan_batch`], and write its rows.
+//! Planning one group-commit batch, with no IO: an engine learns the head, stream versions
+//! and used keys the batch names (SQLite under its write lock; PostgreSQL from one snapshot
+//! or from the writer's cache, then writes only if the head has not moved), calls
+//! [`plan_batch`], and writes its rows.
 
 use std::collections::HashMap;
 
@@ -117,8 +119,9 @@ pub struct WriterCache {
 
 impl WriterCache {
     /// `Known` for this batch without reading, if the cache can answer it: every stream is
-    /// cached or expected not to exist yet, and no idempotency key needs looking up (keys
-    /// are assumed new; a used one fails the write's unique check and the batch is re-read).
+    /// cached or expected not to exist yet (a stream that does exist fails the write's unique
+    /// check, and the batch is re-read). Batches with idempotency keys are never planned from
+    /// the cache: keys are always looked up.
     pub fn known_for(&self, batch: &[&AppendRequest]) -> Option<Known> {
         let head = self.head.clone()?;
         let mut versions = HashMap::new();
