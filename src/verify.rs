@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use domain::order::OrderState;
 use domain::wallet::WalletState;
 use domain::{Aggregate, Currency, DomainEvent, UserId};
-use projections::{BalancesFold, LedgerEntry, ProjectionName, StatementFold, TrialBalanceFold};
+use projections::{Fold, LedgerEntry, ProjectionName, StatementLine};
 use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 
@@ -56,9 +56,8 @@ struct Folds {
     wallets: HashMap<String, Option<WalletState>>,
     orders: HashMap<String, OrderState>,
     versions: HashMap<String, i64>,
-    balances: BalancesFold,
-    statement: StatementFold,
-    trial_balance: TrialBalanceFold,
+    /// Each projection re-folded up to the checkpoint its stored table was read at.
+    views: Vec<(ProjectionName, i64, Fold)>,
     /// Sum of every posting per currency (zero in a sound ledger).
     totals: BTreeMap<Currency, Decimal>,
 }
@@ -73,7 +72,13 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             return Err(join(stored.await).err().unwrap_or(StoreError::Invalid("projection read stopped".into())));
         }
     };
-    let mut folds = Folds::default();
+    let mut folds = Folds {
+        views: checkpoints
+            .iter()
+            .map(|(projection, checkpoint)| (*projection, *checkpoint, Fold::new(*projection)))
+            .collect(),
+        ..Folds::default()
+    };
     let mut previous = GENESIS_HASH;
     let mut after = 0;
     let mut reader = LogReader::new(store.engine(), 0, VERIFY_PAGE_EVENTS);
@@ -132,13 +137,9 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 for leg in entry.postings.legs() {
                     *folds.totals.entry(leg.amount.currency).or_insert(Decimal::ZERO) += leg.amount.amount;
                 }
-                for (projection, checkpoint) in &checkpoints {
+                for (_, checkpoint, fold) in &mut folds.views {
                     if position <= *checkpoint {
-                        match projection {
-                            ProjectionName::Balances => folds.balances.apply(&entry),
-                            ProjectionName::Statement => folds.statement.apply(&entry),
-                            ProjectionName::TrialBalance => folds.trial_balance.apply(&entry),
-                        }
+                        fold.apply(&entry);
                     }
                 }
             }
@@ -147,11 +148,15 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     report.events = after;
     report.streams = folds.versions.len();
     report.open_holds = folds.wallets.values().flatten().map(|w| w.holds.len()).sum();
-    report.trial_totals = folds.totals.clone();
-    for (currency, total) in &report.trial_totals.clone() {
-        if !total.is_zero() {
-            report.problem(None, format!("trial balance in {currency} sums to {total}, not zero"));
-        }
+    report.trial_totals = std::mem::take(&mut folds.totals);
+    let unbalanced: Vec<String> = report
+        .trial_totals
+        .iter()
+        .filter(|(_, total)| !total.is_zero())
+        .map(|(currency, total)| format!("trial balance in {currency} sums to {total}, not zero"))
+        .collect();
+    for what in unbalanced {
+        report.problem(None, what);
     }
     if report.is_ok() {
         let head = store.head().await?;
@@ -162,7 +167,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             );
         }
         let stored = join(stored.await)?;
-        compare_projections(&mut report, &folds, &stored, &checkpoints);
+        compare_projections(&mut report, std::mem::take(&mut folds.views), stored);
     }
     report.projections = checkpoints;
     Ok(report)
@@ -247,33 +252,35 @@ fn join<T>(joined: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Res
     joined.map_err(|e| StoreError::Invalid(format!("projection read task failed: {e}")))?
 }
 
-fn compare_projections(report: &mut Report, folds: &Folds, stored: &sink::Snapshot, checkpoints: &Checkpoints) {
-    let at = |name| checkpoints.iter().find(|(p, _)| *p == name).map(|(_, c)| *c);
-    if let Some(key) = first_difference(&folds.balances.rows, &stored.balances) {
-        report.problem(at(ProjectionName::Balances), format!("balances projection differs from the log for {key:?}"));
+/// Compares each re-folded view with its stored table; a difference is reported at the
+/// statement line's position, or at the view's checkpoint.
+fn compare_projections(report: &mut Report, views: Vec<(ProjectionName, i64, Fold)>, mut stored: sink::Snapshot) {
+    for (projection, checkpoint, fold) in views {
+        let difference = match fold {
+            Fold::Balances(fold) => {
+                first_difference(&fold.rows, &stored.balances).map(|key| (checkpoint, format!("{key:?}")))
+            }
+            Fold::TrialBalance(fold) => {
+                first_difference(&fold.rows, &stored.trial_balance).map(|key| (checkpoint, format!("{key:?}")))
+            }
+            Fold::Statement(fold) => first_line_difference(fold.lines, &mut stored.statement),
+        };
+        if let Some((position, what)) = difference {
+            report.problem(Some(position), format!("{projection} projection differs from the log at {what}"));
+        }
     }
-    if let Some(key) = first_difference(&folds.trial_balance.rows, &stored.trial_balance) {
-        report.problem(
-            at(ProjectionName::TrialBalance),
-            format!("trial_balance projection differs from the log for {key:?}"),
-        );
-    }
-    let mut expected = folds.statement.lines.clone();
+}
+
+fn first_line_difference(mut expected: Vec<StatementLine>, actual: &mut [StatementLine]) -> Option<(i64, String)> {
     expected.sort_by_key(|l| (l.position, l.user_id, l.currency));
-    let mut actual = stored.statement.clone();
     actual.sort_by_key(|l| (l.position, l.user_id, l.currency));
-    if expected != actual {
-        let index = expected.iter().zip(&actual).position(|(a, b)| a != b).unwrap_or(expected.len().min(actual.len()));
-        let position = expected.get(index).or(actual.get(index)).map(|l| l.position);
-        report.problem(
-            position,
-            format!(
-                "statement projection differs from the log at line {index} ({} expected, {} stored)",
-                expected.len(),
-                actual.len()
-            ),
-        );
+    if expected[..] == actual[..] {
+        return None;
     }
+    let index =
+        expected.iter().zip(actual.iter()).position(|(a, b)| a != b).unwrap_or(expected.len().min(actual.len()));
+    let position = expected.get(index).or(actual.get(index)).map_or(0, |l| l.position);
+    Some((position, format!("line {index} ({} expected, {} stored)", expected.len(), actual.len())))
 }
 
 fn first_difference<K: Ord + Clone + std::fmt::Debug, V: PartialEq>(

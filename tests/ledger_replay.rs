@@ -200,6 +200,27 @@ async fn verify_names_the_first_tampered_position(db: TestDatabase) {
     assert_eq!(report.problems[0].position, Some(3), "{:?}", report.problems);
 }
 
+/// A stored view that disagrees with the log is named, per projection.
+async fn verify_names_a_projection_that_differs_from_the_log(db: TestDatabase) {
+    let (store, _) = ledger_with_workload(&db, 2, 3).await;
+    catch_up(store.engine(), 1_000).await;
+    assert!(verify::verify(&store).await.unwrap().is_ok());
+    execute(
+        store.engine(),
+        "UPDATE balances SET available = '999' WHERE user_id = (SELECT min(user_id) FROM balances)",
+    )
+    .await;
+    execute(store.engine(), "DELETE FROM statement_lines WHERE position = (SELECT max(position) FROM statement_lines)")
+        .await;
+    let report = verify::verify(&store).await.unwrap();
+    let problems: Vec<&str> = report.problems.iter().map(|p| p.what.as_str()).collect();
+    assert_eq!(report.problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("balances projection differs from the log at"), "{problems:?}");
+    assert!(problems[1].starts_with("statement projection differs from the log at line"), "{problems:?}");
+    let head = store.head().await.unwrap().position;
+    assert_eq!(report.problems[0].position, Some(head), "a balances difference is reported at its checkpoint");
+}
+
 /// Events written around the domain (straight to the store, so the hash chain is valid):
 /// verify must name their positions and never panic.
 async fn verify_reports_forged_events_without_panicking(db: TestDatabase) {
@@ -360,6 +381,7 @@ on_both_engines!(
     the_live_projector_follows_new_appends,
     verify_names_the_first_tampered_position,
     verify_reports_forged_events_without_panicking,
+    verify_names_a_projection_that_differs_from_the_log,
     a_balance_read_sees_the_writes_before_it,
     a_retried_command_returns_its_first_outcome,
     balance_at_a_past_position,
