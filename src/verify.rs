@@ -41,12 +41,17 @@ impl Report {
         self.problems.is_empty()
     }
 
-    /// Records a problem; a position already reported keeps its first problem only.
     fn problem(&mut self, position: Option<i64>, what: impl Into<String>) {
-        if position.is_some() && self.problems.last().is_some_and(|last| last.position == position) {
+        self.problems.push(Problem { position, what: what.into() });
+    }
+
+    /// A problem found in one event: an event already reported keeps its first problem only
+    /// (its unbalanced postings also break its wallet, and that is one fault, not two).
+    fn event_problem(&mut self, position: i64, what: impl Into<String>) {
+        if self.problems.last().is_some_and(|last| last.position == Some(position)) {
             return;
         }
-        self.problems.push(Problem { position, what: what.into() });
+        self.problem(Some(position), what);
     }
 }
 
@@ -132,7 +137,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             {
                 report.ledger_events += 1;
                 if let Err(unbalanced) = entry.postings.check_balanced() {
-                    report.problem(Some(position), format!("postings are unbalanced: {unbalanced}"));
+                    report.event_problem(position, format!("postings are unbalanced: {unbalanced}"));
                 }
                 for leg in entry.postings.legs() {
                     *folds.totals.entry(leg.amount.currency).or_insert(Decimal::ZERO) += leg.amount.amount;
@@ -188,7 +193,7 @@ fn fold_aggregate(folds: &mut Folds, report: &mut Report, stream_id: &str, posit
             let Some(state) = slot.take() else { return };
             match state.try_apply(event) {
                 Ok(next) => *slot = Some(next),
-                Err(broken) => report.problem(Some(position), format!("wallet {stream_id}: {broken}")),
+                Err(broken) => report.event_problem(position, format!("wallet {stream_id}: {broken}")),
             }
         }
         DomainEvent::Order(event) => {

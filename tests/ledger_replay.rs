@@ -207,7 +207,7 @@ async fn verify_names_a_projection_that_differs_from_the_log(db: TestDatabase) {
     assert!(verify::verify(&store).await.unwrap().is_ok());
     execute(
         store.engine(),
-        "UPDATE balances SET available = '999' WHERE user_id = (SELECT min(user_id) FROM balances)",
+        "UPDATE balances SET available = '999' WHERE user_id = (SELECT user_id FROM balances ORDER BY user_id LIMIT 1)",
     )
     .await;
     execute(store.engine(), "DELETE FROM statement_lines WHERE position = (SELECT max(position) FROM statement_lines)")
