@@ -65,9 +65,8 @@ async fn main() -> anyhow::Result<()> {
 
     let mut settings = StoreSettings { pool_size: (writers as u32).max(4) + 4, ..StoreSettings::new(url.clone()) };
     settings.batch_wait_us = env_number("STORE_BATCH_WAIT_US", settings.batch_wait_us as usize) as u64;
-    let engine = Engine::connect(&url, settings.pool_size).await?;
-    engine.migrate().await?;
-    let store = EventStore::with_engine(engine.clone(), &settings);
+    let store = EventStore::open(&settings).await?;
+    let engine = store.engine().clone();
 
     println!(
         "writers: {writers}, duration per run: {} s, server: PostgreSQL, batch wait: {} us",

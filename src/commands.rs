@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::http::{AppState, router};
 use crate::rate_limit::RateLimiter;
-use crate::store::{Engine, EventStore};
+use crate::store::EventStore;
 use crate::{point_in_time, projection, verify as audit};
 
 /// Structured logs: JSON when stdout is not a terminal, human-readable when it is.
@@ -27,11 +27,9 @@ pub fn init_tracing(level: &str) {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<EventStore> {
-    let engine = Engine::connect(&settings.store.database_url, settings.store.pool_size)
+    EventStore::open(&settings.store)
         .await
-        .with_context(|| format!("cannot open the database at {}", redact(&settings.store.database_url)))?;
-    engine.migrate().await.context("migrations failed")?;
-    Ok(EventStore::with_engine(engine, &settings.store))
+        .with_context(|| format!("cannot open the store at {}", redact(&settings.store.database_url)))
 }
 
 /// A database URL without its password, for messages.

@@ -44,10 +44,6 @@ impl Ledger {
         Ledger { store, policy }
     }
 
-    pub fn store(&self) -> &EventStore {
-        &self.store
-    }
-
     pub async fn wallet(&self, user: UserId, currency: Currency) -> Result<Loaded<WalletState>, ServiceError> {
         let events = self.store.read_stream(&wallet_stream(user, currency)).await?;
         let mut state = WalletState::new(user, currency);

@@ -101,13 +101,15 @@ struct Inner {
 }
 
 impl EventStore {
-    /// Connects, and starts the group-commit writer on the current tokio runtime.
+    /// Connects, applies migrations, and starts the group-commit writer on the current tokio
+    /// runtime: the one way the service, the CLI, the tests and the benches open a store.
     pub async fn open(settings: &StoreSettings) -> Result<EventStore, sqlx::Error> {
         let engine = Engine::connect(&settings.database_url, settings.pool_size).await?;
+        engine.migrate().await.map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
         Ok(EventStore::with_engine(engine, settings))
     }
 
-    pub fn with_engine(engine: Engine, settings: &StoreSettings) -> EventStore {
+    fn with_engine(engine: Engine, settings: &StoreSettings) -> EventStore {
         let (sender, receiver) = mpsc::channel(settings.append_queue_max);
         let limits = writer::Limits {
             batch_events_max: settings.batch_events_max,

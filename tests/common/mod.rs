@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use smsledger::config::StoreSettings;
-use smsledger::store::{Engine, EventStore};
+use smsledger::store::EventStore;
 use sqlx::Connection;
 
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -97,10 +97,7 @@ fn replace_database(url: &str, name: &str) -> String {
 }
 
 pub async fn open_store(database: &TestDatabase) -> EventStore {
-    let settings = StoreSettings::new(database.url.clone());
-    let engine = Engine::connect(&settings.database_url, 16).await.expect("connect");
-    engine.migrate().await.expect("migrate");
-    EventStore::with_engine(engine, &settings)
+    EventStore::open(&StoreSettings::new(database.url.clone())).await.expect("open the store")
 }
 
 /// Generates one `#[tokio::test]` per engine for each listed `async fn(TestDatabase)`.
