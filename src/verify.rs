@@ -74,7 +74,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     let checkpoints = match checkpoints.await {
         Ok(checkpoints) => checkpoints,
         Err(_) => {
-            return Err(join(stored.await).err().unwrap_or(StoreError::Invalid("projection read stopped".into())));
+            return Err(join(stored.await).err().unwrap_or(StoreError::TaskFailed("projection read stopped".into())));
         }
     };
     let mut folds = Folds {
@@ -254,7 +254,7 @@ fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<Checkpoints>, Sna
 }
 
 fn join<T>(joined: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result<T, StoreError> {
-    joined.map_err(|e| StoreError::Invalid(format!("projection read task failed: {e}")))?
+    joined.map_err(|e| StoreError::TaskFailed(format!("projection read task failed: {e}")))?
 }
 
 /// Compares each re-folded view with its stored table; a difference is reported at the

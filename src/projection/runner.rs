@@ -236,7 +236,7 @@ pub async fn rebuild(
 async fn finish(writing: Option<tokio::task::JoinHandle<Result<(), ProjectionError>>>) -> Result<(), ProjectionError> {
     match writing {
         None => Ok(()),
-        Some(task) => task.await.map_err(|e| StoreError::Invalid(format!("rebuild writer task failed: {e}")))?,
+        Some(task) => task.await.map_err(|e| StoreError::TaskFailed(format!("rebuild writer task failed: {e}")))?,
     }
 }
 

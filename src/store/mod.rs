@@ -29,6 +29,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("the event store writer has stopped")]
     WriterStopped,
+    /// A background task (a prefetching reader, a rebuild writer) panicked or was cancelled.
+    #[error("{0}")]
+    TaskFailed(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored event at position {position} is unreadable: {reason}")]
@@ -227,7 +230,7 @@ impl LogReader {
     /// The next page in position order; empty at the end of the log.
     pub async fn next_page(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
         let Some(next) = self.next.take() else { return Ok(Vec::new()) };
-        let page = next.await.map_err(|e| StoreError::Invalid(format!("log reader task failed: {e}")))??;
+        let page = next.await.map_err(|e| StoreError::TaskFailed(format!("log reader task failed: {e}")))??;
         if let Some(last) = page.last() {
             self.prefetch(last.position);
         }
