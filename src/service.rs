@@ -50,7 +50,7 @@ impl Ledger {
         for recorded in &events {
             match decode(recorded)? {
                 DomainEvent::Wallet(event) => state = state.apply(&event),
-                DomainEvent::Order(_) => return Err(corrupt(recorded, "order event in a wallet stream")),
+                _ => return Err(corrupt(recorded, "a wallet stream holds only wallet events")),
             }
         }
         Ok(Loaded { state, version: events.len() as u64 })
@@ -62,7 +62,7 @@ impl Ledger {
         for recorded in &events {
             match decode(recorded)? {
                 DomainEvent::Order(event) => state = state.apply(&event),
-                DomainEvent::Wallet(_) => return Err(corrupt(recorded, "wallet event in an order stream")),
+                _ => return Err(corrupt(recorded, "an order stream holds only order events")),
             }
         }
         Ok(Loaded { state, version: events.len() as u64 })

@@ -5,10 +5,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::ids::{OrderId, UserId};
+use crate::api_key::ApiKeyEvent;
+use crate::identity::{Email, UserEvent};
+use crate::ids::{ApiKeyId, OrderId, SessionId, UserId};
 use crate::ledger::Postings;
+use crate::maintenance::MaintenanceEvent;
 use crate::money::Currency;
 use crate::order::OrderEvent;
+use crate::session::SessionEvent;
 use crate::wallet::WalletEvent;
 
 /// The schema version every event type is written with today.
@@ -18,6 +22,21 @@ pub const SCHEMA_VERSION_CURRENT: i32 = 1;
 pub enum DomainEvent {
     Wallet(WalletEvent),
     Order(OrderEvent),
+    User(UserEvent),
+    /// The first event of an `email-{address}` stream: the address belongs to this user.
+    EmailClaimed(EmailClaim),
+    Session(SessionEvent),
+    ApiKey(ApiKeyEvent),
+    Maintenance(MaintenanceEvent),
+}
+
+/// Appended with `NoStream` to `email-{address}` in the same append as the registration, so
+/// two registrations of one address cannot both commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "type")]
+pub enum EmailClaim {
+    #[serde(rename = "email.claimed")]
+    Claimed { user_id: UserId, email: Email },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +55,11 @@ impl DomainEvent {
         match self {
             DomainEvent::Wallet(event) => split_tag(event),
             DomainEvent::Order(event) => split_tag(event),
+            DomainEvent::User(event) => split_tag(event),
+            DomainEvent::EmailClaimed(event) => split_tag(event),
+            DomainEvent::Session(event) => split_tag(event),
+            DomainEvent::ApiKey(event) => split_tag(event),
+            DomainEvent::Maintenance(event) => split_tag(event),
         }
     }
 
@@ -46,12 +70,15 @@ impl DomainEvent {
     /// `decode` for a payload the caller no longer needs (no copy).
     pub fn decode_owned(event_type: &str, schema_version: i32, payload: Value) -> Result<Self, DecodeError> {
         let payload = upcast(event_type, schema_version, payload)?;
-        if event_type.starts_with("wallet.") {
-            join_tag(event_type, payload).map(DomainEvent::Wallet)
-        } else if event_type.starts_with("order.") {
-            join_tag(event_type, payload).map(DomainEvent::Order)
-        } else {
-            Err(DecodeError::UnknownType(event_type.to_owned()))
+        match event_type.split_once('.').map(|(prefix, _)| prefix) {
+            Some("wallet") => join_tag(event_type, payload).map(DomainEvent::Wallet),
+            Some("order") => join_tag(event_type, payload).map(DomainEvent::Order),
+            Some("user") => join_tag(event_type, payload).map(DomainEvent::User),
+            Some("email") => join_tag(event_type, payload).map(DomainEvent::EmailClaimed),
+            Some("session") => join_tag(event_type, payload).map(DomainEvent::Session),
+            Some("api_key") => join_tag(event_type, payload).map(DomainEvent::ApiKey),
+            Some("maintenance") => join_tag(event_type, payload).map(DomainEvent::Maintenance),
+            _ => Err(DecodeError::UnknownType(event_type.to_owned())),
         }
     }
 
@@ -59,7 +86,7 @@ impl DomainEvent {
     pub fn postings(&self) -> Option<&Postings> {
         match self {
             DomainEvent::Wallet(event) => Some(event.postings()),
-            DomainEvent::Order(_) => None,
+            _ => None,
         }
     }
 }
@@ -75,6 +102,19 @@ impl From<OrderEvent> for DomainEvent {
         DomainEvent::Order(event)
     }
 }
+
+macro_rules! from_event {
+    ($($event:ty => $variant:ident),*) => {$(
+        impl From<$event> for DomainEvent {
+            fn from(event: $event) -> Self {
+                DomainEvent::$variant(event)
+            }
+        }
+    )*};
+}
+
+from_event!(UserEvent => User, EmailClaim => EmailClaimed, SessionEvent => Session, ApiKeyEvent => ApiKey,
+    MaintenanceEvent => Maintenance);
 
 /// Turns a payload written with an older schema version into the current shape.
 /// No event type has changed yet, so version 1 is the only one accepted.
@@ -115,6 +155,29 @@ pub fn wallet_stream(user: UserId, currency: Currency) -> String {
 pub fn order_stream(order: OrderId) -> String {
     format!("order-{order}")
 }
+
+pub fn user_stream(user: UserId) -> String {
+    format!("user-{user}")
+}
+
+pub fn email_stream(email: &Email) -> String {
+    format!("email-{email}")
+}
+
+pub fn session_stream(session: SessionId) -> String {
+    format!("session-{session}")
+}
+
+pub fn api_key_stream(key: ApiKeyId) -> String {
+    format!("api-key-{key}")
+}
+
+/// When a key was last used; kept apart so the key's own stream stays short.
+pub fn api_key_used_stream(key: ApiKeyId) -> String {
+    format!("api-key-used-{key}")
+}
+
+pub const MAINTENANCE_STREAM: &str = "maintenance";
 
 #[cfg(test)]
 mod tests {

@@ -60,10 +60,18 @@ id_type!(
     /// An admin credit or debit.
     AdjustmentId
 );
+id_type!(
+    /// A login session: one refresh-token family.
+    SessionId
+);
+id_type!(
+    /// An API key.
+    ApiKeyId
+);
 
 /// A point in time, milliseconds since the Unix epoch. The domain never reads a clock:
 /// callers pass `now` in, so the same commands always decide the same way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
