@@ -84,20 +84,71 @@ pub enum SessionEnd {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UserCommand {
-    Register { user_id: UserId, email: Email, password_hash: String, role: Role, at: Timestamp },
-    VerifyEmail { email: Email, at: Timestamp },
-    ChangePassword { password_hash: String, end_sessions: SessionEnd, keep: Option<SessionId>, at: Timestamp },
-    UpdateProfile { display_name: Option<String>, language: Option<String>, at: Timestamp },
-    SetRole { role: Role, at: Timestamp },
-    SetTotpSecret { secret_sealed: String, at: Timestamp },
-    EnableTotp { at: Timestamp },
-    Block { reason: String, by: Option<UserId>, at: Timestamp },
-    Unblock { by: Option<UserId>, at: Timestamp },
+    Register {
+        user_id: UserId,
+        email: Email,
+        password_hash: String,
+        role: Role,
+        at: Timestamp,
+    },
+    VerifyEmail {
+        email: Email,
+        at: Timestamp,
+    },
+    /// `replaces_version`: a reset token is good only for the password version it was issued for.
+    ChangePassword {
+        password_hash: String,
+        end_sessions: SessionEnd,
+        keep: Option<SessionId>,
+        replaces_version: Option<u32>,
+        at: Timestamp,
+    },
+    UpdateProfile {
+        display_name: Option<String>,
+        language: Option<String>,
+        at: Timestamp,
+    },
+    SetRole {
+        role: Role,
+        at: Timestamp,
+    },
+    SetTotpSecret {
+        secret_sealed: String,
+        at: Timestamp,
+    },
+    EnableTotp {
+        at: Timestamp,
+    },
+    Block {
+        reason: String,
+        by: Option<UserId>,
+        at: Timestamp,
+    },
+    Unblock {
+        by: Option<UserId>,
+        at: Timestamp,
+    },
     OpenSession(OpenSession),
-    CloseSession { session_id: SessionId, reason: SessionEnd, at: Timestamp },
-    CloseOtherSessions { keep: Option<SessionId>, reason: SessionEnd, at: Timestamp },
-    CreateApiKey { key_id: ApiKeyId, name: String, prefix: String, at: Timestamp },
-    RevokeApiKey { key_id: ApiKeyId, at: Timestamp },
+    CloseSession {
+        session_id: SessionId,
+        reason: SessionEnd,
+        at: Timestamp,
+    },
+    CloseOtherSessions {
+        keep: Option<SessionId>,
+        reason: SessionEnd,
+        at: Timestamp,
+    },
+    CreateApiKey {
+        key_id: ApiKeyId,
+        name: String,
+        prefix: String,
+        at: Timestamp,
+    },
+    RevokeApiKey {
+        key_id: ApiKeyId,
+        at: Timestamp,
+    },
 }
 
 /// What a user's stream records of a new session (the refresh-token chain is in the session's
@@ -170,6 +221,8 @@ pub enum IdentityError {
     TotpNotSetUp,
     #[error("two-factor authentication is already enabled")]
     TotpAlreadyEnabled,
+    #[error("the password was changed since this token was issued")]
+    PasswordAlreadyChanged,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,7 +323,10 @@ impl Aggregate for UserState {
                 }
                 if self.email_verified { vec![] } else { vec![UserEvent::EmailVerified { email, at }] }
             }
-            UserCommand::ChangePassword { password_hash, end_sessions, keep, at } => {
+            UserCommand::ChangePassword { password_hash, end_sessions, keep, replaces_version, at } => {
+                if replaces_version.is_some_and(|version| version != self.password_version) {
+                    return Err(IdentityError::PasswordAlreadyChanged);
+                }
                 let mut events = vec![UserEvent::PasswordChanged { password_hash, at }];
                 events.extend(self.close_all(keep, end_sessions, at));
                 events

@@ -89,12 +89,29 @@ fn changing_the_password_keeps_only_the_current_session() {
             password_hash: "h2".into(),
             end_sessions: SessionEnd::PasswordChanged,
             keep: Some(current),
+            replaces_version: None,
             at: T,
         })
         .then(vec![
             UserEvent::PasswordChanged { password_hash: "h2".into(), at: T },
             UserEvent::SessionClosed { session_id: other, reason: SessionEnd::PasswordChanged, at: T },
         ]);
+}
+
+#[test]
+fn a_reset_replaces_only_the_password_version_it_was_issued_for() {
+    let reset = |version| UserCommand::ChangePassword {
+        password_hash: "h3".into(),
+        end_sessions: SessionEnd::PasswordReset,
+        keep: None,
+        replaces_version: Some(version),
+        at: T,
+    };
+    let changed = [registered(), UserEvent::PasswordChanged { password_hash: "h2".into(), at: T }];
+    Scenario::given(UserState::default(), &changed).when(reset(1)).then_fails(IdentityError::PasswordAlreadyChanged);
+    Scenario::given(UserState::default(), &changed)
+        .when(reset(2))
+        .then(vec![UserEvent::PasswordChanged { password_hash: "h3".into(), at: T }]);
 }
 
 #[test]

@@ -147,6 +147,14 @@ impl EventStore {
         }
     }
 
+    /// The newest event of a stream, if it has any.
+    pub async fn last_in_stream(&self, stream_id: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        match &self.inner.engine {
+            Engine::Postgres(pool) => postgres::last_in_stream(pool, stream_id).await,
+            Engine::Sqlite(pool) => sqlite::last_in_stream(pool, stream_id).await,
+        }
+    }
+
     /// Events with `position > after`, in position order, at most `limit`.
     pub async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         read_all(&self.inner.engine, after, limit).await

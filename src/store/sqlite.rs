@@ -142,6 +142,14 @@ pub async fn read_stream(pool: &SqlitePool, stream_id: &str) -> Result<Vec<Recor
     rows.into_iter().map(decode_row).collect()
 }
 
+pub async fn last_in_stream(pool: &SqlitePool, stream_id: &str) -> Result<Option<RecordedEvent>, StoreError> {
+    let row = sqlx::query(concat!(select_events!(), " WHERE stream_id = $1 ORDER BY version DESC LIMIT 1"))
+        .bind(stream_id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(decode_row).transpose()
+}
+
 pub async fn read_all(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(concat!(select_events!(), " WHERE position > $1 ORDER BY position LIMIT $2"))
         .bind(after)
