@@ -66,8 +66,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(url) => RateLimiter::with_redis_lazy(url).context("REDIS_URL is not a valid Redis URL")?,
         None => RateLimiter::in_process(),
     };
-    let state = AppState::new(store, limiter, &settings);
-    axum::serve(listener, router(state, &settings.http)).with_graceful_shutdown(shutdown_signal()).await?;
+    let (jwt_secret, secrets_key) = crate::config::resolve_secrets(&settings)?;
+    let secrets = crate::http::Secrets { jwt_secret, secrets_key };
+    let state = AppState::new(store, limiter, &settings, &secrets, crate::identity::Mailer::Log);
+    crate::http::serve(listener, router(state, &settings.http), shutdown_signal()).await?;
     tracing::info!("smsledger.stopped");
     Ok(())
 }
@@ -184,4 +186,47 @@ pub async fn balance(settings: &Settings, account: &str, at: Option<&str>) -> an
         println!("  {amount} {currency}");
     }
     Ok(())
+}
+
+/// `smsledger admin create --email E [--password-stdin]`: bootstraps an admin. The admin then
+/// signs in, enrols TOTP (`POST /api/v1/auth/2fa/setup`, `/enable`) and signs in again with a
+/// code; admin routes refuse sessions without one.
+pub async fn create_admin(settings: &Settings, email: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let store = open(settings).await?;
+    let (jwt_secret, secrets_key) = crate::config::resolve_secrets(settings)?;
+    let identity = crate::identity::Identity::new(
+        store,
+        &jwt_secret,
+        &secrets_key,
+        crate::identity::Mailer::Log,
+        &settings.auth.link_base,
+    );
+    let (password, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+        (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+    } else {
+        (crate::identity::secrets::random_token(18), true)
+    };
+    let caller = crate::identity::Caller { request_id: Some("cli:admin-create".into()), ..Default::default() };
+    let (user, created) = identity
+        .make_admin(email, &password, &caller)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}{}", problems(&error)))?;
+    if !created {
+        println!("{} ({}) is now an admin; their password is unchanged.", user.email, user.id);
+    } else if generated {
+        println!("created admin {} ({})\npassword (shown once): {password}", user.email, user.id);
+    } else {
+        println!("created admin {} ({})", user.email, user.id);
+    }
+    println!("next: sign in, enrol TOTP with POST /api/v1/auth/2fa/setup and /2fa/enable, then sign in with a code.");
+    Ok(())
+}
+
+fn problems(error: &crate::identity::AuthError) -> String {
+    match error {
+        crate::identity::AuthError::Invalid { details, .. } => format!(": {details}"),
+        _ => String::new(),
+    }
 }

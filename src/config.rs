@@ -56,7 +56,28 @@ pub struct Settings {
     pub order_policy: OrderPolicy,
     /// Currencies wallets are kept in (`CURRENCIES`, comma-separated; default `USD`).
     pub currencies: Vec<Currency>,
+    pub auth: AuthSettings,
 }
+
+/// Secrets and limits of sign-in and API access.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// Signs access and mailed tokens (`JWT_SECRET`, 32+ bytes). Unset with the embedded
+    /// store: generated once and kept next to the database (see [`resolve_secrets`]).
+    pub jwt_secret: Option<String>,
+    /// Seals secrets at rest, such as TOTP secrets (`SECRETS_KEY`, 32+ bytes). Same default.
+    pub secrets_key: Option<String>,
+    /// Take the client address from `X-Forwarded-For` (`TRUST_FORWARDED_FOR=true`): only
+    /// behind a proxy that sets it, or clients could pick their own rate-limit key.
+    pub trust_forwarded_for: bool,
+    /// General API requests per minute per user or key (`API_RATE_LIMIT_PER_MINUTE`).
+    pub api_rate_per_minute: u32,
+    /// Where links in mail point: `FRONTEND_URL`, else this server.
+    pub link_base: String,
+}
+
+/// Shortest `JWT_SECRET` / `SECRETS_KEY` accepted, in bytes.
+pub const SECRET_BYTES_MIN: usize = 32;
 
 pub const BATCH_EVENTS_MAX_DEFAULT: usize = 2_000;
 pub const APPEND_QUEUE_MAX_DEFAULT: usize = 10_000;
@@ -125,7 +146,32 @@ impl Settings {
             .map(|code| Currency::parse(code.trim()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("CURRENCIES must be comma-separated codes such as USD,EUR: {e}"))?;
+        let secret = |key: &str| -> anyhow::Result<Option<String>> {
+            match get(key).filter(|v| !v.is_empty()) {
+                Some(value) if value.len() < SECRET_BYTES_MIN => {
+                    bail!("{key} must be at least {SECRET_BYTES_MIN} bytes (try: openssl rand -hex 32)")
+                }
+                value => Ok(value),
+            }
+        };
+        let trust_forwarded_for = match get("TRUST_FORWARDED_FOR").as_deref().map(str::trim) {
+            None | Some("" | "false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => bail!("TRUST_FORWARDED_FOR must be true or false, got {other:?}"),
+        };
+        let link_base = match &http.frontend_origin {
+            Some(origin) => origin.to_str().unwrap_or_default().to_owned(),
+            None => format!("http://{listen}"),
+        };
+        let auth = AuthSettings {
+            jwt_secret: secret("JWT_SECRET")?,
+            secrets_key: secret("SECRETS_KEY")?,
+            trust_forwarded_for,
+            api_rate_per_minute: parse(&get, "API_RATE_LIMIT_PER_MINUTE", 30, 1..=1_000_000)?,
+            link_base,
+        };
         Ok(Settings {
+            auth,
             order_policy,
             currencies,
             http,
@@ -138,6 +184,61 @@ impl Settings {
             projection_poll: Duration::from_millis(parse(&get, "PROJECTION_POLL_MS", 250, 1..=60_000)?),
         })
     }
+}
+
+/// `(JWT_SECRET, SECRETS_KEY)`: as configured, or for the embedded store, generated on first
+/// start and kept in `secrets.env` beside the database file (mode 0600), so tokens and sealed
+/// TOTP secrets survive restarts. PostgreSQL deployments must set both.
+pub fn resolve_secrets(settings: &Settings) -> anyhow::Result<(String, String)> {
+    if let (Some(jwt), Some(key)) = (&settings.auth.jwt_secret, &settings.auth.secrets_key) {
+        return Ok((jwt.clone(), key.clone()));
+    }
+    let Some(path) = settings.store.database_url.strip_prefix("sqlite:") else {
+        bail!("JWT_SECRET and SECRETS_KEY must be set (32+ bytes each; try: openssl rand -hex 32) with PostgreSQL");
+    };
+    let path = std::path::Path::new(path.trim_start_matches("//").split('?').next().unwrap_or_default());
+    let file = path.parent().unwrap_or(std::path::Path::new(".")).join("secrets.env");
+    let mut saved = std::collections::HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        for line in text.lines() {
+            if let Some((key, value)) = line.split_once('=') {
+                saved.insert(key.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+    }
+    let mut changed = false;
+    let mut pick = |key: &str, configured: &Option<String>| -> String {
+        if let Some(value) = configured {
+            return value.clone();
+        }
+        saved
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                changed = true;
+                crate::identity::secrets::random_token(32)
+            })
+            .clone()
+    };
+    let jwt = pick("JWT_SECRET", &settings.auth.jwt_secret);
+    let key = pick("SECRETS_KEY", &settings.auth.secrets_key);
+    if changed {
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let text: String = saved.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        write_private(&file, &text).with_context(|| format!("cannot write {}", file.display()))?;
+        tracing::warn!(file = %file.display(), "config.secrets_generated: set JWT_SECRET and SECRETS_KEY in production");
+    }
+    Ok((jwt, key))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 fn parse<T>(
@@ -195,5 +296,22 @@ mod tests {
         assert!(
             settings(&[("REQUEST_BODY_BYTES_MAX", "10")]).unwrap_err().to_string().contains("REQUEST_BODY_BYTES_MAX")
         );
+        assert!(settings(&[("JWT_SECRET", "short")]).unwrap_err().to_string().contains("JWT_SECRET"));
+        assert!(settings(&[("TRUST_FORWARDED_FOR", "maybe")]).unwrap_err().to_string().contains("TRUST_FORWARDED_FOR"));
+    }
+
+    #[test]
+    fn secrets_are_required_with_postgres_and_generated_once_for_the_embedded_store() {
+        let pg = settings(&[("DATABASE_URL", "postgres://localhost/x")]).unwrap();
+        assert!(resolve_secrets(&pg).unwrap_err().to_string().contains("JWT_SECRET"));
+        let dir = std::env::temp_dir().join(format!("smsledger-secrets-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}/db.sqlite", dir.display());
+        let embedded = settings(&[("DATABASE_URL", &url)]).unwrap();
+        let first = resolve_secrets(&embedded).unwrap();
+        assert!(first.0.len() >= SECRET_BYTES_MIN && first.1.len() >= SECRET_BYTES_MIN && first.0 != first.1);
+        assert_eq!(resolve_secrets(&embedded).unwrap(), first, "kept across restarts");
+        let configured = settings(&[("DATABASE_URL", &url), ("JWT_SECRET", &"j".repeat(32))]).unwrap();
+        assert_eq!(resolve_secrets(&configured).unwrap(), ("j".repeat(32), first.1));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

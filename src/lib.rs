@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod maintenance;
 pub mod point_in_time;
 pub mod projection;
 pub mod service;

@@ -33,6 +33,23 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Admin accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Make the account with this email an admin, creating it if needed. A new account's
+    /// password is read from stdin with --password-stdin, or generated and printed once.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +100,9 @@ fn main() -> ExitCode {
             Command::Verify => commands::verify(&settings).await,
             Command::Ledger { command: LedgerCommand::Balance { account, at } } => {
                 commands::balance(&settings, &account, at.as_deref()).await.map(|()| true)
+            }
+            Command::Admin { command: AdminCommand::Create { email, password_stdin } } => {
+                commands::create_admin(&settings, &email, password_stdin).await.map(|()| true)
             }
         }
     });

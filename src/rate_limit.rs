@@ -41,6 +41,29 @@ impl Quota {
     }
 }
 
+/// The quotas the routes apply; defaults are the constants above.
+#[derive(Clone, Copy, Debug)]
+pub struct Quotas {
+    pub login: Quota,
+    pub register: Quota,
+    pub code_check: Quota,
+    pub recharge: Quota,
+    pub api: Quota,
+}
+
+impl Quotas {
+    /// The defaults, with the general API quota set to `per_minute`.
+    pub fn with_api_per_minute(per_minute: u32) -> Quotas {
+        Quotas {
+            login: Quota::LOGIN,
+            register: Quota::REGISTER,
+            code_check: Quota::CODE_CHECK,
+            recharge: Quota::RECHARGE,
+            api: Quota { limit: per_minute, ..Quota::API },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Allowed,

@@ -115,3 +115,19 @@ impl<T: Serialize> IntoResponse for ApiCreated<T> {
         (StatusCode::CREATED, Json(json!({"success": true, "data": self.0}))).into_response()
     }
 }
+
+/// A ledger command's refusal: a business rule is 422, a lost race after retries 409, the
+/// rest is ours (500).
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(error: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError;
+        match error {
+            ServiceError::Wallet(refused) => ApiError::unprocessable(refused.to_string()),
+            ServiceError::Order(refused) => ApiError::unprocessable(refused.to_string()),
+            ServiceError::Store(crate::store::StoreError::Conflict { .. }) => {
+                ApiError::conflict("the resource changed concurrently; retry")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -37,3 +37,41 @@ fn reject(rejection: JsonRejection) -> ApiError {
     };
     ApiError::bad_request(message).with_details(json!({"reason": rejection.body_text()}))
 }
+
+/// axum's `Path` whose rejection is a 400 in the project's format.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(ApiError::bad_request("a path parameter is malformed")
+                .with_details(json!({"reason": rejection.body_text()}))),
+        }
+    }
+}
+
+/// axum's `Query` whose rejection is a 400 in the project's format.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request("a query parameter is malformed")
+                .with_details(json!({"reason": rejection.body_text()}))),
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! `GET /api/v1/system/status` and `GET /api/v1/system/config`.
+//! `GET /api/v1/system/status`, `/config`, `/maintenance`, and `GET /metrics`.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use super::AppState;
 use super::error::{ApiError, ApiOk};
 use crate::config::Settings;
 use crate::projection;
-use crate::rate_limit::Quota;
+use crate::rate_limit::Quotas;
 
 /// What any client may know of how the service is set up.
 #[derive(Clone, Debug, Serialize)]
@@ -41,7 +41,8 @@ struct RateLimitConfig {
 
 impl PublicConfig {
     pub fn from_settings(settings: &Settings) -> PublicConfig {
-        let quotas = [Quota::LOGIN, Quota::REGISTER, Quota::CODE_CHECK, Quota::RECHARGE, Quota::API];
+        let q = Quotas::with_api_per_minute(settings.auth.api_rate_per_minute);
+        let quotas = [q.login, q.register, q.code_check, q.recharge, q.api];
         PublicConfig {
             version: env!("CARGO_PKG_VERSION"),
             currencies: settings.currencies.iter().map(ToString::to_string).collect(),
@@ -95,4 +96,25 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         metrics::gauge!("projection_lag_events", "projection" => projection.name).set(projection.lag as f64);
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))
+}
+
+/// Every maintenance setting, with whether it is in force now.
+pub async fn maintenance(State(state): State<Arc<AppState>>) -> Result<ApiOk<Value>, ApiError> {
+    let now = crate::identity::now();
+    let current = state.maintenance.state().await?;
+    let windows: Vec<Value> = current
+        .windows
+        .iter()
+        .map(|(scope, window)| {
+            json!({
+                "scope": scope.to_string(),
+                "message": window.message,
+                "starts_at": crate::identity::rfc3339(window.starts_at),
+                "ends_at": window.ends_at.map(crate::identity::rfc3339),
+                "active": window.active_at(now),
+            })
+        })
+        .collect();
+    let active = current.windows.values().any(|w| w.active_at(now));
+    Ok(ApiOk(json!({ "active": active, "windows": windows })))
 }

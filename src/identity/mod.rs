@@ -27,6 +27,7 @@ use crate::store::{
     AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError, StreamAppend,
 };
 
+pub use account::{ApiKeyView, NewApiKey, SessionView, TotpSetup};
 pub use mailer::{Mail, Mailer};
 pub use sessions::{LoginInput, Tokens};
 
