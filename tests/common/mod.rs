@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::path::PathBuf;
 
 use smsledger::config::StoreSettings;
