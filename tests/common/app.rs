@@ -43,11 +43,18 @@ pub struct Options {
     pub quotas: Quotas,
     pub limiter: RateLimiter,
     pub trust_forwarded_for: bool,
+    /// Sent as `X-Forwarded-For` with every request.
+    pub forwarded_for: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { quotas: generous_quotas(), limiter: RateLimiter::in_process(), trust_forwarded_for: false }
+        Options {
+            quotas: generous_quotas(),
+            limiter: RateLimiter::in_process(),
+            trust_forwarded_for: false,
+            forwarded_for: None,
+        }
     }
 }
 
@@ -85,13 +92,12 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(smsledger::http::serve(listener, app, std::future::pending()));
-    TestApp {
-        base: format!("http://{address}/api/v1"),
-        mailer,
-        store,
-        client: reqwest::Client::new(),
-        _database: database,
+    let mut headers = HeaderMap::new();
+    if let Some(ip) = options.forwarded_for {
+        headers.insert("x-forwarded-for", ip.parse().unwrap());
     }
+    let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    TestApp { base: format!("http://{address}/api/v1"), mailer, store, client, _database: database }
 }
 
 /// A response: status, headers, JSON body.
