@@ -7,38 +7,55 @@ use axum::extract::State;
 use domain::UserId;
 use domain::maintenance::{Scope, Window};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::AppState;
+use super::bodies::{Envelope, ErrorBody, Message, UserData};
 use super::error::{ApiError, ApiOk};
 use super::json::{ApiJson, ApiPath};
 use super::principal::Admin;
 use crate::identity::{Caller, now};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct MaintenanceSetting {
     /// `master`, `server`, `auth`, `recharge`, `support` or `service:<code>`.
     pub scope: String,
     pub enabled: bool,
     pub message: Option<String>,
     /// RFC 3339; default now.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub starts_at: Option<chrono::DateTime<chrono::Utc>>,
     /// RFC 3339; default: until switched off.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ends_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct BlockRequest {
     pub reason: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/maintenance",
+    tag = "admin",
+    summary = "Switch a maintenance mode on (now or for a window) or off",
+    request_body = MaintenanceSetting,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Envelope<Message>),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "not an admin, or the session was opened without a second factor", body = ErrorBody),
+    )
+)]
 pub async fn set_maintenance(
     State(state): State<Arc<AppState>>,
     Admin(admin): Admin,
     caller: Caller,
     ApiJson(body): ApiJson<MaintenanceSetting>,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
-    let scope = Scope::parse(&body.scope).map_err(|reason| ApiError::bad_request(reason))?;
+) -> Result<ApiOk<Message>, ApiError> {
+    let scope = Scope::parse(&body.scope).map_err(ApiError::bad_request)?;
     let window = if body.enabled {
         let window = Window {
             starts_at: body.starts_at.map_or_else(now, |t| domain::Timestamp(t.timestamp_millis())),
@@ -56,36 +73,84 @@ pub async fn set_maintenance(
         ..Default::default()
     };
     state.maintenance.set(scope.clone(), window, admin.user_id, metadata).await?;
-    Ok(ApiOk(json!({ "scope": scope.to_string(), "enabled": body.enabled })))
+    let state_word = if body.enabled { "on" } else { "off" };
+    Ok(ApiOk(Message::new(format!("maintenance {scope} {state_word}"))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    summary = "One user",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "user id")),
+    responses(
+        (status = 200, body = Envelope<UserData>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "not an admin, or the session was opened without a second factor", body = ErrorBody),
+    )
+)]
 pub async fn user(
     State(state): State<Arc<AppState>>,
     Admin(_): Admin,
     ApiPath(user_id): ApiPath<UserId>,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
-    Ok(ApiOk(json!({ "user": state.identity.user_view(user_id).await? })))
+) -> Result<ApiOk<UserData>, ApiError> {
+    Ok(ApiOk(UserData { user: state.identity.user_view(user_id).await? }))
 }
 
 /// Blocks sign-in and API keys and ends every session; open orders finish normally.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/block",
+    tag = "admin",
+    summary = "Block a user: no sign-in, no API keys, sessions end; open orders finish normally",
+    request_body = BlockRequest,
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "user id")),
+    responses(
+        (status = 200, body = Envelope<UserData>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "admins cannot block themselves", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "not an admin, or the session was opened without a second factor", body = ErrorBody),
+    )
+)]
 pub async fn block(
     State(state): State<Arc<AppState>>,
     Admin(admin): Admin,
     caller: Caller,
     ApiPath(user_id): ApiPath<UserId>,
     ApiJson(body): ApiJson<BlockRequest>,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
+) -> Result<ApiOk<UserData>, ApiError> {
     if user_id == admin.user_id {
         return Err(ApiError::unprocessable("admins cannot block themselves"));
     }
-    Ok(ApiOk(json!({ "user": state.identity.block(&admin, user_id, &body.reason, &caller).await? })))
+    Ok(ApiOk(UserData { user: state.identity.block(&admin, user_id, &body.reason, &caller).await? }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/unblock",
+    tag = "admin",
+    summary = "Unblock a user",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid, description = "user id")),
+    responses(
+        (status = 200, body = Envelope<UserData>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "not an admin, or the session was opened without a second factor", body = ErrorBody),
+    )
+)]
 pub async fn unblock(
     State(state): State<Arc<AppState>>,
     Admin(admin): Admin,
     caller: Caller,
     ApiPath(user_id): ApiPath<UserId>,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
-    Ok(ApiOk(json!({ "user": state.identity.unblock(&admin, user_id, &caller).await? })))
+) -> Result<ApiOk<UserData>, ApiError> {
+    Ok(ApiOk(UserData { user: state.identity.unblock(&admin, user_id, &caller).await? }))
 }

@@ -4,9 +4,11 @@
 
 mod admin;
 mod auth;
+pub mod bodies;
 pub mod conventions;
 pub mod error;
 pub mod json;
+pub mod openapi;
 pub mod principal;
 mod system;
 mod user;
@@ -16,9 +18,11 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -83,35 +87,10 @@ pub async fn serve(
 }
 
 pub fn router(state: AppState, limits: &conventions::HttpLimits) -> Router {
-    let routes = Router::new()
-        .route("/health", get(health))
-        .route("/api/v1/system/status", get(system::status))
-        .route("/api/v1/system/config", get(system::config))
-        .route("/metrics", get(system::metrics))
-        .route("/api/v1/system/maintenance", get(system::maintenance))
-        .route("/api/v1/auth/register", post(auth::register))
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/refresh", post(auth::refresh))
-        .route("/api/v1/auth/logout", post(auth::logout))
-        .route("/api/v1/auth/me", get(auth::me))
-        .route("/api/v1/auth/verify-email", post(auth::verify_email))
-        .route("/api/v1/auth/send-verification-email", post(auth::send_verification_email))
-        .route("/api/v1/auth/change-password", post(auth::change_password))
-        .route("/api/v1/auth/password-reset/request", post(auth::password_reset_request))
-        .route("/api/v1/auth/password-reset/confirm", post(auth::password_reset_confirm))
-        .route("/api/v1/auth/sessions", get(auth::sessions).delete(auth::revoke_other_sessions))
-        .route("/api/v1/auth/sessions/{id}", delete(auth::revoke_session))
-        .route("/api/v1/auth/2fa/setup", post(auth::totp_setup))
-        .route("/api/v1/auth/2fa/enable", post(auth::totp_enable))
-        .route("/api/v1/user/profile", get(user::profile).put(user::update_profile))
-        .route("/api/v1/user/balance", get(user::balance))
-        .route("/api/v1/user/api-keys", get(user::api_keys).post(user::create_api_key))
-        .route("/api/v1/user/api-keys/{id}", delete(user::revoke_api_key))
-        .route("/api/v1/admin/maintenance", put(admin::set_maintenance))
-        .route("/api/v1/admin/users/{id}", get(admin::user))
-        .route("/api/v1/admin/users/{id}/block", post(admin::block))
-        .route("/api/v1/admin/users/{id}/unblock", post(admin::unblock))
+    let (routes, document) = api_routes().split_for_parts();
+    let routes = routes
         .route_layer(axum::middleware::from_fn(crate::metrics::record_request))
+        .merge(openapi::docs(document))
         .fallback(|| async {
             metrics::counter!("http_requests_total", "method" => "any", "route" => "unmatched", "status" => "404")
                 .increment(1);
@@ -121,6 +100,50 @@ pub fn router(state: AppState, limits: &conventions::HttpLimits) -> Router {
     conventions::apply(routes, limits)
 }
 
+/// Every route with its OpenAPI description: a route cannot be added without one.
+pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(system::status))
+        .routes(routes!(system::config))
+        .routes(routes!(system::maintenance))
+        .routes(routes!(system::metrics))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::verify_email))
+        .routes(routes!(auth::send_verification_email))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::password_reset_request))
+        .routes(routes!(auth::password_reset_confirm))
+        .routes(routes!(auth::sessions, auth::revoke_other_sessions))
+        .routes(routes!(auth::revoke_session))
+        .routes(routes!(auth::totp_setup))
+        .routes(routes!(auth::totp_enable))
+        .routes(routes!(user::profile, user::update_profile))
+        .routes(routes!(user::balance))
+        .routes(routes!(user::api_keys, user::create_api_key))
+        .routes(routes!(user::revoke_api_key))
+        .routes(routes!(admin::set_maintenance))
+        .routes(routes!(admin::user))
+        .routes(routes!(admin::block))
+        .routes(routes!(admin::unblock))
+}
+
+/// The OpenAPI document as served at `GET /api/v1/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "system",
+    summary = "Liveness: the store answers (503 when it does not)",
+    responses((status = 200, body = Object), (status = 503, body = Object))
+)]
 /// Store reachable and head position, each projector's lag, and the build version.
 /// 200 when the store answers, 503 when it does not.
 async fn health(State(state): State<Arc<AppState>>) -> Response {

@@ -9,14 +9,16 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::bodies::{MaintenanceData, MaintenanceWindow};
 use super::error::{ApiError, ApiOk};
 use crate::config::Settings;
 use crate::projection;
 use crate::rate_limit::Quotas;
 
 /// What any client may know of how the service is set up.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PublicConfig {
+    #[schema(value_type = String)]
     version: &'static str,
     currencies: Vec<String>,
     money_scale_max: u32,
@@ -26,14 +28,15 @@ pub struct PublicConfig {
     rate_limits: Vec<RateLimitConfig>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 struct OrderWindows {
     cancel_after_ms: u64,
     lifetime_ms: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 struct RateLimitConfig {
+    #[schema(value_type = String)]
     name: &'static str,
     limit: u32,
     period_s: u64,
@@ -61,12 +64,29 @@ impl PublicConfig {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/system/config",
+    tag = "system",
+    summary = "Public configuration: currencies, limits, order windows, rate limits",
+    responses((status = 200, body = super::bodies::Envelope<PublicConfig>))
+)]
 pub async fn config(State(state): State<Arc<AppState>>) -> ApiOk<PublicConfig> {
     ApiOk(state.public_config.clone())
 }
 
 /// The store (engine, head), Redis (when configured), and each projector's lag. Always 200
 /// while the service runs; `ok` says whether every part answered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/system/status",
+    tag = "system",
+    summary = "Store, Redis and projector lag",
+    responses(
+        (status = 200, description = "ok says whether every part answered", body = super::bodies::Envelope<Object>),
+        (status = 500, description = "the store did not answer", body = super::bodies::ErrorBody),
+    )
+)]
 pub async fn status(State(state): State<Arc<AppState>>) -> Result<ApiOk<Value>, ApiError> {
     let head = state.store.head().await.map_err(ApiError::internal)?.position;
     let projections = projection::status(state.store.engine(), head).await.map_err(ApiError::internal)?;
@@ -88,6 +108,13 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Result<ApiOk<Value>, 
 
 /// Prometheus text format. Projector positions and lag are read now, so they are exact
 /// whenever the scraper looks.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    summary = "Prometheus metrics (text format)",
+    responses((status = 200, content_type = "text/plain", body = String))
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
     let head = state.store.head().await.map_err(ApiError::internal)?.position;
     metrics::gauge!("store_head_position").set(head as f64);
@@ -98,23 +125,31 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/system/maintenance",
+    tag = "system",
+    summary = "Every maintenance setting and whether it is in force",
+    responses(
+        (status = 200, body = super::bodies::Envelope<MaintenanceData>),
+        (status = 500, description = "the store did not answer", body = super::bodies::ErrorBody),
+    )
+)]
 /// Every maintenance setting, with whether it is in force now.
-pub async fn maintenance(State(state): State<Arc<AppState>>) -> Result<ApiOk<Value>, ApiError> {
+pub async fn maintenance(State(state): State<Arc<AppState>>) -> Result<ApiOk<MaintenanceData>, ApiError> {
     let now = crate::identity::now();
     let current = state.maintenance.state().await?;
-    let windows: Vec<Value> = current
+    let windows: Vec<MaintenanceWindow> = current
         .windows
         .iter()
-        .map(|(scope, window)| {
-            json!({
-                "scope": scope.to_string(),
-                "message": window.message,
-                "starts_at": crate::identity::rfc3339(window.starts_at),
-                "ends_at": window.ends_at.map(crate::identity::rfc3339),
-                "active": window.active_at(now),
-            })
+        .map(|(scope, window)| MaintenanceWindow {
+            scope: scope.to_string(),
+            message: window.message.clone(),
+            starts_at: crate::identity::rfc3339(window.starts_at),
+            ends_at: window.ends_at.map(crate::identity::rfc3339),
+            active: window.active_at(now),
         })
         .collect();
-    let active = current.windows.values().any(|w| w.active_at(now));
-    Ok(ApiOk(json!({ "active": active, "windows": windows })))
+    let active = windows.iter().any(|w| w.active);
+    Ok(ApiOk(MaintenanceData { active, windows }))
 }

@@ -7,60 +7,104 @@ use axum::extract::State;
 use domain::maintenance::Scope;
 use domain::{ApiKeyId, Currency};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::ensure_open;
+use super::bodies::{ApiKeysData, BalanceLine, BalancesData, Envelope, ErrorBody, Message, UserData};
 use super::error::{ApiCreated, ApiError, ApiOk};
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::principal::Auth;
 use crate::identity::Caller;
 use crate::read::{self, ReadError};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 pub struct ProfileUpdate {
     pub display_name: Option<String>,
     pub language: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 pub struct BalanceQuery {
     pub currency: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 pub struct NewKey {
     pub name: String,
 }
 
-pub async fn profile(
-    State(state): State<Arc<AppState>>,
-    Auth(principal): Auth,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/profile",
+    tag = "user",
+    summary = "The caller's profile",
+    security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
+    responses(
+        (status = 200, body = Envelope<UserData>),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "paused for maintenance", body = ErrorBody),
+    )
+)]
+pub async fn profile(State(state): State<Arc<AppState>>, Auth(principal): Auth) -> Result<ApiOk<UserData>, ApiError> {
     ensure_open(&state, Scope::Master).await?;
-    Ok(ApiOk(json!({ "user": state.identity.user_view(principal.user_id).await? })))
+    Ok(ApiOk(UserData { user: state.identity.user_view(principal.user_id).await? }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/user/profile",
+    tag = "user",
+    summary = "Change display name and/or language",
+    request_body = ProfileUpdate,
+    security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
+    responses(
+        (status = 200, body = Envelope<UserData>),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "paused for maintenance", body = ErrorBody),
+    )
+)]
 pub async fn update_profile(
     State(state): State<Arc<AppState>>,
     Auth(principal): Auth,
     caller: Caller,
     ApiJson(body): ApiJson<ProfileUpdate>,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
+) -> Result<ApiOk<UserData>, ApiError> {
     ensure_open(&state, Scope::Master).await?;
     if body.display_name.is_none() && body.language.is_none() {
         return Err(ApiError::bad_request("nothing to change: send display_name and/or language"));
     }
     let user = state.identity.update_profile(&principal, body.display_name, body.language, &caller).await?;
-    Ok(ApiOk(json!({ "user": user })))
+    Ok(ApiOk(UserData { user }))
 }
 
 /// Balances from the balances view, including every write made before this request.
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/balance",
+    tag = "user",
+    summary = "Balances, including every write made before the request",
+    security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
+    params(BalanceQuery),
+    responses(
+        (status = 200, body = Envelope<BalancesData>),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "paused for maintenance", body = ErrorBody),
+    )
+)]
 pub async fn balance(
     State(state): State<Arc<AppState>>,
     Auth(principal): Auth,
     ApiQuery(query): ApiQuery<BalanceQuery>,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
+) -> Result<ApiOk<BalancesData>, ApiError> {
     ensure_open(&state, Scope::Master).await?;
     let currencies: Vec<Currency> = match query.currency {
         Some(code) => {
@@ -78,15 +122,31 @@ pub async fn balance(
             ReadError::Stale { .. } => ApiError::unavailable("balances are catching up; retry shortly", 1),
             other => ApiError::internal(other),
         })?;
-        balances.push(json!({
-            "currency": currency,
-            "available": balance.available.to_string(),
-            "held": balance.held.to_string(),
-        }));
+        balances.push(BalanceLine {
+            currency: currency.to_string(),
+            available: balance.available.to_string(),
+            held: balance.held.to_string(),
+        });
     }
-    Ok(ApiOk(json!({ "balances": balances })))
+    Ok(ApiOk(BalancesData { balances }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/user/api-keys",
+    tag = "user",
+    summary = "Create an API key; the key is shown only in this answer",
+    request_body = NewKey,
+    security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
+    responses(
+        (status = 201, body = Envelope<crate::identity::NewApiKey>),
+        (status = 400, body = ErrorBody),
+        (status = 403, description = "called with an API key, or blocked", body = ErrorBody),
+        (status = 422, description = "too many keys", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    )
+)]
 pub async fn create_api_key(
     State(state): State<Arc<AppState>>,
     Auth(principal): Auth,
@@ -97,21 +157,52 @@ pub async fn create_api_key(
     Ok(ApiCreated(state.identity.create_api_key(&principal, &body.name, &caller).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/api-keys",
+    tag = "user",
+    summary = "The caller's API keys (never the keys themselves)",
+    security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
+    responses(
+        (status = 200, body = Envelope<ApiKeysData>),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "paused for maintenance", body = ErrorBody),
+    )
+)]
 pub async fn api_keys(
     State(state): State<Arc<AppState>>,
     Auth(principal): Auth,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
+) -> Result<ApiOk<ApiKeysData>, ApiError> {
     ensure_open(&state, Scope::Master).await?;
-    Ok(ApiOk(json!({ "api_keys": state.identity.api_keys(&principal).await? })))
+    Ok(ApiOk(ApiKeysData { api_keys: state.identity.api_keys(&principal).await? }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/user/api-keys/{id}",
+    tag = "user",
+    summary = "Revoke one of the caller's API keys",
+    security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
+    params(("id" = String, Path, format = Uuid, description = "API key id")),
+    responses(
+        (status = 200, body = Envelope<Message>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "paused for maintenance", body = ErrorBody),
+    )
+)]
 pub async fn revoke_api_key(
     State(state): State<Arc<AppState>>,
     Auth(principal): Auth,
     caller: Caller,
     ApiPath(key_id): ApiPath<ApiKeyId>,
-) -> Result<ApiOk<serde_json::Value>, ApiError> {
+) -> Result<ApiOk<Message>, ApiError> {
     ensure_open(&state, Scope::Master).await?;
     state.identity.revoke_api_key(&principal, key_id, &caller).await?;
-    Ok(ApiOk(json!({ "revoked": true })))
+    Ok(ApiOk(Message::new("API key revoked")))
 }

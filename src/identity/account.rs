@@ -12,10 +12,13 @@ use super::tokens::{self, PASSWORD_RESET_TTL, PasswordResetClaims, Purpose, VERI
 use super::{AuthError, Caller, Identity, Mail, Principal, UserView, Via, append_to, now, password, rfc3339, totp};
 use crate::store::ExpectedVersion;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: SessionId,
+    #[schema(format = DateTime)]
     pub opened_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -24,25 +27,28 @@ pub struct SessionView {
     pub current: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: ApiKeyId,
     pub name: String,
     /// The start of the key, to recognise it by; the rest is never shown again.
     pub prefix: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub last_used_at: Option<String>,
 }
 
 /// A new key: the only time `key` is ever shown.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct NewApiKey {
     #[serde(flatten)]
     pub view: ApiKeyView,
     pub key: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TotpSetup {
     /// Base32, for typing into an authenticator app.
     pub secret: String,

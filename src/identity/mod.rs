@@ -152,16 +152,21 @@ impl Principal {
 }
 
 /// A user as shown to the user (and to admins).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: UserId,
+    #[schema(value_type = String, format = Email)]
     pub email: Email,
     pub email_verified: bool,
+    /// `user` or `admin`.
+    #[schema(value_type = String, example = "user")]
     pub role: Role,
     pub display_name: Option<String>,
     pub language: Option<String>,
     pub totp_enabled: bool,
     pub blocked: bool,
+    #[schema(format = DateTime)]
     pub registered_at: String,
 }
 

@@ -21,13 +21,14 @@ pub struct LoginInput {
 }
 
 /// What a login or a refresh hands the client.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,
     pub token_type: &'static str,
     /// Seconds the access token is valid for.
     pub expires_in: u64,
+    #[schema(value_type = String, format = Uuid)]
     pub session_id: SessionId,
 }
 
