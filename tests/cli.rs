@@ -20,7 +20,15 @@ fn smsledger(db: &TestDatabase, args: &[&str]) -> Output {
 fn command(db: &TestDatabase, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_smsledger"));
     // An empty working directory, so no developer's `.env` is read.
-    command.args(args).current_dir(std::env::temp_dir()).env("DATABASE_URL", &db.url).env_remove("LOG_LEVEL");
+    command.args(args).current_dir(std::env::temp_dir()).env("DATABASE_URL", &db.url);
+    for inherited in ["LOG_LEVEL", "JWT_SECRET", "SECRETS_KEY", "REDIS_URL"] {
+        command.env_remove(inherited);
+    }
+    if db.url.starts_with("postgres") {
+        command
+            .env("JWT_SECRET", "cli test jwt secret, thirty-two bytes")
+            .env("SECRETS_KEY", "cli test sealing key, thirty-two bytes");
+    }
     command
 }
 
@@ -99,6 +107,16 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     // On PostgreSQL with the real Redis; on SQLite with a Redis that is not there (port 1):
     // the service must start anyway and say that rate limits run in-process.
     let live_redis = if db.url.starts_with("postgres") { common::redis_url("serve with redis").await } else { None };
+    if db.url.starts_with("postgres") {
+        // PostgreSQL deployments must set their secrets; the embedded default generates them.
+        let refused =
+            command(&db, &["serve"]).env_remove("JWT_SECRET").env("LISTEN_ADDR", "127.0.0.1:0").output().unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("JWT_SECRET and SECRETS_KEY must be set"),
+            "{refused:?}"
+        );
+    }
     let redis_url = live_redis.clone().unwrap_or_else(|| "redis://127.0.0.1:1".into());
     let mut child = command(&db, &["serve"])
         .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -188,7 +206,45 @@ fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Opti
     None
 }
 
+/// `admin create` makes a new admin with a generated password shown once, or from stdin, and
+/// promotes an existing account without touching its password.
+async fn admin_create_bootstraps_and_promotes(db: TestDatabase) {
+    let created = smsledger(&db, &["admin", "create", "--email", "Root@Example.com"]);
+    assert!(created.status.success(), "{created:?}");
+    let text = stdout(&created);
+    assert!(text.contains("created admin root@example.com"), "{text}");
+    let password = text.lines().find_map(|l| l.strip_prefix("password (shown once): ")).expect("a password");
+    assert!(password.len() >= 20, "{password}");
+
+    let again = smsledger(&db, &["admin", "create", "--email", "root@example.com"]);
+    assert!(stdout(&again).contains("is now an admin; their password is unchanged"), "{again:?}");
+
+    let mut child = command(&db, &["admin", "create", "--email", "ops@example.com", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"short\n").unwrap();
+    let weak = child.wait_with_output().unwrap();
+    assert_eq!(weak.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 10 characters"), "{weak:?}");
+
+    let store = open_store(&db).await;
+    let identity = smsledger::identity::Identity::new(
+        store,
+        "unused here, but thirty-two bytes!",
+        "unused here, but thirty-two bytes!",
+        smsledger::identity::Mailer::memory(),
+        "http://localhost",
+    );
+    let email = domain::identity::Email::parse("root@example.com").unwrap();
+    let id = identity.user_id_by_email(&email).await.unwrap().expect("registered");
+    assert_eq!(identity.user_view(id).await.unwrap().role, domain::identity::Role::Admin);
+}
+
 on_both_engines!(
+    admin_create_bootstraps_and_promotes,
     verify_rebuild_status_and_balance_from_the_command_line,
     bad_configuration_names_the_variable,
     serve_answers_health_and_stops_on_sigterm,

@@ -207,7 +207,52 @@ async fn balance_reads_your_writes_and_only_yours(database: TestDatabase) {
     app.get("/user/balance?currency=dollars", As::Bearer(&ann)).await.expect(StatusCode::BAD_REQUEST);
 }
 
+/// Racing registrations of one address: exactly one account is opened.
+async fn one_account_per_address_under_concurrency(database: TestDatabase) {
+    let app = std::sync::Arc::new(spawn(database).await);
+    let attempts = (0..6).map(|i| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let email = if i % 2 == 0 { "race@example.com" } else { "RACE@example.com" };
+            app.post("/auth/register", As::Nobody, json!({"email": email, "password": PASSWORD})).await.status
+        })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT), "{statuses:?}");
+    app.login("race@example.com", PASSWORD).await.expect(StatusCode::OK);
+}
+
+/// Two refreshes racing with one token: at most one gets a new pair, and since the token was
+/// then presented twice, the session ends for both.
+async fn racing_refreshes_with_one_token_end_the_session(database: TestDatabase) {
+    let app = std::sync::Arc::new(spawn(database).await);
+    let (_, refresh, _) = app.signed_in("ann@example.com").await;
+    let racers = (0..2).map(|_| {
+        let (app, refresh) = (app.clone(), refresh.clone());
+        tokio::spawn(async move { app.post("/auth/refresh", As::Nobody, json!({"refresh_token": refresh})).await })
+    });
+    let mut winners = Vec::new();
+    for racer in racers {
+        let reply = racer.await.unwrap();
+        if reply.status == StatusCode::OK {
+            winners.push(text(&reply.data()["refresh_token"]));
+        } else {
+            reply.expect(StatusCode::UNAUTHORIZED);
+        }
+    }
+    assert!(winners.len() <= 1, "{winners:?}");
+    for token in winners {
+        app.post("/auth/refresh", As::Nobody, json!({"refresh_token": token})).await.expect(StatusCode::UNAUTHORIZED);
+    }
+}
+
 on_both_engines!(
+    one_account_per_address_under_concurrency,
+    racing_refreshes_with_one_token_end_the_session,
     registration_rules_and_duplicates,
     login_me_refresh_and_logout,
     a_reused_refresh_token_revokes_the_family,

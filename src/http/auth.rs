@@ -14,7 +14,7 @@ use super::bodies::{Envelope, ErrorBody, LoginData, Message, RevokedCount, Sessi
 use super::error::{ApiCreated, ApiError, ApiOk};
 use super::json::{ApiJson, ApiPath};
 use super::principal::{Auth, limit};
-use crate::identity::{Caller, LoginInput, Tokens, TotpSetup};
+use crate::identity::{AuthError, Caller, LoginInput, Tokens, TotpSetup};
 
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
@@ -123,9 +123,20 @@ pub async fn login(
     limit(&state, &state.quotas.login, &format!("account:{account}")).await?;
     let paused = state.maintenance.check(&Scope::Auth).await?.err();
     let input = LoginInput { email: body.email, password: body.password, totp_code: body.totp_code };
-    match state.identity.login(input, &caller, paused.is_some()).await {
+    let result = state.identity.login(input, &caller, paused.is_some()).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(AuthError::BadCredentials) => "bad_credentials",
+        Err(AuthError::TotpRequired) => "totp_required",
+        Err(AuthError::Unauthenticated(_)) => "bad_totp",
+        Err(AuthError::Forbidden(_)) => "blocked",
+        Err(AuthError::Paused) => "paused",
+        Err(_) => "error",
+    };
+    metrics::counter!("auth_logins_total", "result" => outcome).increment(1);
+    match result {
         Ok((tokens, user)) => Ok(ApiOk(LoginData { tokens, user })),
-        Err(crate::identity::AuthError::Paused) => Err(paused
+        Err(AuthError::Paused) => Err(paused
             .map(ApiError::from)
             .unwrap_or_else(|| ApiError::internal("login refused for maintenance that is not on"))),
         Err(error) => Err(error.into()),

@@ -89,6 +89,8 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let peer =
             parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(address)| address.ip().to_string());
         let header = |name| parts.headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
+        // A forwarded address is kept only if it is one: it becomes a rate-limit key and is stored.
+        let forwarded = forwarded.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
         Ok(Caller {
             ip: forwarded.or(peer),
             user_agent: header(USER_AGENT).map(str::to_owned),

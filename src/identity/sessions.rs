@@ -201,6 +201,7 @@ impl Identity {
             self.store.append(request).await?;
             if reused {
                 tracing::warn!(%user_id, %session_id, "auth.refresh_token_reused");
+                metrics::counter!("auth_refresh_token_reuse_total").increment(1);
                 return Err(AuthError::Unauthenticated("this refresh token was already used; the session is revoked"));
             }
             let role = user.role().unwrap_or(Role::User);
