@@ -104,14 +104,14 @@ impl Identity {
             exp: tokens::expiry(now().0, VERIFY_EMAIL_TTL),
         };
         let token = self.signer.sign(&claims);
-        self.mailer.send(Mail {
-            to: email.to_string(),
-            subject: "Confirm your email address".into(),
-            body: format!(
-                "Confirm your email address for smsledger: {}/verify-email?token={token}\nThe link is valid for 24 hours.",
-                self.link_base
-            ),
-        });
+        self.mail_link(email, "Confirm your email address", "verify-email", &token, "valid for 24 hours");
+    }
+
+    /// Mails a link to the frontend's `page` carrying `token`.
+    fn mail_link(&self, to: &Email, subject: &str, page: &str, token: &str, validity: &str) {
+        let link = format!("{}/{page}?token={token}", self.link_base);
+        let body = format!("{subject} for smsledger: {link}\nThe link is {validity}.");
+        self.mailer.send(Mail { to: to.to_string(), subject: subject.into(), body });
     }
 
     pub async fn send_verification(&self, principal: &Principal) -> Result<(), AuthError> {
@@ -150,14 +150,7 @@ impl Identity {
             exp: tokens::expiry(now().0, PASSWORD_RESET_TTL),
         };
         let token = self.signer.sign(&claims);
-        self.mailer.send(Mail {
-            to: email.to_string(),
-            subject: "Reset your password".into(),
-            body: format!(
-                "Choose a new smsledger password: {}/reset-password?token={token}\nThe link is valid for one hour and works once.",
-                self.link_base
-            ),
-        });
+        self.mail_link(&email, "Reset your password", "reset-password", &token, "valid for one hour and works once");
         Ok(())
     }
 

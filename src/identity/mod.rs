@@ -352,8 +352,8 @@ fn corrupt(recorded: &RecordedEvent, reason: &str) -> AuthError {
     AuthError::Corrupt { position: recorded.position, reason: format!("{}: {reason}", recorded.stream_id) }
 }
 
-/// Closes one session for `reason` (used by logout and by the user revoking a session).
 impl Identity {
+    /// Closes one of the principal's sessions for `reason` (logout, the user revoking a session).
     pub async fn close_session(
         &self,
         principal: &Principal,
