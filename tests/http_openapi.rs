@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::TestDatabase;
 use common::app::spawn;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -95,3 +96,52 @@ async fn the_docs_page_is_served_from_the_binary_with_its_own_csp() {
     let api = reqwest::get(format!("{root}/api/v1/system/config")).await.unwrap();
     assert_eq!(api.headers()["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
 }
+
+/// Every operation that takes a body refuses, with a 400 in the project's format, a body that
+/// is not JSON, one that is an empty object (missing fields), and one with a field of the wrong
+/// type; callers are authenticated as the operation needs, so the body is what is judged.
+async fn every_body_taking_operation_refuses_malformed_bodies(database: TestDatabase) {
+    let app = spawn(database).await;
+    let (admin, _, _) = app.admin("root@example.com").await;
+    let (user, _, _) = app.signed_in("ann@example.com").await;
+    let root = app.base.trim_end_matches("/api/v1").to_owned();
+    let document = serde_json::to_value(smsledger::http::openapi_document()).unwrap();
+    let client = reqwest::Client::new();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in METHODS {
+            let Some(operation) = item.get(method) else { continue };
+            if operation.get("requestBody").is_none() {
+                continue;
+            }
+            let token = if path.starts_with("/api/v1/admin/") { &admin } else { &user };
+            let url = format!("{root}{}", path.replace("{id}", &uuid::Uuid::now_v7().to_string()));
+            let bodies = [
+                "not json",
+                "{}",
+                r#"{"email": 1, "password": 2, "name": 3, "scope": 4, "token": 5, "code": 6,
+                "refresh_token": 7, "current_password": 8, "new_password": 9, "reason": 10, "display_name": 11,
+                "enabled": "yes"}"#,
+            ];
+            for body in bodies {
+                let response = client
+                    .request(method.to_uppercase().parse().unwrap(), &url)
+                    .bearer_auth(token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let reply: Value = response.json().await.unwrap();
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path} with {body}: {reply}");
+                assert_eq!(reply["success"], false);
+                assert!(reply["error"].as_str().is_some_and(|e| !e.is_empty()), "{reply}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "{checked} operations take a body");
+}
+
+on_both_engines!(every_body_taking_operation_refuses_malformed_bodies);
