@@ -116,7 +116,9 @@ pub enum UserCommand {
         secret_sealed: String,
         at: Timestamp,
     },
+    /// `step`: the TOTP time step of the code that confirmed the secret; it cannot sign in.
     EnableTotp {
+        step: u64,
         at: Timestamp,
     },
     Block {
@@ -182,7 +184,7 @@ pub enum UserEvent {
     #[serde(rename = "user.totp_secret_set")]
     TotpSecretSet { secret_sealed: String, at: Timestamp },
     #[serde(rename = "user.totp_enabled")]
-    TotpEnabled { at: Timestamp },
+    TotpEnabled { step: u64, at: Timestamp },
     #[serde(rename = "user.blocked")]
     Blocked { reason: String, by: Option<UserId>, at: Timestamp },
     #[serde(rename = "user.unblocked")]
@@ -349,8 +351,8 @@ impl Aggregate for UserState {
                 }
                 vec![UserEvent::TotpSecretSet { secret_sealed, at }]
             }
-            UserCommand::EnableTotp { at } => match &self.totp {
-                Some(Totp::Pending { .. }) => vec![UserEvent::TotpEnabled { at }],
+            UserCommand::EnableTotp { step, at } => match &self.totp {
+                Some(Totp::Pending { .. }) => vec![UserEvent::TotpEnabled { step, at }],
                 Some(Totp::Enabled { .. }) => return Err(IdentityError::TotpAlreadyEnabled),
                 Some(Totp::Off) | None => return Err(IdentityError::TotpNotSetUp),
             },
@@ -435,7 +437,8 @@ impl Aggregate for UserState {
             UserEvent::TotpSecretSet { secret_sealed, .. } => {
                 self.totp = Some(Totp::Pending { secret_sealed: secret_sealed.clone() });
             }
-            UserEvent::TotpEnabled { .. } => {
+            UserEvent::TotpEnabled { step, .. } => {
+                self.last_totp_step = Some(*step);
                 if let Some(Totp::Pending { secret_sealed }) = self.totp.take() {
                     self.totp = Some(Totp::Enabled { secret_sealed });
                 }

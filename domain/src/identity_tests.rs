@@ -143,14 +143,14 @@ fn api_keys_are_bounded_named_and_revoked_once() {
 #[test]
 fn totp_is_enabled_only_after_a_secret_was_set() {
     Scenario::given(UserState::default(), &[registered()])
-        .when(UserCommand::EnableTotp { at: T })
+        .when(UserCommand::EnableTotp { step: 7, at: T })
         .then_fails(IdentityError::TotpNotSetUp);
     let secret = UserEvent::TotpSecretSet { secret_sealed: "s".into(), at: T };
     let given = [registered(), secret.clone()];
     Scenario::given(UserState::default(), &given)
-        .when(UserCommand::EnableTotp { at: T })
-        .then(vec![UserEvent::TotpEnabled { at: T }]);
-    let enabled = [registered(), secret, UserEvent::TotpEnabled { at: T }];
+        .when(UserCommand::EnableTotp { step: 7, at: T })
+        .then(vec![UserEvent::TotpEnabled { step: 7, at: T }]);
+    let enabled = [registered(), secret, UserEvent::TotpEnabled { step: 7, at: T }];
     Scenario::given(UserState::default(), &enabled)
         .when(UserCommand::SetTotpSecret { secret_sealed: "s2".into(), at: T })
         .then_fails(IdentityError::TotpAlreadyEnabled);

@@ -297,10 +297,10 @@ impl Identity {
             position: -1,
             reason: format!("TOTP secret of {}: {e}", principal.user_id),
         })?;
-        if totp::check(&secret, code, unix_seconds()).is_none() {
+        let Some(step) = totp::check(&secret, code, unix_seconds()) else {
             return Err(AuthError::invalid_field("code", ["the code is wrong"]));
-        }
-        let command = UserCommand::EnableTotp { at: now() };
+        };
+        let command = UserCommand::EnableTotp { step, at: now() };
         self.decide_user(principal.user_id, command, vec![], caller.metadata(Some(principal.user_id))).await?;
         Ok(())
     }

@@ -203,7 +203,8 @@ impl TestApp {
                 .expect("base32 secret");
         let code = smsledger::identity::totp::code_at(&secret, unix_now());
         self.post("/auth/2fa/enable", As::Bearer(&token), json!({"code": code})).await.expect(StatusCode::OK);
-        let code = smsledger::identity::totp::code_at(&secret, unix_now());
+        // The next step's code: the one that enabled TOTP is spent (one step of skew is accepted).
+        let code = smsledger::identity::totp::code_at(&secret, unix_now() + 30);
         let reply = self
             .post("/auth/login", As::Nobody, json!({"email": email, "password": PASSWORD, "totp_code": code}))
             .await

@@ -1,0 +1,187 @@
+//! HTTP load driver for authenticated routes: N clients, each its own signed-in user, call
+//! the real router for a fixed time; the ceiling is a trivial axum handler behind the same
+//! conventions layers, measured in the same run with the same client.
+//!
+//! Run: `cargo bench --bench http_auth` (PostgreSQL at BENCH_DATABASE_URL, default the local
+//! server; BENCH_ENGINE=sqlite for the embedded store; BENCH_CLIENTS default 32,
+//! BENCH_SECONDS default 5).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::{Value, json};
+use smsledger::config::Settings;
+use smsledger::http::conventions::HttpLimits;
+use smsledger::http::{AppState, Secrets, router};
+use smsledger::identity::Mailer;
+use smsledger::rate_limit::{Quota, Quotas, RateLimiter};
+use smsledger::store::EventStore;
+use sqlx::Connection;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn env_number(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Measured {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `clients` tasks, each sending its own request (built by `request(i)`) in a loop.
+async fn measure(
+    clients: usize,
+    duration: Duration,
+    request: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+) -> Measured {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    let request = Arc::new(request);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let (client, request) = (client.clone(), request.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while started.elapsed() < duration {
+                    let sent = Instant::now();
+                    let response = request(&client, i).send().await.expect("the server answers");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    response.bytes().await.unwrap();
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+    Measured { rate: latencies.len() as f64 / seconds, p50_ms: at(0.5), p99_ms: at(0.99) }
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(smsledger::http::serve(listener, app, std::future::pending()));
+    format!("http://{address}")
+}
+
+async fn database_url() -> (String, Option<(String, String)>) {
+    if std::env::var("BENCH_ENGINE").as_deref() == Ok("sqlite") {
+        let dir = std::env::temp_dir().join(format!("smsledger-bench-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        return (format!("sqlite://{}", dir.join("bench.db").display()), None);
+    }
+    let admin_url =
+        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("smsledger_bench_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("PostgreSQL for the bench");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
+    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
+    (format!("{base}/{name}"), Some((admin_url, name)))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(()); // `cargo test --benches` asks for a list; this driver has no tests.
+    }
+    let clients = env_number("BENCH_CLIENTS", 32);
+    let duration = Duration::from_secs(env_number("BENCH_SECONDS", 5) as u64);
+    let (url, cleanup) = database_url().await;
+    let settings = Settings::from_lookup(|key| (key == "DATABASE_URL").then(|| url.clone()))?;
+    let store = EventStore::open(&settings.store).await?;
+    for projection in projections::ProjectionName::ALL {
+        tokio::spawn(smsledger::projection::run_live(
+            store.engine().clone(),
+            projection,
+            1_000,
+            store.subscribe(),
+            Duration::from_millis(250),
+        ));
+    }
+    let secrets = Secrets {
+        jwt_secret: "bench jwt secret, thirty-two bytes".into(),
+        secrets_key: "bench sealing key, 32 bytes long".into(),
+    };
+    let mut state = AppState::new(store.clone(), RateLimiter::in_process(), &settings, &secrets, Mailer::memory());
+    let unlimited = |quota: Quota| Quota { limit: 1_000_000_000, ..quota };
+    let q = Quotas::with_api_per_minute(1);
+    state.quotas = Quotas {
+        login: unlimited(q.login),
+        register: unlimited(q.register),
+        code_check: unlimited(q.code_check),
+        recharge: unlimited(q.recharge),
+        api: unlimited(q.api),
+    };
+    let api = serve(router(state, &settings.http)).await;
+    let trivial = Router::new().route("/ping", get(|| async { "pong" }));
+    let ceiling = serve(smsledger::http::conventions::apply(trivial, &HttpLimits::default())).await;
+
+    println!("setting up {clients} users, each signed in with a session and an API key ...");
+    let client = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..clients {
+        let email = format!("bench{i}@example.com");
+        let body = json!({"email": email, "password": PASSWORD});
+        client.post(format!("{api}/api/v1/auth/register")).json(&body).send().await?.error_for_status()?;
+        let login: Value = client.post(format!("{api}/api/v1/auth/login")).json(&body).send().await?.json().await?;
+        let token = login["data"]["access_token"].as_str().unwrap().to_owned();
+        let key: Value = client
+            .post(format!("{api}/api/v1/user/api-keys"))
+            .bearer_auth(&token)
+            .json(&json!({"name": "bench"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        keys.push(key["data"]["key"].as_str().unwrap().to_owned());
+        tokens.push(token);
+    }
+    let (tokens, keys) = (Arc::new(tokens), Arc::new(keys));
+
+    let engine = store.engine().name();
+    println!("\n{clients} clients, {} s each, {engine}\n", duration.as_secs());
+    println!("| measurement | requests/s | p50 ms | p99 ms | vs ceiling |");
+    println!("|---|---|---|---|---|");
+    let base = measure(clients, duration, move |c, _| c.get(format!("{ceiling}/ping"))).await;
+    let row = |name: &str, m: &Measured| {
+        println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} |", m.rate, m.p50_ms, m.p99_ms, m.rate / base.rate);
+    };
+    row("trivial axum handler, same layers (ceiling)", &base);
+    let (a, t) = (api.clone(), tokens.clone());
+    let me = measure(clients, duration, move |c, i| c.get(format!("{a}/api/v1/auth/me")).bearer_auth(&t[i])).await;
+    row("GET /auth/me, access token (JWT + user stream read)", &me);
+    let (a, k) = (api.clone(), keys.clone());
+    let by_key =
+        measure(clients, duration, move |c, i| c.get(format!("{a}/api/v1/auth/me")).header("x-api-key", &k[i])).await;
+    row("GET /auth/me, API key (key stream + user stream read)", &by_key);
+    let (a, t) = (api.clone(), tokens.clone());
+    let balance =
+        measure(clients, duration, move |c, i| c.get(format!("{a}/api/v1/user/balance")).bearer_auth(&t[i])).await;
+    row("GET /user/balance (auth + read-your-writes balance)", &balance);
+    let a = api.clone();
+    let logins = measure(clients, duration, move |c, i| {
+        c.post(format!("{a}/api/v1/auth/login"))
+            .json(&json!({"email": format!("bench{i}@example.com"), "password": PASSWORD}))
+    })
+    .await;
+    row("POST /auth/login (argon2id 19 MiB t=2, session opened)", &logins);
+
+    if let Some((admin_url, name)) = cleanup {
+        drop(store);
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
+    }
+    Ok(())
+}
