@@ -446,6 +446,9 @@ impl Aggregate for UserState {
             UserEvent::Blocked { reason, .. } => self.blocked = Some(reason.clone()),
             UserEvent::Unblocked { .. } => self.blocked = None,
             UserEvent::SessionOpened(open) => {
+                // Sessions that expired before this one opened are gone: the map stays bounded
+                // by the logins of one session lifetime (pruned by event time, so replay agrees).
+                self.sessions.retain(|_, session| session.expires_at > open.at);
                 if open.totp_step.is_some() {
                     self.last_totp_step = open.totp_step;
                 }

@@ -212,3 +212,24 @@ fn unknown_and_expired_tokens_are_refused() {
     Scenario::given(SessionState::default(), &[issued()]).when(refresh("t1", 9_000)).then_fails(SessionError::Expired);
     Scenario::given(SessionState::default(), &[]).when(refresh("t1", 2_000)).then_fails(SessionError::UnknownToken);
 }
+
+#[test]
+fn sessions_expired_before_a_new_login_are_forgotten() {
+    let (old, recent) = (SessionId::new(), SessionId::new());
+    let open = |session_id, at: i64, expires: i64| {
+        UserEvent::SessionOpened(OpenSession {
+            session_id,
+            expires_at: Timestamp(expires),
+            ip: None,
+            user_agent: None,
+            mfa: false,
+            totp_step: None,
+            at: Timestamp(at),
+        })
+    };
+    let state = UserState::default().apply_all(&[registered(), open(old, 1, 10), open(recent, 5, 100)]);
+    assert_eq!(state.sessions.len(), 2, "both still valid when the second opened");
+    let state = state.apply(&open(SessionId::new(), 50, 150));
+    assert!(!state.sessions.contains_key(&old));
+    assert!(state.sessions.contains_key(&recent));
+}
