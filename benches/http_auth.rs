@@ -130,10 +130,13 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let mut tokens = Vec::new();
     let mut keys = Vec::new();
+    let mut streams = Vec::new();
     for i in 0..clients {
         let email = format!("bench{i}@example.com");
         let body = json!({"email": email, "password": PASSWORD});
-        client.post(format!("{api}/api/v1/auth/register")).json(&body).send().await?.error_for_status()?;
+        let registered: Value =
+            client.post(format!("{api}/api/v1/auth/register")).json(&body).send().await?.json().await?;
+        streams.push(format!("user-{}", registered["data"]["user"]["id"].as_str().unwrap()));
         let login: Value = client.post(format!("{api}/api/v1/auth/login")).json(&body).send().await?.json().await?;
         let token = login["data"]["access_token"].as_str().unwrap().to_owned();
         let key: Value = client
@@ -149,6 +152,31 @@ async fn main() -> anyhow::Result<()> {
     }
     let (tokens, keys) = (Arc::new(tokens), Arc::new(keys));
 
+    // The second ceiling: the same layers and one raw indexed read of a user's stream (the
+    // query an authenticated request cannot avoid), every column fetched, nothing decoded.
+    let engine = store.engine().clone();
+    let streams = Arc::new(streams);
+    let one_read = Router::new().route(
+        "/read/{n}",
+        get(move |axum::extract::Path(n): axum::extract::Path<usize>| {
+            let (engine, streams) = (engine.clone(), streams.clone());
+            async move {
+                let stream = &streams[n];
+                let query = "SELECT * FROM events WHERE stream_id = $1 ORDER BY version";
+                let rows = match &engine {
+                    smsledger::store::Engine::Postgres(pool) => {
+                        sqlx::query(query).bind(stream).fetch_all(pool).await.map(|r| r.len())
+                    }
+                    smsledger::store::Engine::Sqlite(pool) => {
+                        sqlx::query(query).bind(stream).fetch_all(pool).await.map(|r| r.len())
+                    }
+                };
+                rows.map(|n| n.to_string()).unwrap_or_default()
+            }
+        }),
+    );
+    let read_ceiling = serve(smsledger::http::conventions::apply(one_read, &HttpLimits::default())).await;
+
     let engine = store.engine().name();
     println!("\n{clients} clients, {} s each, {engine}\n", duration.as_secs());
     println!("| measurement | requests/s | p50 ms | p99 ms | vs ceiling |");
@@ -158,6 +186,9 @@ async fn main() -> anyhow::Result<()> {
         println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} |", m.rate, m.p50_ms, m.p99_ms, m.rate / base.rate);
     };
     row("trivial axum handler, same layers (ceiling)", &base);
+    let read = measure(clients, duration, move |c, i| c.get(format!("{read_ceiling}/read/{i}"))).await;
+    row("same layers + one raw indexed SELECT of a stream (DB ceiling)", &read);
+    let vs_read = |name: &str, m: &Measured| println!("  {name}: {:.2} of the DB ceiling", m.rate / read.rate);
     let (a, t) = (api.clone(), tokens.clone());
     let me = measure(clients, duration, move |c, i| c.get(format!("{a}/api/v1/auth/me")).bearer_auth(&t[i])).await;
     row("GET /auth/me, access token (JWT + user stream read)", &me);
@@ -176,6 +207,10 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     row("POST /auth/login (argon2id 19 MiB t=2, session opened)", &logins);
+    println!();
+    vs_read("GET /auth/me, access token", &me);
+    vs_read("GET /auth/me, API key", &by_key);
+    vs_read("GET /user/balance", &balance);
 
     if let Some((admin_url, name)) = cleanup {
         drop(store);

@@ -62,6 +62,19 @@ pub async fn wait_until_fresh(store: &EventStore, projection: ProjectionName) ->
 /// A user's balance in one currency, including every write committed before the call.
 /// A user who never had money in that currency has a zero balance.
 pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Result<Balance, ReadError> {
+    // Usually the projector is already there: head, checkpoint and row in one statement.
+    let name = projection::checkpoint_name(ProjectionName::Balances, Target::Live);
+    let (head, checkpoint, found) = match store.engine() {
+        Engine::Postgres(pool) => {
+            sink::postgres::balance_with_positions(&mut *pool.acquire().await?, &name, user, currency).await?
+        }
+        Engine::Sqlite(pool) => {
+            sink::sqlite::balance_with_positions(&mut *pool.acquire().await?, &name, user, currency).await?
+        }
+    };
+    if checkpoint >= head {
+        return Ok(found.unwrap_or_default());
+    }
     wait_until_fresh(store, ProjectionName::Balances).await?;
     let found = match store.engine() {
         Engine::Postgres(pool) => sink::postgres::balance(&mut *pool.acquire().await?, user, currency).await?,

@@ -199,9 +199,8 @@ pub async fn logout(
         (status = 429, body = ErrorBody),
     )
 )]
-pub async fn me(State(state): State<Arc<AppState>>, Auth(principal): Auth) -> Result<ApiOk<UserData>, ApiError> {
-    let user = state.identity.user_view(principal.user_id).await?;
-    Ok(ApiOk(UserData { user }))
+pub async fn me(Auth(principal): Auth) -> Result<ApiOk<UserData>, ApiError> {
+    Ok(ApiOk(UserData { user: principal.view()? }))
 }
 
 #[utoipa::path(

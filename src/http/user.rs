@@ -50,7 +50,7 @@ pub struct NewKey {
 )]
 pub async fn profile(State(state): State<Arc<AppState>>, Auth(principal): Auth) -> Result<ApiOk<UserData>, ApiError> {
     ensure_open(&state, Scope::Master).await?;
-    Ok(ApiOk(UserData { user: state.identity.user_view(principal.user_id).await? }))
+    Ok(ApiOk(UserData { user: principal.view()? }))
 }
 
 #[utoipa::path(

@@ -12,7 +12,7 @@ pub mod totp;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use domain::api_key::ApiKeyState;
 use domain::events::{api_key_stream, email_stream, session_stream, user_stream};
@@ -124,6 +124,8 @@ pub struct Principal {
     /// Signed in with the second factor (never true for API keys).
     pub mfa: bool,
     pub via: Via,
+    /// The user as read to authenticate this request (so a handler need not read it again).
+    pub user: Arc<UserState>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +135,11 @@ pub enum Via {
 }
 
 impl Principal {
+    /// The caller as shown to the caller.
+    pub fn view(&self) -> Result<UserView, AuthError> {
+        UserView::of(&self.user).ok_or(AuthError::NotFound("no such user"))
+    }
+
     pub fn session(&self) -> Result<SessionId, AuthError> {
         match self.via {
             Via::Session(id) => Ok(id),

@@ -6,6 +6,8 @@ use domain::credentials::{is_disposable, password_problems};
 use domain::events::{EmailClaim, api_key_used_stream, email_stream, session_stream, user_stream};
 use domain::identity::{Email, OpenSession, Role, SessionEnd, Totp, UserCommand, UserEvent};
 use domain::session::{SessionCommand, SessionError, SessionEvent};
+use std::sync::Arc;
+
 use domain::{ApiKeyId, SessionId, UserId};
 use serde::Serialize;
 
@@ -225,7 +227,8 @@ impl Identity {
         if !user.sessions.contains_key(&claims.sid) {
             return Err(AuthError::Unauthenticated("the session has ended; sign in again"));
         }
-        Ok(Principal { user_id: claims.sub, role, mfa: claims.mfa, via: Via::Session(claims.sid) })
+        let via = Via::Session(claims.sid);
+        Ok(Principal { user_id: claims.sub, role, mfa: claims.mfa, via, user: Arc::new(user) })
     }
 
     /// Who an API key belongs to. API keys never carry the second factor: admin routes need a session.
@@ -246,7 +249,7 @@ impl Identity {
         }
         let role = user.role().ok_or(invalid)?;
         self.record_key_use(key_id).await;
-        Ok(Principal { user_id, role, mfa: false, via: Via::ApiKey(key_id) })
+        Ok(Principal { user_id, role, mfa: false, via: Via::ApiKey(key_id), user: Arc::new(user) })
     }
 
     /// Appends `api_key.used` at most once a minute per key and process; a failure to record

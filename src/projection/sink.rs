@@ -227,6 +227,33 @@ macro_rules! engine_sink {
                 row.as_ref().map(balance_row).transpose().map(|found| found.map(|(_, balance)| balance))
             }
 
+            /// `(log head, checkpoint of `checkpoint_name`, balance)` read by one statement, so
+            /// all three come from one snapshot: when the checkpoint has reached the head, the
+            /// balance includes every event committed before the statement.
+            pub async fn balance_with_positions(
+                connection: &mut $connection,
+                checkpoint_name: &str,
+                user: UserId,
+                currency: Currency,
+            ) -> Result<(i64, i64, Option<Balance>), sqlx::Error> {
+                let row = sqlx::query(
+                    "SELECT b.user_id, b.currency, b.available, b.held, b.position, \
+                     (SELECT position FROM event_head WHERE id = 1), \
+                     COALESCE((SELECT position FROM projection_checkpoints WHERE name = $3), 0) \
+                     FROM (SELECT 1) AS one LEFT JOIN balances b ON b.user_id = $1 AND b.currency = $2",
+                )
+                .bind(user.0)
+                .bind(currency.as_str())
+                .bind(checkpoint_name)
+                .fetch_one(&mut *connection)
+                .await?;
+                let found = match row.try_get::<Option<i64>, _>(4)? {
+                    Some(_) => Some(balance_row(&row)?.1),
+                    None => None,
+                };
+                Ok((row.try_get(5)?, row.try_get(6)?, found))
+            }
+
             /// Reads the live tables whole, for `verify`.
             pub async fn snapshot(connection: &mut $connection) -> Result<Snapshot, sqlx::Error> {
                 let mut snapshot = Snapshot::default();
