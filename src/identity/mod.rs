@@ -213,7 +213,12 @@ pub struct Identity {
     link_base: String,
     /// When each API key's use was last recorded by this process.
     key_use_recorded: Mutex<HashMap<ApiKeyId, Timestamp>>,
+    /// Owner and secret hash of keys seen (immutable once issued).
+    keys_issued: Mutex<HashMap<ApiKeyId, (UserId, String)>>,
 }
+
+/// Issued keys kept in memory before the cache starts over.
+const ISSUED_KEYS_CACHED_MAX: usize = 100_000;
 
 /// API key use is recorded at most this often per key and process.
 const KEY_USE_RECORD_INTERVAL_MS: i64 = 60_000;
@@ -227,6 +232,7 @@ impl Identity {
             mailer,
             link_base: link_base.trim_end_matches('/').to_owned(),
             key_use_recorded: Mutex::default(),
+            keys_issued: Mutex::default(),
         }
     }
 

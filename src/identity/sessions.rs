@@ -235,21 +235,38 @@ impl Identity {
     pub async fn authenticate_api_key(&self, key: &str) -> Result<Principal, AuthError> {
         let invalid = AuthError::Unauthenticated("the API key is not valid");
         let Some(key_id) = tokens::record_id(key, "sk").map(ApiKeyId) else { return Err(invalid) };
-        let state = self.api_key_state(key_id).await?;
-        let Some(user_id) = state.user_id else { return Err(invalid) };
-        if !secrets::same_hash(&state.secret_hash, &secrets::token_hash(key)) {
+        let Some((user_id, secret_hash)) = self.issued_key(key_id).await? else { return Err(invalid) };
+        if !secrets::same_hash(&secret_hash, &secrets::token_hash(key)) {
             return Err(invalid);
         }
-        if state.revoked {
+        let user = self.user(user_id).await?.state;
+        // A revocation is in the user's stream too (same append as in the key's own stream).
+        if !user.api_keys.contains_key(&key_id) {
             return Err(AuthError::Unauthenticated("the API key was revoked"));
         }
-        let user = self.user(user_id).await?.state;
         if user.blocked.is_some() {
             return Err(AuthError::Forbidden("the account is blocked"));
         }
         let role = user.role().ok_or(invalid)?;
         self.record_key_use(key_id).await;
         Ok(Principal { user_id, role, mfa: false, via: Via::ApiKey(key_id), user: Arc::new(user) })
+    }
+
+    /// Owner and secret hash of an issued key. They never change once written, so they are
+    /// kept in memory after the first read (bounded: cleared when full).
+    async fn issued_key(&self, key_id: ApiKeyId) -> Result<Option<(UserId, String)>, AuthError> {
+        if let Some(issued) = self.keys_issued.lock().expect("issued keys lock").get(&key_id) {
+            return Ok(Some(issued.clone()));
+        }
+        let state = self.api_key_state(key_id).await?;
+        let Some(user_id) = state.user_id else { return Ok(None) };
+        let issued = (user_id, state.secret_hash);
+        let mut cache = self.keys_issued.lock().expect("issued keys lock");
+        if cache.len() >= super::ISSUED_KEYS_CACHED_MAX {
+            cache.clear();
+        }
+        cache.insert(key_id, issued.clone());
+        Ok(Some(issued))
     }
 
     /// Appends `api_key.used` at most once a minute per key and process; a failure to record
@@ -260,6 +277,9 @@ impl Identity {
             let mut recorded = self.key_use_recorded.lock().expect("key use lock");
             if recorded.get(&key_id).is_some_and(|last| at.0 - last.0 < super::KEY_USE_RECORD_INTERVAL_MS) {
                 return;
+            }
+            if recorded.len() >= super::ISSUED_KEYS_CACHED_MAX {
+                recorded.clear();
             }
             recorded.insert(key_id, at);
         }
