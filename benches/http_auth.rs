@@ -74,11 +74,17 @@ async fn serve(app: Router) -> String {
     format!("http://{address}")
 }
 
-async fn database_url() -> (String, Option<(String, String)>) {
+/// What to remove after the run.
+enum Cleanup {
+    Postgres { admin_url: String, name: String },
+    Sqlite(std::path::PathBuf),
+}
+
+async fn database_url() -> (String, Cleanup) {
     if std::env::var("BENCH_ENGINE").as_deref() == Ok("sqlite") {
         let dir = std::env::temp_dir().join(format!("smsledger-bench-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
-        return (format!("sqlite://{}", dir.join("bench.db").display()), None);
+        return (format!("sqlite://{}", dir.join("bench.db").display()), Cleanup::Sqlite(dir));
     }
     let admin_url =
         std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -86,7 +92,7 @@ async fn database_url() -> (String, Option<(String, String)>) {
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("PostgreSQL for the bench");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
     let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
-    (format!("{base}/{name}"), Some((admin_url, name)))
+    (format!("{base}/{name}"), Cleanup::Postgres { admin_url, name })
 }
 
 #[tokio::main]
@@ -195,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
     let (a, k) = (api.clone(), keys.clone());
     let by_key =
         measure(clients, duration, move |c, i| c.get(format!("{a}/api/v1/auth/me")).header("x-api-key", &k[i])).await;
-    row("GET /auth/me, API key (key stream + user stream read)", &by_key);
+    row("GET /auth/me, API key (owner cached, user stream read)", &by_key);
     let (a, t) = (api.clone(), tokens.clone());
     let balance =
         measure(clients, duration, move |c, i| c.get(format!("{a}/api/v1/user/balance")).bearer_auth(&t[i])).await;
@@ -212,11 +218,14 @@ async fn main() -> anyhow::Result<()> {
     vs_read("GET /auth/me, API key", &by_key);
     vs_read("GET /user/balance", &balance);
 
-    if let Some((admin_url, name)) = cleanup {
-        drop(store);
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
+    drop(store);
+    match cleanup {
+        Cleanup::Sqlite(dir) => std::fs::remove_dir_all(dir)?,
+        Cleanup::Postgres { admin_url, name } => {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
+        }
     }
     Ok(())
 }
