@@ -36,6 +36,13 @@ async fn api_keys_are_shown_once_used_and_revoked_by_their_owner(database: TestD
     assert!(used.data()["api_keys"][0]["last_used_at"].is_string(), "{}", used.body);
 
     app.post("/user/api-keys", As::Key(&key), json!({"name": "from a key"})).await.expect(StatusCode::FORBIDDEN);
+    // A key acts on user routes, but cannot manage keys, sessions or the password.
+    let change = json!({"current_password": PASSWORD, "new_password": "a brand new secret"});
+    app.post("/auth/change-password", As::Key(&key), change).await.expect(StatusCode::FORBIDDEN);
+    app.delete("/auth/sessions", As::Key(&key)).await.expect(StatusCode::FORBIDDEN);
+    app.post("/auth/logout", As::Key(&key), json!({})).await.expect(StatusCode::FORBIDDEN);
+    app.post("/auth/2fa/setup", As::Key(&key), json!({})).await.expect(StatusCode::FORBIDDEN);
+    app.delete(&format!("/user/api-keys/{key_id}"), As::Key(&key)).await.expect(StatusCode::FORBIDDEN);
     app.post("/user/api-keys", As::Bearer(&ann), json!({"name": ""})).await.expect(StatusCode::BAD_REQUEST);
     app.post("/user/api-keys", As::Bearer(&ann), json!({})).await.expect(StatusCode::BAD_REQUEST);
     let forged = format!("{}x", &key[..key.len() - 1]);
@@ -124,6 +131,64 @@ async fn blocked_users_cannot_sign_in_or_use_keys(database: TestDatabase) {
     let again = text(&app.login("ann@example.com", PASSWORD).await.expect(StatusCode::OK).data()["access_token"]);
     app.get("/auth/me", As::Bearer(&again)).await.expect(StatusCode::OK);
     app.get("/auth/me", As::Key(&key)).await.expect(StatusCode::OK);
+}
+
+/// Blocking touches identity only: an order placed before the block still gets its SMS and
+/// is captured, so nobody's hold is left open by a block.
+async fn a_blocked_users_open_order_finishes_normally(database: TestDatabase) {
+    use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
+    use domain::order::{OrderCommand, OrderPolicy};
+    use domain::wallet::WalletCommand;
+    use domain::{Clearing, Currency, DepositId, Money, OrderId, PositiveMoney, Timestamp, UserId};
+    let app = spawn(database).await;
+    let (admin, _, _) = app.admin("root@example.com").await;
+    let (ann, _, ann_id) = app.signed_in("ann@example.com").await;
+    let user: UserId = ann_id.parse().unwrap();
+    let ledger = smsledger::service::Ledger::new(app.store.clone(), OrderPolicy::default());
+    let usd = Currency::parse("USD").unwrap();
+    let deposit = WalletCommand::Deposit {
+        deposit_id: DepositId::new(),
+        amount: PositiveMoney::parse("5.00", "USD").unwrap(),
+        source: Clearing::Sandbox,
+    };
+    ledger.wallet_command(user, usd, deposit, None, Default::default()).await.unwrap();
+    let order_id = OrderId::new();
+    let t0 = Timestamp(1_800_000_000_000);
+    let place = OrderCommand::Place {
+        order_id,
+        user_id: user,
+        service: ServiceCode::parse("tg").unwrap(),
+        country: CountryCode::parse("GB").unwrap(),
+        price: PositiveMoney::parse("1.50", "USD").unwrap(),
+        policy: ledger.policy,
+        now: t0,
+    };
+    ledger.order_command(order_id, place, None, Default::default()).await.unwrap();
+    let held = app.get("/user/balance", As::Bearer(&ann)).await.expect(StatusCode::OK);
+    let held: rust_decimal::Decimal = text(&held.data()["balances"][0]["held"]).parse().unwrap();
+    assert_eq!(held, rust_decimal::Decimal::new(150, 2));
+
+    app.post(&format!("/admin/users/{ann_id}/block"), As::Bearer(&admin), json!({"reason": "fraud"}))
+        .await
+        .expect(StatusCode::OK);
+    let assign = OrderCommand::AssignNumber {
+        provider_id: "sandbox".into(),
+        provider_order_id: "sb-1".into(),
+        phone: PhoneNumber::parse("+447700900123").unwrap(),
+        cost: Money::parse("1.00", "USD").unwrap(),
+        now: t0.plus_ms(10),
+    };
+    ledger.order_command(order_id, assign, None, Default::default()).await.unwrap();
+    let sms = OrderCommand::ReceiveSms {
+        sms_id: "1".into(),
+        code: "123456".into(),
+        text: "Your code 123456".into(),
+        now: t0.plus_ms(30_000),
+    };
+    ledger.order_command(order_id, sms, None, Default::default()).await.unwrap();
+    let wallet = ledger.wallet(user, usd).await.unwrap().state;
+    assert!(wallet.holds.is_empty() && wallet.held.is_zero(), "the hold was captured");
+    assert_eq!(wallet.available, rust_decimal::Decimal::new(350, 2));
 }
 
 async fn maintenance_pauses_only_the_routes_it_names(database: TestDatabase) {
@@ -246,6 +311,7 @@ on_both_engines!(
     api_keys_are_shown_once_used_and_revoked_by_their_owner,
     admin_routes_need_an_admin_with_a_second_factor,
     blocked_users_cannot_sign_in_or_use_keys,
+    a_blocked_users_open_order_finishes_normally,
     maintenance_pauses_only_the_routes_it_names,
     quotas_answer_429_with_retry_after,
     quotas_on_redis,
