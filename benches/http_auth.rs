@@ -16,7 +16,7 @@ use smsledger::config::Settings;
 use smsledger::http::conventions::HttpLimits;
 use smsledger::http::{AppState, Secrets, router};
 use smsledger::identity::Mailer;
-use smsledger::rate_limit::{Quota, Quotas, RateLimiter};
+use smsledger::rate_limit::RateLimiter;
 use smsledger::store::EventStore;
 use sqlx::Connection;
 
@@ -105,29 +105,13 @@ async fn main() -> anyhow::Result<()> {
     let (url, cleanup) = database_url().await;
     let settings = Settings::from_lookup(|key| (key == "DATABASE_URL").then(|| url.clone()))?;
     let store = EventStore::open(&settings.store).await?;
-    for projection in projections::ProjectionName::ALL {
-        tokio::spawn(smsledger::projection::run_live(
-            store.engine().clone(),
-            projection,
-            1_000,
-            store.subscribe(),
-            Duration::from_millis(250),
-        ));
-    }
+    smsledger::projection::spawn_all_live(&store, 1_000, Duration::from_millis(250));
     let secrets = Secrets {
         jwt_secret: "bench jwt secret, thirty-two bytes".into(),
         secrets_key: "bench sealing key, 32 bytes long".into(),
     };
     let mut state = AppState::new(store.clone(), RateLimiter::in_process(), &settings, &secrets, Mailer::memory());
-    let unlimited = |quota: Quota| Quota { limit: 1_000_000_000, ..quota };
-    let q = Quotas::with_api_per_minute(1);
-    state.quotas = Quotas {
-        login: unlimited(q.login),
-        register: unlimited(q.register),
-        code_check: unlimited(q.code_check),
-        recharge: unlimited(q.recharge),
-        api: unlimited(q.api),
-    };
+    state.quotas = state.quotas.all_at(1_000_000_000);
     let api = serve(router(state, &settings.http)).await;
     let trivial = Router::new().route("/ping", get(|| async { "pong" }));
     let ceiling = serve(smsledger::http::conventions::apply(trivial, &HttpLimits::default())).await;

@@ -42,16 +42,7 @@ fn redact(url: &str) -> String {
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open(&settings).await?;
-    for projection in ProjectionName::ALL {
-        let head = store.subscribe();
-        tokio::spawn(projection::run_live(
-            store.engine().clone(),
-            projection,
-            settings.projection_batch_max,
-            head,
-            settings.projection_poll,
-        ));
-    }
+    projection::spawn_all_live(&store, settings.projection_batch_max, settings.projection_poll);
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr()?;

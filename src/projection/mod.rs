@@ -5,5 +5,6 @@ pub mod sink;
 pub mod sql_types;
 
 pub use runner::{
-    ProjectionError, ProjectionStatus, Target, checkpoint, checkpoint_name, rebuild, run_batch, run_live, status, table,
+    ProjectionError, ProjectionStatus, Target, checkpoint, checkpoint_name, rebuild, run_batch, run_live,
+    spawn_all_live, status, table,
 };

@@ -167,6 +167,13 @@ pub async fn run_live(
     }
 }
 
+/// Starts every projector live on the current runtime, as `serve` runs them.
+pub fn spawn_all_live(store: &crate::store::EventStore, batch_max: u32, poll: Duration) {
+    for projection in ProjectionName::ALL {
+        tokio::spawn(run_live(store.engine().clone(), projection, batch_max, store.subscribe(), poll));
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ProjectionStatus {
     pub name: &'static str,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use smsledger::config::Settings;
 use smsledger::http::{AppState, Secrets, router};
 use smsledger::identity::Mailer;
-use smsledger::rate_limit::{Quota, Quotas, RateLimiter};
+use smsledger::rate_limit::{Quotas, RateLimiter};
 use smsledger::store::EventStore;
 
 use super::{TestDatabase, open_store};
@@ -28,15 +28,7 @@ pub struct TestApp {
 
 /// Quotas high enough that only the rate-limit tests meet them.
 pub fn generous_quotas() -> Quotas {
-    let wide = |quota: Quota| Quota { limit: 10_000, ..quota };
-    let q = Quotas::with_api_per_minute(10_000);
-    Quotas {
-        login: wide(q.login),
-        register: wide(q.register),
-        code_check: wide(q.code_check),
-        recharge: wide(q.recharge),
-        api: q.api,
-    }
+    Quotas::with_api_per_minute(1).all_at(10_000)
 }
 
 pub struct Options {
@@ -71,15 +63,7 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
     })
     .expect("test settings");
     let store = open_store(&database).await;
-    for projection in projections::ProjectionName::ALL {
-        tokio::spawn(smsledger::projection::run_live(
-            store.engine().clone(),
-            projection,
-            1_000,
-            store.subscribe(),
-            Duration::from_millis(20),
-        ));
-    }
+    smsledger::projection::spawn_all_live(&store, 1_000, Duration::from_millis(20));
     let secrets = Secrets {
         jwt_secret: "test jwt secret of thirty-two bytes".into(),
         secrets_key: "test sealing key, 32 bytes long".into(),
