@@ -44,6 +44,9 @@ async fn the_document_is_openapi_3_1_and_every_operation_has_its_shapes() {
                     assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {code}");
                 }
             }
+            if path.starts_with("/api/v1/admin/") {
+                assert!(responses.contains_key("403"), "{method} {path} documents no 403 for non-admins");
+            }
             if matches!(method, "post" | "put") && operation.get("requestBody").is_none() {
                 let bodyless = ["logout", "send-verification-email", "2fa/setup", "unblock"];
                 assert!(bodyless.iter().any(|p| path.ends_with(p)), "{method} {path} documents no request body");

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::bodies::{Envelope, ErrorBody, Message, UserData};
+use super::bodies::{AdminRefusals, Envelope, ErrorBody, Message, UserData};
 use super::error::{ApiError, ApiOk};
 use super::json::{ApiJson, ApiPath};
 use super::principal::Admin;
@@ -45,8 +45,7 @@ pub struct BlockRequest {
     responses(
         (status = 200, body = Envelope<Message>),
         (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, description = "not an admin, or the session was opened without a second factor", body = ErrorBody),
+        AdminRefusals,
     )
 )]
 pub async fn set_maintenance(
@@ -88,8 +87,7 @@ pub async fn set_maintenance(
         (status = 200, body = Envelope<UserData>),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, description = "not an admin, or the session was opened without a second factor", body = ErrorBody),
+        AdminRefusals,
     )
 )]
 pub async fn user(
@@ -114,8 +112,7 @@ pub async fn user(
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, description = "admins cannot block themselves", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, description = "not an admin, or the session was opened without a second factor", body = ErrorBody),
+        AdminRefusals,
     )
 )]
 pub async fn block(
@@ -142,8 +139,7 @@ pub async fn block(
         (status = 200, body = Envelope<UserData>),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, description = "not an admin, or the session was opened without a second factor", body = ErrorBody),
+        AdminRefusals,
     )
 )]
 pub async fn unblock(

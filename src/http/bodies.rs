@@ -99,3 +99,34 @@ pub struct MaintenanceWindow {
     pub ends_at: Option<String>,
     pub active: bool,
 }
+
+/// The refusals every admin route can give.
+#[derive(utoipa::IntoResponses)]
+pub enum AdminRefusals {
+    /// Not signed in.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// Not an admin, or the session was opened without a second factor.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Over the API quota.
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+}
+
+/// The refusals every signed-in user route can give.
+#[derive(utoipa::IntoResponses)]
+pub enum UserRefusals {
+    /// Not signed in, or the session has ended.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// The account is blocked.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Over the API quota.
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// Paused for maintenance.
+    #[response(status = 503)]
+    Paused(ErrorBody),
+}

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::ensure_open;
-use super::bodies::{ApiKeysData, BalanceLine, BalancesData, Envelope, ErrorBody, Message, UserData};
+use super::bodies::{ApiKeysData, BalanceLine, BalancesData, Envelope, ErrorBody, Message, UserData, UserRefusals};
 use super::error::{ApiCreated, ApiError, ApiOk};
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::principal::Auth;
@@ -42,10 +42,7 @@ pub struct NewKey {
     security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
     responses(
         (status = 200, body = Envelope<UserData>),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, description = "paused for maintenance", body = ErrorBody),
+        UserRefusals,
     )
 )]
 pub async fn profile(State(state): State<Arc<AppState>>, Auth(principal): Auth) -> Result<ApiOk<UserData>, ApiError> {
@@ -63,10 +60,7 @@ pub async fn profile(State(state): State<Arc<AppState>>, Auth(principal): Auth) 
     responses(
         (status = 200, body = Envelope<UserData>),
         (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, description = "paused for maintenance", body = ErrorBody),
+        UserRefusals,
     )
 )]
 pub async fn update_profile(
@@ -94,10 +88,7 @@ pub async fn update_profile(
     responses(
         (status = 200, body = Envelope<BalancesData>),
         (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, description = "paused for maintenance", body = ErrorBody),
+        UserRefusals,
     )
 )]
 pub async fn balance(
@@ -165,10 +156,7 @@ pub async fn create_api_key(
     security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
     responses(
         (status = 200, body = Envelope<ApiKeysData>),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, description = "paused for maintenance", body = ErrorBody),
+        UserRefusals,
     )
 )]
 pub async fn api_keys(
@@ -190,10 +178,7 @@ pub async fn api_keys(
         (status = 200, body = Envelope<Message>),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 429, body = ErrorBody),
-        (status = 503, description = "paused for maintenance", body = ErrorBody),
+        UserRefusals,
     )
 )]
 pub async fn revoke_api_key(
