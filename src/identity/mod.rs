@@ -217,8 +217,8 @@ pub struct Identity {
     keys_issued: Mutex<HashMap<ApiKeyId, (UserId, String)>>,
 }
 
-/// Issued keys kept in memory before the cache starts over.
-const ISSUED_KEYS_CACHED_MAX: usize = 100_000;
+/// Per-key entries a map keeps (issued keys, last use recorded) before it starts over.
+const KEYS_REMEMBERED_MAX: usize = 100_000;
 
 /// API key use is recorded at most this often per key and process.
 const KEY_USE_RECORD_INTERVAL_MS: i64 = 60_000;

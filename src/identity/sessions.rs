@@ -262,7 +262,7 @@ impl Identity {
         let Some(user_id) = state.user_id else { return Ok(None) };
         let issued = (user_id, state.secret_hash);
         let mut cache = self.keys_issued.lock().expect("issued keys lock");
-        if cache.len() >= super::ISSUED_KEYS_CACHED_MAX {
+        if cache.len() >= super::KEYS_REMEMBERED_MAX {
             cache.clear();
         }
         cache.insert(key_id, issued.clone());
@@ -278,7 +278,7 @@ impl Identity {
             if recorded.get(&key_id).is_some_and(|last| at.0 - last.0 < super::KEY_USE_RECORD_INTERVAL_MS) {
                 return;
             }
-            if recorded.len() >= super::ISSUED_KEYS_CACHED_MAX {
+            if recorded.len() >= super::KEYS_REMEMBERED_MAX {
                 recorded.clear();
             }
             recorded.insert(key_id, at);
