@@ -10,6 +10,7 @@ pub mod identity;
 pub mod maintenance;
 pub mod point_in_time;
 pub mod projection;
+pub mod providers;
 pub mod service;
 pub mod store;
 pub mod verify;

@@ -1,0 +1,137 @@
+//! Upstream number providers behind one interface. A provider rents a number for a service
+//! in a country, reports the SMS that reached it, and takes the number back (cancel, finish,
+//! another SMS). Implementations: the in-process sandbox (the default when no provider keys
+//! are set); SMS-Man and TextVerified come with their HTTP clients (issue 4).
+//!
+//! Dispatch is an enum, not a trait object: async methods stay plain `async fn`, and adding a
+//! provider is one variant and one arm per method.
+
+pub mod sandbox;
+
+use domain::Money;
+use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
+
+pub use sandbox::{Sandbox, SandboxBehaviour, SandboxSettings};
+
+/// What a caller asks a provider for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberRequest {
+    pub service: ServiceCode,
+    pub country: CountryCode,
+    /// The most we will pay the provider; a dearer number is refused, not bought.
+    pub max_cost: Option<Money>,
+}
+
+/// A rented number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rental {
+    /// The provider's own id of the rental, used for every later call about it.
+    pub provider_order_id: String,
+    pub phone: PhoneNumber,
+    /// What the provider charges us.
+    pub cost: Money,
+}
+
+/// One SMS that reached a rented number; `sms_id` is unique per rental (it keys idempotency).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedSms {
+    pub sms_id: String,
+    pub code: String,
+    pub text: String,
+}
+
+/// What a provider says of a rental when asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmsStatus {
+    /// Nothing arrived yet.
+    Waiting,
+    /// Every SMS so far, oldest first.
+    Received(Vec<ReceivedSms>),
+    /// The provider ended the rental (cancelled, timed out on its side).
+    Ended,
+}
+
+/// A service in a country at a cost, with how many numbers are free.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub service: ServiceCode,
+    pub country: CountryCode,
+    pub cost: Money,
+    pub available: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the provider has no numbers for this service and country")]
+    NoNumbers,
+    #[error("the provider's price {cost} is above the limit")]
+    TooExpensive { cost: Money },
+    #[error("the provider does not know this rental")]
+    UnknownRental,
+    /// The provider refused the call (its own reason): not worth retrying as is.
+    #[error("the provider refused: {0}")]
+    Refused(String),
+    /// Timeout, 5xx, unreadable answer: worth retrying, or trying another provider.
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ProviderError {
+    /// Whether routing should try the next provider for the same request.
+    pub fn fails_over(&self) -> bool {
+        matches!(self, ProviderError::NoNumbers | ProviderError::TooExpensive { .. } | ProviderError::Unavailable(_))
+    }
+}
+
+#[derive(Clone)]
+pub enum Provider {
+    Sandbox(std::sync::Arc<Sandbox>),
+}
+
+impl Provider {
+    /// Stable id, recorded in order events (`provider_id`) and ledger accounts.
+    pub fn id(&self) -> &'static str {
+        match self {
+            Provider::Sandbox(_) => sandbox::PROVIDER_ID,
+        }
+    }
+
+    pub async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        match self {
+            Provider::Sandbox(sandbox) => Ok(sandbox.offers()),
+        }
+    }
+
+    pub async fn rent(&self, request: &NumberRequest) -> Result<Rental, ProviderError> {
+        match self {
+            Provider::Sandbox(sandbox) => sandbox.rent(request),
+        }
+    }
+
+    pub async fn sms(&self, provider_order_id: &str) -> Result<SmsStatus, ProviderError> {
+        match self {
+            Provider::Sandbox(sandbox) => sandbox.sms(provider_order_id),
+        }
+    }
+
+    /// Gives the number back before any SMS, so the provider refunds us.
+    pub async fn cancel(&self, provider_order_id: &str) -> Result<(), ProviderError> {
+        match self {
+            Provider::Sandbox(sandbox) => sandbox.cancel(provider_order_id),
+        }
+    }
+
+    /// Tells the provider we are done with a number that got its SMS.
+    pub async fn finish(&self, provider_order_id: &str) -> Result<(), ProviderError> {
+        match self {
+            Provider::Sandbox(sandbox) => sandbox.finish(provider_order_id),
+        }
+    }
+
+    /// Asks for another SMS on the same number.
+    pub async fn another_sms(&self, provider_order_id: &str) -> Result<(), ProviderError> {
+        match self {
+            Provider::Sandbox(sandbox) => sandbox.another_sms(provider_order_id),
+        }
+    }
+}

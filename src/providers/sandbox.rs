@@ -1,0 +1,282 @@
+//! The built-in sandbox provider: rents made-up numbers (in the UK's range reserved for
+//! drama, +44 7700 900xxx) and delivers a six-digit code a set delay after each request. It can
+//! be told to fail, to have no numbers, or never to deliver, so every path of the order flow
+//! runs on a fresh machine and in load tests.
+//!
+//! Time comes from a clock the owner gives it, so tests move it by hand; an SMS "arrives" when
+//! a poll finds its delivery time has passed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
+use domain::{Money, Timestamp};
+use sha2::{Digest, Sha256};
+
+use super::{NumberRequest, Offer, ProviderError, ReceivedSms, Rental, SmsStatus};
+
+pub const PROVIDER_ID: &str = "sandbox";
+
+/// How the sandbox answers rentals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxBehaviour {
+    /// Rent, then deliver a code `code_delay` after each request.
+    Deliver,
+    /// Rent, never deliver (the order expires and is refunded).
+    NeverDeliver,
+    /// Refuse every rental: no numbers.
+    NoNumbers,
+    /// Every call fails as if the provider were down.
+    Fail,
+}
+
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+#[derive(Clone)]
+pub struct SandboxSettings {
+    pub behaviour: SandboxBehaviour,
+    pub code_delay: Duration,
+    /// What every rental costs us.
+    pub cost: Money,
+    pub services: Vec<ServiceCode>,
+    pub countries: Vec<CountryCode>,
+    pub clock: Clock,
+}
+
+impl SandboxSettings {
+    /// Delivers after `code_delay`; a few common services in a few countries at `cost`.
+    pub fn new(cost: Money, code_delay: Duration, clock: Clock) -> SandboxSettings {
+        let services = ["tg", "wa", "go", "fb", "ig", "tw"].map(|s| ServiceCode::parse(s).expect("valid service code"));
+        let countries = ["GB", "US", "DE", "FR", "IN"].map(|c| CountryCode::parse(c).expect("valid country code"));
+        SandboxSettings {
+            behaviour: SandboxBehaviour::Deliver,
+            code_delay,
+            cost,
+            services: services.to_vec(),
+            countries: countries.to_vec(),
+            clock,
+        }
+    }
+}
+
+struct SandboxRental {
+    /// When each requested SMS is due, oldest first.
+    due: Vec<Timestamp>,
+    ended: bool,
+}
+
+pub struct Sandbox {
+    settings: SandboxSettings,
+    rentals: Mutex<HashMap<String, SandboxRental>>,
+    next_number: Mutex<u32>,
+}
+
+/// Numbers each offer claims to have free.
+const AVAILABLE_PER_OFFER: u32 = 1_000;
+
+impl Sandbox {
+    pub fn new(settings: SandboxSettings) -> Sandbox {
+        Sandbox { settings, rentals: Mutex::default(), next_number: Mutex::new(0) }
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.settings.clock)()
+    }
+
+    fn failing(&self) -> Result<(), ProviderError> {
+        match self.settings.behaviour {
+            SandboxBehaviour::Fail => Err(ProviderError::Unavailable("sandbox set to fail".into())),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn offers(&self) -> Vec<Offer> {
+        let available = if self.settings.behaviour == SandboxBehaviour::NoNumbers { 0 } else { AVAILABLE_PER_OFFER };
+        let mut offers = Vec::new();
+        for service in &self.settings.services {
+            for country in &self.settings.countries {
+                offers.push(Offer {
+                    service: service.clone(),
+                    country: country.clone(),
+                    cost: self.settings.cost,
+                    available,
+                });
+            }
+        }
+        offers
+    }
+
+    pub fn rent(&self, request: &NumberRequest) -> Result<Rental, ProviderError> {
+        self.failing()?;
+        let offered =
+            self.settings.services.contains(&request.service) && self.settings.countries.contains(&request.country);
+        if self.settings.behaviour == SandboxBehaviour::NoNumbers || !offered {
+            return Err(ProviderError::NoNumbers);
+        }
+        let cost = self.settings.cost;
+        if request.max_cost.is_some_and(|max| max.currency == cost.currency && cost.amount > max.amount) {
+            return Err(ProviderError::TooExpensive { cost });
+        }
+        let serial = {
+            let mut next = self.next_number.lock().expect("sandbox lock");
+            *next = (*next + 1) % 1_000;
+            *next
+        };
+        let provider_order_id = format!("sb-{}", uuid::Uuid::now_v7().simple());
+        let phone = PhoneNumber::parse(&format!("+447700900{serial:03}")).expect("a valid phone number");
+        let due = match self.settings.behaviour {
+            SandboxBehaviour::Deliver => vec![self.due_from(self.now())],
+            _ => vec![],
+        };
+        self.rentals
+            .lock()
+            .expect("sandbox lock")
+            .insert(provider_order_id.clone(), SandboxRental { due, ended: false });
+        Ok(Rental { provider_order_id, phone, cost })
+    }
+
+    fn due_from(&self, at: Timestamp) -> Timestamp {
+        at.plus_ms(self.settings.code_delay.as_millis() as u64)
+    }
+
+    pub fn sms(&self, provider_order_id: &str) -> Result<SmsStatus, ProviderError> {
+        self.failing()?;
+        let now = self.now();
+        let rentals = self.rentals.lock().expect("sandbox lock");
+        let rental = rentals.get(provider_order_id).ok_or(ProviderError::UnknownRental)?;
+        let arrived: Vec<ReceivedSms> = rental
+            .due
+            .iter()
+            .enumerate()
+            .filter(|(_, due)| **due <= now)
+            .map(|(index, _)| {
+                let code = code_for(provider_order_id, index);
+                ReceivedSms { sms_id: format!("{provider_order_id}-{index}"), text: format!("Your code: {code}"), code }
+            })
+            .collect();
+        Ok(match (arrived.is_empty(), rental.ended) {
+            (false, _) => SmsStatus::Received(arrived),
+            (true, true) => SmsStatus::Ended,
+            (true, false) => SmsStatus::Waiting,
+        })
+    }
+
+    pub fn cancel(&self, provider_order_id: &str) -> Result<(), ProviderError> {
+        self.end(provider_order_id)
+    }
+
+    pub fn finish(&self, provider_order_id: &str) -> Result<(), ProviderError> {
+        self.end(provider_order_id)
+    }
+
+    fn end(&self, provider_order_id: &str) -> Result<(), ProviderError> {
+        self.failing()?;
+        let mut rentals = self.rentals.lock().expect("sandbox lock");
+        let rental = rentals.get_mut(provider_order_id).ok_or(ProviderError::UnknownRental)?;
+        rental.ended = true;
+        Ok(())
+    }
+
+    pub fn another_sms(&self, provider_order_id: &str) -> Result<(), ProviderError> {
+        self.failing()?;
+        let due = self.due_from(self.now());
+        let deliver = self.settings.behaviour == SandboxBehaviour::Deliver;
+        let mut rentals = self.rentals.lock().expect("sandbox lock");
+        let rental = rentals.get_mut(provider_order_id).ok_or(ProviderError::UnknownRental)?;
+        if rental.ended {
+            return Err(ProviderError::Refused("the rental has ended".into()));
+        }
+        if deliver {
+            rental.due.push(due);
+        }
+        Ok(())
+    }
+}
+
+/// A six-digit code fixed by the rental and the SMS's index, so a replay sees the same code.
+fn code_for(provider_order_id: &str, index: usize) -> String {
+    let digest = Sha256::digest(format!("{provider_order_id}/{index}").as_bytes());
+    let number = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
+    format!("{number:06}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+
+    fn sandbox(behaviour: SandboxBehaviour) -> (Sandbox, Arc<AtomicI64>) {
+        let time = Arc::new(AtomicI64::new(1_000));
+        let clock_time = time.clone();
+        let clock: Clock = Arc::new(move || Timestamp(clock_time.load(Ordering::SeqCst)));
+        let mut settings = SandboxSettings::new(Money::parse("0.10", "USD").unwrap(), Duration::from_secs(5), clock);
+        settings.behaviour = behaviour;
+        (Sandbox::new(settings), time)
+    }
+
+    fn request(max: Option<&str>) -> NumberRequest {
+        NumberRequest {
+            service: ServiceCode::parse("tg").unwrap(),
+            country: CountryCode::parse("GB").unwrap(),
+            max_cost: max.map(|m| Money::parse(m, "USD").unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_code_arrives_after_the_delay_and_another_after_a_new_request() {
+        let (sandbox, time) = sandbox(SandboxBehaviour::Deliver);
+        let rental = sandbox.rent(&request(None)).unwrap();
+        assert!(rental.phone.as_str().starts_with("+447700900"));
+        assert_eq!(rental.cost, Money::parse("0.10", "USD").unwrap());
+        assert_eq!(sandbox.sms(&rental.provider_order_id).unwrap(), SmsStatus::Waiting);
+        time.store(6_000, Ordering::SeqCst);
+        let SmsStatus::Received(first) = sandbox.sms(&rental.provider_order_id).unwrap() else { panic!("a code") };
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].code.len(), 6);
+        assert!(first[0].text.contains(&first[0].code));
+        assert_eq!(sandbox.sms(&rental.provider_order_id).unwrap(), SmsStatus::Received(first.clone()), "stable");
+
+        sandbox.another_sms(&rental.provider_order_id).unwrap();
+        time.store(10_999, Ordering::SeqCst);
+        assert_eq!(sandbox.sms(&rental.provider_order_id).unwrap(), SmsStatus::Received(first.clone()));
+        time.store(11_000, Ordering::SeqCst);
+        let SmsStatus::Received(both) = sandbox.sms(&rental.provider_order_id).unwrap() else { panic!("codes") };
+        assert_eq!(both.len(), 2);
+        assert_ne!(both[0].sms_id, both[1].sms_id);
+
+        sandbox.finish(&rental.provider_order_id).unwrap();
+        assert!(matches!(sandbox.another_sms(&rental.provider_order_id), Err(ProviderError::Refused(_))));
+    }
+
+    #[test]
+    fn each_behaviour_answers_as_configured() {
+        let (never, time) = sandbox(SandboxBehaviour::NeverDeliver);
+        let rental = never.rent(&request(None)).unwrap();
+        time.store(10_000_000, Ordering::SeqCst);
+        assert_eq!(never.sms(&rental.provider_order_id).unwrap(), SmsStatus::Waiting);
+        never.cancel(&rental.provider_order_id).unwrap();
+        assert_eq!(never.sms(&rental.provider_order_id).unwrap(), SmsStatus::Ended);
+
+        let (empty, _) = sandbox(SandboxBehaviour::NoNumbers);
+        assert_eq!(empty.rent(&request(None)), Err(ProviderError::NoNumbers));
+        assert!(empty.offers().iter().all(|o| o.available == 0));
+
+        let (down, _) = sandbox(SandboxBehaviour::Fail);
+        let error = down.rent(&request(None)).unwrap_err();
+        assert!(matches!(error, ProviderError::Unavailable(_)) && error.fails_over());
+    }
+
+    #[test]
+    fn limits_unknown_offers_and_unknown_rentals_are_refused() {
+        let (sandbox, _) = sandbox(SandboxBehaviour::Deliver);
+        let cost = Money::parse("0.10", "USD").unwrap();
+        assert_eq!(sandbox.rent(&request(Some("0.09"))), Err(ProviderError::TooExpensive { cost }));
+        assert!(sandbox.rent(&request(Some("0.10"))).is_ok());
+        let elsewhere = NumberRequest { country: CountryCode::parse("ZZ").unwrap(), ..request(None) };
+        assert_eq!(sandbox.rent(&elsewhere), Err(ProviderError::NoNumbers));
+        assert_eq!(sandbox.sms("sb-unknown"), Err(ProviderError::UnknownRental));
+        assert_eq!(sandbox.offers().len(), 30);
+    }
+}
