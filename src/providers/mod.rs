@@ -1,17 +1,19 @@
 //! Upstream number providers behind one interface. A provider rents a number for a service
 //! in a country, reports the SMS that reached it, and takes the number back (cancel, finish,
 //! another SMS). Implementations: the in-process sandbox (the default when no provider keys
-//! are set); SMS-Man and TextVerified come with their HTTP clients (issue 4).
+//! are set) and SMS-Man's control API; TextVerified is next (issue 4).
 //!
 //! Dispatch is an enum, not a trait object: async methods stay plain `async fn`, and adding a
 //! provider is one variant and one arm per method.
 
 pub mod sandbox;
+pub mod smsman;
 
 use domain::Money;
 use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
 
 pub use sandbox::{Sandbox, SandboxBehaviour, SandboxSettings};
+pub use smsman::{SmsMan, SmsManSettings};
 
 /// What a caller asks a provider for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +88,7 @@ impl ProviderError {
 #[derive(Clone)]
 pub enum Provider {
     Sandbox(std::sync::Arc<Sandbox>),
+    SmsMan(std::sync::Arc<SmsMan>),
 }
 
 impl Provider {
@@ -93,24 +96,28 @@ impl Provider {
     pub fn id(&self) -> &'static str {
         match self {
             Provider::Sandbox(_) => sandbox::PROVIDER_ID,
+            Provider::SmsMan(_) => smsman::PROVIDER_ID,
         }
     }
 
     pub async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
         match self {
             Provider::Sandbox(sandbox) => Ok(sandbox.offers()),
+            Provider::SmsMan(smsman) => smsman.offers().await,
         }
     }
 
     pub async fn rent(&self, request: &NumberRequest) -> Result<Rental, ProviderError> {
         match self {
             Provider::Sandbox(sandbox) => sandbox.rent(request),
+            Provider::SmsMan(smsman) => smsman.rent(request).await,
         }
     }
 
     pub async fn sms(&self, provider_order_id: &str) -> Result<SmsStatus, ProviderError> {
         match self {
             Provider::Sandbox(sandbox) => sandbox.sms(provider_order_id),
+            Provider::SmsMan(smsman) => smsman.sms(provider_order_id).await,
         }
     }
 
@@ -118,6 +125,7 @@ impl Provider {
     pub async fn cancel(&self, provider_order_id: &str) -> Result<(), ProviderError> {
         match self {
             Provider::Sandbox(sandbox) => sandbox.cancel(provider_order_id),
+            Provider::SmsMan(smsman) => smsman.cancel(provider_order_id).await,
         }
     }
 
@@ -125,6 +133,7 @@ impl Provider {
     pub async fn finish(&self, provider_order_id: &str) -> Result<(), ProviderError> {
         match self {
             Provider::Sandbox(sandbox) => sandbox.finish(provider_order_id),
+            Provider::SmsMan(smsman) => smsman.finish(provider_order_id).await,
         }
     }
 
@@ -132,6 +141,7 @@ impl Provider {
     pub async fn another_sms(&self, provider_order_id: &str) -> Result<(), ProviderError> {
         match self {
             Provider::Sandbox(sandbox) => sandbox.another_sms(provider_order_id),
+            Provider::SmsMan(smsman) => smsman.another_sms(provider_order_id).await,
         }
     }
 }
