@@ -1,19 +1,21 @@
 //! Upstream number providers behind one interface. A provider rents a number for a service
 //! in a country, reports the SMS that reached it, and takes the number back (cancel, finish,
 //! another SMS). Implementations: the in-process sandbox (the default when no provider keys
-//! are set) and SMS-Man's control API; TextVerified is next (issue 4).
+//! are set), SMS-Man's control API and TextVerified's API v2.
 //!
 //! Dispatch is an enum, not a trait object: async methods stay plain `async fn`, and adding a
 //! provider is one variant and one arm per method.
 
 pub mod sandbox;
 pub mod smsman;
+pub mod textverified;
 
 use domain::Money;
 use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
 
 pub use sandbox::{Sandbox, SandboxBehaviour, SandboxSettings};
 pub use smsman::{SmsMan, SmsManSettings};
+pub use textverified::{TextVerified, TextVerifiedSettings};
 
 /// What a caller asks a provider for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +91,7 @@ impl ProviderError {
 pub enum Provider {
     Sandbox(std::sync::Arc<Sandbox>),
     SmsMan(std::sync::Arc<SmsMan>),
+    TextVerified(std::sync::Arc<TextVerified>),
 }
 
 impl Provider {
@@ -97,6 +100,7 @@ impl Provider {
         match self {
             Provider::Sandbox(_) => sandbox::PROVIDER_ID,
             Provider::SmsMan(_) => smsman::PROVIDER_ID,
+            Provider::TextVerified(_) => textverified::PROVIDER_ID,
         }
     }
 
@@ -104,6 +108,7 @@ impl Provider {
         match self {
             Provider::Sandbox(sandbox) => Ok(sandbox.offers()),
             Provider::SmsMan(smsman) => smsman.offers().await,
+            Provider::TextVerified(textverified) => textverified.offers().await,
         }
     }
 
@@ -111,6 +116,7 @@ impl Provider {
         match self {
             Provider::Sandbox(sandbox) => sandbox.rent(request),
             Provider::SmsMan(smsman) => smsman.rent(request).await,
+            Provider::TextVerified(textverified) => textverified.rent(request).await,
         }
     }
 
@@ -118,6 +124,7 @@ impl Provider {
         match self {
             Provider::Sandbox(sandbox) => sandbox.sms(provider_order_id),
             Provider::SmsMan(smsman) => smsman.sms(provider_order_id).await,
+            Provider::TextVerified(textverified) => textverified.sms(provider_order_id).await,
         }
     }
 
@@ -126,6 +133,7 @@ impl Provider {
         match self {
             Provider::Sandbox(sandbox) => sandbox.cancel(provider_order_id),
             Provider::SmsMan(smsman) => smsman.cancel(provider_order_id).await,
+            Provider::TextVerified(textverified) => textverified.cancel(provider_order_id).await,
         }
     }
 
@@ -134,6 +142,7 @@ impl Provider {
         match self {
             Provider::Sandbox(sandbox) => sandbox.finish(provider_order_id),
             Provider::SmsMan(smsman) => smsman.finish(provider_order_id).await,
+            Provider::TextVerified(textverified) => textverified.finish(provider_order_id).await,
         }
     }
 
@@ -142,6 +151,7 @@ impl Provider {
         match self {
             Provider::Sandbox(sandbox) => sandbox.another_sms(provider_order_id),
             Provider::SmsMan(smsman) => smsman.another_sms(provider_order_id).await,
+            Provider::TextVerified(textverified) => textverified.another_sms(provider_order_id).await,
         }
     }
 }
