@@ -57,6 +57,28 @@ pub struct Settings {
     /// Currencies wallets are kept in (`CURRENCIES`, comma-separated; default `USD`).
     pub currencies: Vec<Currency>,
     pub auth: AuthSettings,
+    pub providers: ProviderSettings,
+}
+
+/// Upstream providers. With no provider keys, the sandbox is on so everything works locally.
+#[derive(Clone, Debug)]
+pub struct ProviderSettings {
+    /// Whole-request timeout of every provider call (`PROVIDER_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// `SMSMAN_API_KEY` (and `SMSMAN_BASE_URL`).
+    pub smsman: Option<(String, String)>,
+    /// `TEXTVERIFIED_USERNAME` + `TEXTVERIFIED_API_KEY` (and `TEXTVERIFIED_BASE_URL`).
+    pub textverified: Option<crate::providers::TextVerifiedSettings>,
+    /// `TEXTVERIFIED_WEBHOOK_SECRET`: verifies TextVerified's webhooks.
+    pub textverified_webhook_secret: Option<String>,
+    /// `SANDBOX_ENABLED` (default: on when no provider key is set).
+    pub sandbox: bool,
+    /// `SANDBOX_CODE_DELAY_MS` (default 5000).
+    pub sandbox_code_delay: Duration,
+    /// `SANDBOX_BEHAVIOUR`: deliver, never_deliver, no_numbers or fail.
+    pub sandbox_behaviour: crate::providers::SandboxBehaviour,
+    /// `SANDBOX_COST`: what a sandbox number costs, in the first of `CURRENCIES` (default 0.10).
+    pub sandbox_cost: rust_decimal::Decimal,
 }
 
 /// Secrets and limits of sign-in and API access.
@@ -170,7 +192,54 @@ impl Settings {
             api_rate_per_minute: parse(&get, "API_RATE_LIMIT_PER_MINUTE", 30, 1..=1_000_000)?,
             link_base,
         };
+        let timeout = Duration::from_millis(parse(&get, "PROVIDER_TIMEOUT_MS", 10_000, 100..=120_000)?);
+        let smsman = get("SMSMAN_API_KEY").filter(|v| !v.is_empty()).map(|token| {
+            let base = get("SMSMAN_BASE_URL").unwrap_or_else(|| crate::providers::smsman::BASE_URL_DEFAULT.into());
+            (base, token)
+        });
+        let textverified = match (get("TEXTVERIFIED_USERNAME"), get("TEXTVERIFIED_API_KEY")) {
+            (Some(username), Some(api_key)) if !username.is_empty() && !api_key.is_empty() => {
+                Some(crate::providers::TextVerifiedSettings {
+                    base_url: get("TEXTVERIFIED_BASE_URL")
+                        .unwrap_or_else(|| crate::providers::textverified::BASE_URL_DEFAULT.into()),
+                    username,
+                    api_key,
+                    timeout,
+                })
+            }
+            (None, None) => None,
+            _ => bail!("TEXTVERIFIED_USERNAME and TEXTVERIFIED_API_KEY are set together or not at all"),
+        };
+        let sandbox = match get("SANDBOX_ENABLED").as_deref().map(str::trim) {
+            None | Some("") => smsman.is_none() && textverified.is_none(),
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(other) => bail!("SANDBOX_ENABLED must be true or false, got {other:?}"),
+        };
+        let sandbox_behaviour = match get("SANDBOX_BEHAVIOUR").as_deref().map(str::trim) {
+            None | Some("" | "deliver") => crate::providers::SandboxBehaviour::Deliver,
+            Some("never_deliver") => crate::providers::SandboxBehaviour::NeverDeliver,
+            Some("no_numbers") => crate::providers::SandboxBehaviour::NoNumbers,
+            Some("fail") => crate::providers::SandboxBehaviour::Fail,
+            Some(other) => bail!("SANDBOX_BEHAVIOUR must be deliver, never_deliver, no_numbers or fail, got {other:?}"),
+        };
+        let sandbox_cost = get("SANDBOX_COST").unwrap_or_else(|| "0.10".into());
+        let sandbox_cost = rust_decimal::Decimal::from_str_exact(sandbox_cost.trim())
+            .ok()
+            .filter(|cost| *cost > rust_decimal::Decimal::ZERO)
+            .with_context(|| format!("SANDBOX_COST must be a positive amount such as 0.10, got {sandbox_cost:?}"))?;
+        let providers = ProviderSettings {
+            timeout,
+            smsman,
+            textverified,
+            textverified_webhook_secret: get("TEXTVERIFIED_WEBHOOK_SECRET").filter(|v| !v.is_empty()),
+            sandbox,
+            sandbox_code_delay: Duration::from_millis(parse(&get, "SANDBOX_CODE_DELAY_MS", 5_000, 0..=3_600_000)?),
+            sandbox_behaviour,
+            sandbox_cost,
+        };
         Ok(Settings {
+            providers,
             auth,
             order_policy,
             currencies,
@@ -298,6 +367,20 @@ mod tests {
         );
         assert!(settings(&[("JWT_SECRET", "short")]).unwrap_err().to_string().contains("JWT_SECRET"));
         assert!(settings(&[("TRUST_FORWARDED_FOR", "maybe")]).unwrap_err().to_string().contains("TRUST_FORWARDED_FOR"));
+        for (key, bad) in [("SANDBOX_BEHAVIOUR", "sometimes"), ("SANDBOX_COST", "-1"), ("SANDBOX_ENABLED", "yes")] {
+            assert!(settings(&[(key, bad)]).unwrap_err().to_string().contains(key), "{key}");
+        }
+        let half = settings(&[("TEXTVERIFIED_USERNAME", "ann")]).unwrap_err().to_string();
+        assert!(half.contains("TEXTVERIFIED_API_KEY"), "{half}");
+    }
+
+    #[test]
+    fn the_sandbox_is_on_until_a_provider_key_is_set() {
+        assert!(settings(&[]).unwrap().providers.sandbox);
+        let smsman = settings(&[("SMSMAN_API_KEY", "t")]).unwrap().providers;
+        assert!(!smsman.sandbox);
+        assert_eq!(smsman.smsman.unwrap().0, crate::providers::smsman::BASE_URL_DEFAULT);
+        assert!(settings(&[("SMSMAN_API_KEY", "t"), ("SANDBOX_ENABLED", "true")]).unwrap().providers.sandbox);
     }
 
     #[test]

@@ -21,7 +21,8 @@ fn command(db: &TestDatabase, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_smsledger"));
     // An empty working directory, so no developer's `.env` is read.
     command.args(args).current_dir(std::env::temp_dir()).env("DATABASE_URL", &db.url);
-    for inherited in ["LOG_LEVEL", "JWT_SECRET", "SECRETS_KEY", "REDIS_URL"] {
+    let inherited = ["LOG_LEVEL", "JWT_SECRET", "SECRETS_KEY", "REDIS_URL", "SMSMAN_API_KEY", "TEXTVERIFIED_USERNAME"];
+    for inherited in inherited.into_iter().chain(["TEXTVERIFIED_API_KEY", "SANDBOX_ENABLED", "SANDBOX_BEHAVIOUR"]) {
         command.env_remove(inherited);
     }
     if db.url.starts_with("postgres") {
@@ -154,6 +155,7 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     let system: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(system["success"], true);
     assert_eq!(system["data"]["store"]["ok"], true);
+    assert_eq!(system["data"]["providers"], serde_json::json!([{"id": "sandbox", "ok": true}]), "the default provider");
     assert_eq!(system["data"]["redis"]["configured"], true);
     assert_eq!(system["data"]["redis"]["ok"], live_redis.is_some(), "{body}");
     assert_eq!(system["data"]["ok"], live_redis.is_some());

@@ -100,7 +100,7 @@ fn client(base_url: &str, token: &str) -> Provider {
         timeout: Duration::from_millis(500),
         currency: Currency::parse("USD").unwrap(),
     };
-    Provider::SmsMan(Arc::new(SmsMan::new(settings).unwrap()))
+    Provider::SmsMan(Arc::new(SmsMan::new(settings)))
 }
 
 fn request(service: &str, max_cost: Option<&str>) -> NumberRequest {
@@ -166,7 +166,9 @@ async fn refusals_and_failures_are_told_apart() {
     }
     assert_eq!(provider.sms("999").await.unwrap_err(), ProviderError::UnknownRental);
 
+    provider.health().await.unwrap();
     let wrong = client(&base, "bad-token");
+    assert!(wrong.health().await.is_err());
     let error = wrong.rent(&request("tg", None)).await.unwrap_err();
     assert!(matches!(&error, ProviderError::Refused(reason) if reason.contains("wrong_token")), "{error}");
     assert!(!error.fails_over());

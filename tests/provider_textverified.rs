@@ -155,7 +155,7 @@ fn client(base: &str, api_key: &str) -> Provider {
         api_key: api_key.into(),
         timeout: Duration::from_millis(500),
     };
-    Provider::TextVerified(Arc::new(TextVerified::new(settings).unwrap()))
+    Provider::TextVerified(Arc::new(TextVerified::new(settings)))
 }
 
 fn request(service: &str, country: &str, max: Option<&str>) -> NumberRequest {

@@ -40,6 +40,8 @@ pub struct AppState {
     pub identity: Identity,
     pub maintenance: Maintenance,
     pub currencies: Vec<domain::Currency>,
+    /// The configured number providers (`providers::from_settings`).
+    pub providers: Vec<crate::providers::Provider>,
     pub trust_forwarded_for: bool,
     pub public_config: system::PublicConfig,
     pub metrics: PrometheusHandle,
@@ -69,6 +71,7 @@ impl AppState {
             quotas: Quotas::with_api_per_minute(settings.auth.api_rate_per_minute),
             identity,
             currencies: settings.currencies.clone(),
+            providers: crate::providers::from_settings(&settings.providers, settings.currencies[0]),
             trust_forwarded_for: settings.auth.trust_forwarded_for,
             public_config,
             metrics: crate::metrics::install(),

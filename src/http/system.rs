@@ -75,13 +75,13 @@ pub async fn config(State(state): State<Arc<AppState>>) -> ApiOk<PublicConfig> {
     ApiOk(state.public_config.clone())
 }
 
-/// The store (engine, head), Redis (when configured), and each projector's lag. Always 200
+/// The store (engine, head), Redis (when configured), each provider's health, and each projector's lag. Always 200
 /// while the service runs; `ok` says whether every part answered.
 #[utoipa::path(
     get,
     path = "/api/v1/system/status",
     tag = "system",
-    summary = "Store, Redis and projector lag",
+    summary = "Store, Redis, providers and projector lag",
     responses(
         (status = 200, description = "ok says whether every part answered", body = super::bodies::Envelope<Object>),
         (status = 500, description = "the store did not answer", body = super::bodies::ErrorBody),
@@ -97,11 +97,28 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Result<ApiOk<Value>, 
             json!({"configured": true, "ok": ok, "rate_limits": if ok { "redis" } else { "in-process (Redis unreachable)" }})
         }
     };
-    let ok = redis_ok.unwrap_or(true);
+    // Checked at once, each bounded by the provider timeout.
+    let checks: Vec<_> = state
+        .providers
+        .iter()
+        .cloned()
+        .map(|provider| tokio::spawn(async move { (provider.id(), provider.health().await) }))
+        .collect();
+    let mut providers = Vec::new();
+    for check in checks {
+        providers.push(match check.await {
+            Ok((id, Ok(()))) => json!({"id": id, "ok": true}),
+            Ok((id, Err(error))) => json!({"id": id, "ok": false, "error": error.to_string()}),
+            Err(error) => json!({"id": "unknown", "ok": false, "error": error.to_string()}),
+        });
+    }
+    let providers_ok = providers.iter().all(|p| p["ok"] == true);
+    let ok = redis_ok.unwrap_or(true) && providers_ok;
     Ok(ApiOk(json!({
         "ok": ok,
         "store": {"engine": state.store.engine().name(), "ok": true, "head": head},
         "redis": redis,
+        "providers": providers,
         "projections": projections,
     })))
 }

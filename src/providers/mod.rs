@@ -87,6 +87,38 @@ impl ProviderError {
     }
 }
 
+/// The HTTP client of a provider: explicit timeouts for the whole request and the connection.
+fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .expect("the HTTP client builds (its TLS backend is compiled in)")
+}
+
+/// The configured providers in the order routing prefers them on equal cost: SMS-Man,
+/// TextVerified, then the sandbox.
+pub fn from_settings(settings: &crate::config::ProviderSettings, currency: domain::Currency) -> Vec<Provider> {
+    use std::sync::Arc;
+    let mut providers = Vec::new();
+    if let Some((base_url, token)) = &settings.smsman {
+        let smsman =
+            SmsManSettings { base_url: base_url.clone(), token: token.clone(), timeout: settings.timeout, currency };
+        providers.push(Provider::SmsMan(Arc::new(SmsMan::new(smsman))));
+    }
+    if let Some(textverified) = &settings.textverified {
+        providers.push(Provider::TextVerified(Arc::new(TextVerified::new(textverified.clone()))));
+    }
+    if settings.sandbox {
+        let cost = Money::new(settings.sandbox_cost, currency).expect("SANDBOX_COST was checked at start-up");
+        let clock: sandbox::Clock = Arc::new(|| domain::Timestamp(chrono::Utc::now().timestamp_millis()));
+        let mut sandbox = SandboxSettings::new(cost, settings.sandbox_code_delay, clock);
+        sandbox.behaviour = settings.sandbox_behaviour;
+        providers.push(Provider::Sandbox(Arc::new(Sandbox::new(sandbox))));
+    }
+    providers
+}
+
 #[derive(Clone)]
 pub enum Provider {
     Sandbox(std::sync::Arc<Sandbox>),
@@ -101,6 +133,15 @@ impl Provider {
             Provider::Sandbox(_) => sandbox::PROVIDER_ID,
             Provider::SmsMan(_) => smsman::PROVIDER_ID,
             Provider::TextVerified(_) => textverified::PROVIDER_ID,
+        }
+    }
+
+    /// Whether the provider answers with our credentials now.
+    pub async fn health(&self) -> Result<(), ProviderError> {
+        match self {
+            Provider::Sandbox(sandbox) => sandbox.health(),
+            Provider::SmsMan(smsman) => smsman.health().await,
+            Provider::TextVerified(textverified) => textverified.health().await,
         }
     }
 

@@ -84,6 +84,10 @@ impl Sandbox {
         (self.settings.clock)()
     }
 
+    pub fn health(&self) -> Result<(), ProviderError> {
+        self.failing()
+    }
+
     fn failing(&self) -> Result<(), ProviderError> {
         match self.settings.behaviour {
             SandboxBehaviour::Fail => Err(ProviderError::Unavailable("sandbox set to fail".into())),

@@ -54,13 +54,14 @@ pub struct SmsMan {
 }
 
 impl SmsMan {
-    pub fn new(settings: SmsManSettings) -> Result<SmsMan, ProviderError> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .build()
-            .map_err(|e| ProviderError::Unavailable(format!("HTTP client: {e}")))?;
-        Ok(SmsMan { http, settings, ids: Mutex::default() })
+    pub fn new(settings: SmsManSettings) -> SmsMan {
+        let http = super::http_client(settings.timeout);
+        SmsMan { http, settings, ids: Mutex::default() }
+    }
+
+    /// Answers when the token works.
+    pub async fn health(&self) -> Result<(), ProviderError> {
+        self.balance().await.map(|_| ())
     }
 
     /// One call: `GET {base}/control/{method}?token=..&{params}`, the answer as JSON, SMS-Man's

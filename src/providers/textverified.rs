@@ -78,13 +78,14 @@ fn usd(amount: Decimal) -> Result<Money, ProviderError> {
 }
 
 impl TextVerified {
-    pub fn new(settings: TextVerifiedSettings) -> Result<TextVerified, ProviderError> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .build()
-            .map_err(|e| ProviderError::Unavailable(format!("HTTP client: {e}")))?;
-        Ok(TextVerified { http, settings, bearer: tokio::sync::Mutex::new(None) })
+    pub fn new(settings: TextVerifiedSettings) -> TextVerified {
+        let http = super::http_client(settings.timeout);
+        TextVerified { http, settings, bearer: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Answers when the credentials get a token.
+    pub async fn health(&self) -> Result<(), ProviderError> {
+        self.token().await.map(|_| ())
     }
 
     fn url(&self, path: &str) -> String {
