@@ -207,12 +207,13 @@ fn fold_aggregate(folds: &mut Folds, report: &mut Report, stream_id: &str, posit
             let state = folds.orders.get_mut(stream_id).expect("inserted above");
             *state = std::mem::take(state).apply(event);
         }
-        // Identity and maintenance events move no money; the chain check covers them.
+        // Identity, maintenance and pricing events move no money; the chain check covers them.
         DomainEvent::User(_)
         | DomainEvent::EmailClaimed(_)
         | DomainEvent::Session(_)
         | DomainEvent::ApiKey(_)
-        | DomainEvent::Maintenance(_) => {}
+        | DomainEvent::Maintenance(_)
+        | DomainEvent::Pricing(_) => {}
     }
 }
 

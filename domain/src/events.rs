@@ -12,6 +12,7 @@ use crate::ledger::Postings;
 use crate::maintenance::MaintenanceEvent;
 use crate::money::Currency;
 use crate::order::OrderEvent;
+use crate::pricing::PricingEvent;
 use crate::session::SessionEvent;
 use crate::wallet::WalletEvent;
 
@@ -28,6 +29,7 @@ pub enum DomainEvent {
     Session(SessionEvent),
     ApiKey(ApiKeyEvent),
     Maintenance(MaintenanceEvent),
+    Pricing(PricingEvent),
 }
 
 /// Appended with `NoStream` to `email-{address}` in the same append as the registration, so
@@ -60,6 +62,7 @@ impl DomainEvent {
             DomainEvent::Session(event) => split_tag(event),
             DomainEvent::ApiKey(event) => split_tag(event),
             DomainEvent::Maintenance(event) => split_tag(event),
+            DomainEvent::Pricing(event) => split_tag(event),
         }
     }
 
@@ -78,6 +81,7 @@ impl DomainEvent {
             Some("session") => join_tag(event_type, payload).map(DomainEvent::Session),
             Some("api_key") => join_tag(event_type, payload).map(DomainEvent::ApiKey),
             Some("maintenance") => join_tag(event_type, payload).map(DomainEvent::Maintenance),
+            Some("pricing") => join_tag(event_type, payload).map(DomainEvent::Pricing),
             _ => Err(DecodeError::UnknownType(event_type.to_owned())),
         }
     }
@@ -114,7 +118,7 @@ macro_rules! from_event {
 }
 
 from_event!(UserEvent => User, EmailClaim => EmailClaimed, SessionEvent => Session, ApiKeyEvent => ApiKey,
-    MaintenanceEvent => Maintenance);
+    MaintenanceEvent => Maintenance, PricingEvent => Pricing);
 
 /// Turns a payload written with an older schema version into the current shape.
 /// No event type has changed yet, so version 1 is the only one accepted.
@@ -179,6 +183,8 @@ pub fn api_key_used_stream(key: ApiKeyId) -> String {
 
 pub const MAINTENANCE_STREAM: &str = "maintenance";
 
+pub const PRICING_STREAM: &str = "pricing";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +214,74 @@ mod tests {
             assert_eq!(DomainEvent::decode(&event_type, SCHEMA_VERSION_CURRENT, &payload).unwrap(), event);
         }
         assert_eq!(deposited().encode().0, "wallet.deposited");
+    }
+
+    #[test]
+    fn every_kind_of_event_round_trips_under_its_prefix() {
+        use crate::api_key::ApiKeyEvent;
+        use crate::identity::{Email, Role};
+        use crate::ids::{ApiKeyId, SessionId};
+        use crate::maintenance::{MaintenanceEvent, Scope};
+        use crate::pricing::{PricingEvent, Rule, Scope as PriceScope};
+        use crate::session::SessionEvent;
+        let (user_id, at) = (UserId::new(), Timestamp(7));
+        let email = Email::parse("ann@example.com").unwrap();
+        let events: Vec<(DomainEvent, &str)> = vec![
+            (
+                UserEvent::Registered {
+                    user_id,
+                    email: email.clone(),
+                    password_hash: "h".into(),
+                    role: Role::User,
+                    at,
+                }
+                .into(),
+                "user.registered",
+            ),
+            (EmailClaim::Claimed { user_id, email }.into(), "email.claimed"),
+            (
+                SessionEvent::Issued {
+                    session_id: SessionId::new(),
+                    user_id,
+                    token_hash: "t".into(),
+                    expires_at: at,
+                    mfa: false,
+                    at,
+                }
+                .into(),
+                "session.issued",
+            ),
+            (
+                ApiKeyEvent::Issued { key_id: ApiKeyId::new(), user_id, secret_hash: "s".into(), at }.into(),
+                "api_key.issued",
+            ),
+            (MaintenanceEvent::Set { scope: Scope::Auth, window: None, by: user_id, at }.into(), "maintenance.set"),
+            (
+                PricingEvent::RuleSet {
+                    scope: PriceScope::default(),
+                    rule: Rule {
+                        markup_percent: "25".parse().unwrap(),
+                        markup_fixed: "0".parse().unwrap(),
+                        min_price: None,
+                        max_price: Some("9.99".parse().unwrap()),
+                    },
+                    by: user_id,
+                    at,
+                }
+                .into(),
+                "pricing.rule_set",
+            ),
+        ];
+        for (event, expected_type) in events {
+            let (event_type, payload) = event.encode();
+            assert_eq!(event_type, expected_type);
+            assert_eq!(DomainEvent::decode(&event_type, SCHEMA_VERSION_CURRENT, &payload).unwrap(), event);
+            assert!(event.postings().is_none(), "{event_type} moves no money");
+            if event_type == "pricing.rule_set" {
+                assert_eq!(payload["rule"]["max_price"], "9.99", "amounts are strings, never floats");
+                assert_eq!(payload["rule"]["min_price"], serde_json::Value::Null);
+            }
+        }
     }
 
     #[test]

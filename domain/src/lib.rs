@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod maintenance;
 pub mod money;
 pub mod order;
+pub mod pricing;
 pub mod session;
 pub mod wallet;
 
