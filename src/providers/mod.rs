@@ -6,6 +6,7 @@
 //! Dispatch is an enum, not a trait object: async methods stay plain `async fn`, and adding a
 //! provider is one variant and one arm per method.
 
+pub mod routing;
 pub mod sandbox;
 pub mod smsman;
 pub mod textverified;
@@ -126,6 +127,12 @@ pub enum Provider {
     TextVerified(std::sync::Arc<TextVerified>),
 }
 
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Provider({})", self.id())
+    }
+}
+
 impl Provider {
     /// Stable id, recorded in order events (`provider_id`) and ledger accounts.
     pub fn id(&self) -> &'static str {
@@ -147,7 +154,7 @@ impl Provider {
 
     pub async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
         match self {
-            Provider::Sandbox(sandbox) => Ok(sandbox.offers()),
+            Provider::Sandbox(sandbox) => sandbox.offers(),
             Provider::SmsMan(smsman) => smsman.offers().await,
             Provider::TextVerified(textverified) => textverified.offers().await,
         }

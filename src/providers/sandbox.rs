@@ -95,7 +95,8 @@ impl Sandbox {
         }
     }
 
-    pub fn offers(&self) -> Vec<Offer> {
+    pub fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
+        self.failing()?;
         let available = if self.settings.behaviour == SandboxBehaviour::NoNumbers { 0 } else { AVAILABLE_PER_OFFER };
         let mut offers = Vec::new();
         for service in &self.settings.services {
@@ -108,7 +109,7 @@ impl Sandbox {
                 });
             }
         }
-        offers
+        Ok(offers)
     }
 
     pub fn rent(&self, request: &NumberRequest) -> Result<Rental, ProviderError> {
@@ -265,9 +266,10 @@ mod tests {
 
         let (empty, _) = sandbox(SandboxBehaviour::NoNumbers);
         assert_eq!(empty.rent(&request(None)), Err(ProviderError::NoNumbers));
-        assert!(empty.offers().iter().all(|o| o.available == 0));
+        assert!(empty.offers().unwrap().iter().all(|o| o.available == 0));
 
         let (down, _) = sandbox(SandboxBehaviour::Fail);
+        assert!(down.offers().is_err());
         let error = down.rent(&request(None)).unwrap_err();
         assert!(matches!(error, ProviderError::Unavailable(_)) && error.fails_over());
     }
@@ -281,6 +283,6 @@ mod tests {
         let elsewhere = NumberRequest { country: CountryCode::parse("ZZ").unwrap(), ..request(None) };
         assert_eq!(sandbox.rent(&elsewhere), Err(ProviderError::NoNumbers));
         assert_eq!(sandbox.sms("sb-unknown"), Err(ProviderError::UnknownRental));
-        assert_eq!(sandbox.offers().len(), 30);
+        assert_eq!(sandbox.offers().unwrap().len(), 30);
     }
 }
