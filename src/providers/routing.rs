@@ -65,7 +65,7 @@ pub fn candidates(
         })
         .filter(|c| max_price.is_none_or(|max| max.currency == c.price.currency && c.price.amount <= max.amount))
         .collect();
-    found.sort_by(|a, b| a.price.amount.cmp(&b.price.amount));
+    found.sort_by_key(|c| c.price.amount);
     found
 }
 
