@@ -3,12 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cached_fold;
 pub mod commands;
 pub mod config;
 pub mod http;
 pub mod identity;
 pub mod maintenance;
 pub mod point_in_time;
+pub mod pricing;
 pub mod projection;
 pub mod providers;
 pub mod service;

@@ -191,6 +191,40 @@ async fn a_blocked_users_open_order_finishes_normally(database: TestDatabase) {
     assert_eq!(wallet.available, rust_decimal::Decimal::new(350, 2));
 }
 
+async fn pricing_rules_are_set_listed_and_removed_by_admins_only(database: TestDatabase) {
+    let app = spawn(database).await;
+    let (admin, _, _) = app.admin("root@example.com").await;
+    let (user, _, _) = app.signed_in("ann@example.com").await;
+    let rule = json!({"service": "tg", "country": "GB", "markup_percent": "25", "max_price": "2.00"});
+    app.put("/admin/pricing-rules", As::Bearer(&user), rule.clone()).await.expect(StatusCode::FORBIDDEN);
+    for bad in [
+        json!({"markup_percent": "-5"}),
+        json!({"markup_percent": "lots"}),
+        json!({"markup_percent": "10", "min_price": "3", "max_price": "2"}),
+        json!({"service": "Telegram!", "markup_percent": "10"}),
+        json!({"country": "GBR", "markup_percent": "10"}),
+    ] {
+        app.put("/admin/pricing-rules", As::Bearer(&admin), bad).await.expect(StatusCode::BAD_REQUEST);
+    }
+    app.put("/admin/pricing-rules", As::Bearer(&admin), json!({"markup_percent": "50"})).await.expect(StatusCode::OK);
+    let set = app.put("/admin/pricing-rules", As::Bearer(&admin), rule).await.expect(StatusCode::OK);
+    assert_eq!(set.data()["rules"].as_array().unwrap().len(), 2);
+    let listed = app.get("/admin/pricing-rules", As::Bearer(&admin)).await.expect(StatusCode::OK);
+    let rules = listed.data()["rules"].as_array().unwrap().clone();
+    let tg = rules.iter().find(|r| r["service"] == "tg").expect("the tg rule").clone();
+    assert_eq!(tg["country"], "GB");
+    assert_eq!(tg["markup_percent"], "25");
+    assert_eq!(tg["max_price"], "2.00");
+    let scope = json!({"service": "tg", "country": "GB"});
+    let delete = |body: serde_json::Value| {
+        app.call(reqwest::Method::DELETE, "/admin/pricing-rules", As::Bearer(&admin), Some(body))
+    };
+    delete(scope.clone()).await.expect(StatusCode::OK);
+    delete(scope).await.expect(StatusCode::NOT_FOUND);
+    let left = app.get("/admin/pricing-rules", As::Bearer(&admin)).await.expect(StatusCode::OK);
+    assert_eq!(left.data()["rules"].as_array().unwrap().len(), 1, "the global rule stays");
+}
+
 async fn maintenance_pauses_only_the_routes_it_names(database: TestDatabase) {
     let app = spawn(database).await;
     let (admin, _, _) = app.admin("root@example.com").await;
@@ -312,6 +346,7 @@ on_both_engines!(
     admin_routes_need_an_admin_with_a_second_factor,
     blocked_users_cannot_sign_in_or_use_keys,
     a_blocked_users_open_order_finishes_normally,
+    pricing_rules_are_set_listed_and_removed_by_admins_only,
     maintenance_pauses_only_the_routes_it_names,
     quotas_answer_429_with_retry_after,
     quotas_on_redis,

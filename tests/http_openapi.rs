@@ -124,9 +124,14 @@ async fn every_body_taking_operation_refuses_malformed_bodies(database: TestData
                 "{}",
                 r#"{"email": 1, "password": 2, "name": 3, "scope": 4, "token": 5, "code": 6,
                 "refresh_token": 7, "current_password": 8, "new_password": 9, "reason": 10, "display_name": 11,
-                "enabled": "yes"}"#,
+                "enabled": "yes", "provider": 12, "markup_percent": 13}"#,
             ];
-            for body in bodies {
+            // `{}` is a complete request where the body has no required field.
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+            let name = schema.as_str().and_then(|r| r.rsplit('/').next()).unwrap_or_default();
+            let required =
+                document["components"]["schemas"][name]["required"].as_array().is_some_and(|r| !r.is_empty());
+            for body in bodies.into_iter().filter(|b| required || *b != "{}") {
                 let response = client
                     .request(method.to_uppercase().parse().unwrap(), &url)
                     .bearer_auth(token)

@@ -66,11 +66,7 @@ pub async fn set_maintenance(
     } else {
         None
     };
-    let metadata = crate::store::Metadata {
-        actor: Some(format!("user:{}", admin.user_id)),
-        request_id: caller.request_id,
-        ..Default::default()
-    };
+    let metadata = caller.metadata(Some(admin.user_id));
     state.maintenance.set(scope.clone(), window, admin.user_id, metadata).await?;
     let state_word = if body.enabled { "on" } else { "off" };
     Ok(ApiOk(Message::new(format!("maintenance {scope} {state_word}"))))

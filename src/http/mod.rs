@@ -3,6 +3,7 @@
 //! `/api/v1/system/*`, `/api/v1/auth/*`, `/api/v1/user/*`, `/api/v1/admin/*`.
 
 mod admin;
+mod admin_pricing;
 mod auth;
 pub mod bodies;
 pub mod conventions;
@@ -39,6 +40,7 @@ pub struct AppState {
     pub quotas: Quotas,
     pub identity: Identity,
     pub maintenance: Maintenance,
+    pub pricing: crate::pricing::Pricing,
     pub currencies: Vec<domain::Currency>,
     /// The configured number providers (`providers::from_settings`).
     pub providers: Vec<crate::providers::Provider>,
@@ -66,6 +68,7 @@ impl AppState {
             Identity::new(store.clone(), &secrets.jwt_secret, &secrets.secrets_key, mailer, &settings.auth.link_base);
         AppState {
             maintenance: Maintenance::new(store.clone()),
+            pricing: crate::pricing::Pricing::new(store.clone()),
             store,
             limiter,
             quotas: Quotas::with_api_per_minute(settings.auth.api_rate_per_minute),
@@ -133,6 +136,7 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin::user))
         .routes(routes!(admin::block))
         .routes(routes!(admin::unblock))
+        .routes(routes!(admin_pricing::list, admin_pricing::set, admin_pricing::remove))
 }
 
 /// The OpenAPI document as served at `GET /api/v1/openapi.json`.

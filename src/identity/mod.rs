@@ -107,7 +107,8 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn metadata(&self, actor: Option<UserId>) -> Metadata {
+    /// The metadata recorded with the events this caller causes, acting as `actor`.
+    pub fn metadata(&self, actor: Option<UserId>) -> Metadata {
         Metadata {
             actor: actor.map(|id| format!("user:{id}")),
             request_id: self.request_id.clone(),
