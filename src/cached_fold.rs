@@ -30,15 +30,7 @@ impl<S: Clone + Default> CachedFold<S> {
         {
             return Ok(state.clone());
         }
-        let mut state = S::default();
-        for recorded in self.store.read_stream(self.stream).await? {
-            let corrupt = || StoreError::Corrupt {
-                position: recorded.position,
-                reason: format!("the {} stream holds an event of another kind", self.stream),
-            };
-            let event = recorded.decode().map_err(|_| corrupt())?;
-            state = (self.fold)(state, event).ok_or_else(corrupt)?;
-        }
+        let state = self.store.fold_stream(self.stream, S::default(), self.fold).await?.state;
         *self.cache.lock().expect("cache lock") = Some((Instant::now(), state.clone()));
         Ok(state)
     }

@@ -9,7 +9,7 @@ use domain::wallet::{WalletCommand, WalletError, WalletEvent, WalletState};
 use domain::{Aggregate, Currency, DomainEvent, OrderId, UserId};
 
 use crate::store::{
-    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamAppend,
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Loaded, Metadata, NewEvent, StoreError, StreamAppend,
 };
 
 /// How many times a command is re-decided after losing a version race.
@@ -23,8 +23,6 @@ pub enum ServiceError {
     Order(#[from] OrderError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stored event at position {position} does not decode: {reason}")]
-    Corrupt { position: i64, reason: String },
 }
 
 #[derive(Clone)]
@@ -33,39 +31,26 @@ pub struct Ledger {
     pub policy: OrderPolicy,
 }
 
-/// An aggregate's state and the version it was folded to.
-pub struct Loaded<S> {
-    pub state: S,
-    pub version: u64,
-}
-
 impl Ledger {
     pub fn new(store: EventStore, policy: OrderPolicy) -> Self {
         Ledger { store, policy }
     }
 
     pub async fn wallet(&self, user: UserId, currency: Currency) -> Result<Loaded<WalletState>, ServiceError> {
-        let events = self.store.read_stream(&wallet_stream(user, currency)).await?;
-        let mut state = WalletState::new(user, currency);
-        for recorded in &events {
-            match decode(recorded)? {
-                DomainEvent::Wallet(event) => state = state.apply(&event),
-                _ => return Err(corrupt(recorded, "a wallet stream holds only wallet events")),
-            }
-        }
-        Ok(Loaded { state, version: events.len() as u64 })
+        let stream = wallet_stream(user, currency);
+        let apply = |state: WalletState, event| match event {
+            DomainEvent::Wallet(event) => Some(state.apply(&event)),
+            _ => None,
+        };
+        Ok(self.store.fold_stream(&stream, WalletState::new(user, currency), apply).await?)
     }
 
     pub async fn order(&self, order_id: OrderId) -> Result<Loaded<OrderState>, ServiceError> {
-        let events = self.store.read_stream(&order_stream(order_id)).await?;
-        let mut state = OrderState::default();
-        for recorded in &events {
-            match decode(recorded)? {
-                DomainEvent::Order(event) => state = state.apply(&event),
-                _ => return Err(corrupt(recorded, "an order stream holds only order events")),
-            }
-        }
-        Ok(Loaded { state, version: events.len() as u64 })
+        let apply = |state: OrderState, event| match event {
+            DomainEvent::Order(event) => Some(state.apply(&event)),
+            _ => None,
+        };
+        Ok(self.store.fold_stream(&order_stream(order_id), OrderState::default(), apply).await?)
     }
 
     /// Decides a wallet command and appends its events. `key` makes a retry harmless.
@@ -181,12 +166,4 @@ fn wallet_append(user: UserId, currency: Currency, version: u64, events: &[Walle
         expected: ExpectedVersion::from_version(version),
         events: events.iter().map(|e| NewEvent::from_domain(&DomainEvent::Wallet(e.clone()))).collect(),
     }
-}
-
-fn decode(recorded: &crate::store::RecordedEvent) -> Result<DomainEvent, ServiceError> {
-    recorded.decode().map_err(|e| corrupt(recorded, &e.to_string()))
-}
-
-fn corrupt(recorded: &crate::store::RecordedEvent, reason: &str) -> ServiceError {
-    ServiceError::Corrupt { position: recorded.position, reason: reason.to_owned() }
 }

@@ -22,9 +22,9 @@ use domain::{Aggregate, ApiKeyId, DomainEvent, SessionId, Timestamp, UserId};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::service::{CONFLICT_RETRIES_MAX, Loaded};
+use crate::service::CONFLICT_RETRIES_MAX;
 use crate::store::{
-    AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError, StreamAppend,
+    AppendRequest, EventStore, ExpectedVersion, Loaded, Metadata, NewEvent, RecordedEvent, StoreError, StreamAppend,
 };
 
 pub use account::{ApiKeyView, NewApiKey, SessionView, TotpSetup};
@@ -238,11 +238,11 @@ impl Identity {
     }
 
     pub async fn user(&self, user_id: UserId) -> Result<Loaded<UserState>, AuthError> {
-        self.fold(&user_stream(user_id), UserState::default(), |state, event| match event {
+        let apply = |state: UserState, event| match event {
             DomainEvent::User(event) => Some(state.apply(&event)),
             _ => None,
-        })
-        .await
+        };
+        Ok(self.store.fold_stream(&user_stream(user_id), UserState::default(), apply).await?)
     }
 
     pub async fn user_view(&self, user_id: UserId) -> Result<UserView, AuthError> {
@@ -251,44 +251,27 @@ impl Identity {
 
     /// The user an email address belongs to.
     pub async fn user_id_by_email(&self, email: &Email) -> Result<Option<UserId>, AuthError> {
-        let events = self.store.read_stream(&email_stream(email)).await?;
-        let Some(first) = events.first() else { return Ok(None) };
-        match decode(first)? {
-            DomainEvent::EmailClaimed(domain::events::EmailClaim::Claimed { user_id, .. }) => Ok(Some(user_id)),
-            _ => Err(corrupt(first, "an email stream starts with email.claimed")),
-        }
+        let apply = |_: Option<UserId>, event| match event {
+            DomainEvent::EmailClaimed(domain::events::EmailClaim::Claimed { user_id, .. }) => Some(Some(user_id)),
+            _ => None,
+        };
+        Ok(self.store.fold_stream(&email_stream(email), None, apply).await?.state)
     }
 
     async fn session_state(&self, session_id: SessionId) -> Result<Loaded<SessionState>, AuthError> {
-        self.fold(&session_stream(session_id), SessionState::default(), |state, event| match event {
+        let apply = |state: SessionState, event| match event {
             DomainEvent::Session(event) => Some(state.apply(&event)),
             _ => None,
-        })
-        .await
+        };
+        Ok(self.store.fold_stream(&session_stream(session_id), SessionState::default(), apply).await?)
     }
 
     async fn api_key_state(&self, key_id: ApiKeyId) -> Result<ApiKeyState, AuthError> {
-        let loaded = self
-            .fold(&api_key_stream(key_id), ApiKeyState::default(), |state, event| match event {
-                DomainEvent::ApiKey(event) => Some(state.apply(&event)),
-                _ => None,
-            })
-            .await?;
-        Ok(loaded.state)
-    }
-
-    async fn fold<S>(
-        &self,
-        stream: &str,
-        initial: S,
-        apply: impl Fn(S, DomainEvent) -> Option<S>,
-    ) -> Result<Loaded<S>, AuthError> {
-        let events = self.store.read_stream(stream).await?;
-        let mut state = initial;
-        for recorded in &events {
-            state = apply(state, decode(recorded)?).ok_or_else(|| corrupt(recorded, "event of another kind"))?;
-        }
-        Ok(Loaded { state, version: events.len() as u64 })
+        let apply = |state: ApiKeyState, event| match event {
+            DomainEvent::ApiKey(event) => Some(state.apply(&event)),
+            _ => None,
+        };
+        Ok(self.store.fold_stream(&api_key_stream(key_id), ApiKeyState::default(), apply).await?.state)
     }
 
     /// Decides `command` on the user's current state and appends the events with `extra`
@@ -359,11 +342,9 @@ fn revocations(events: &[UserEvent]) -> Vec<StreamAppend> {
 }
 
 fn decode(recorded: &RecordedEvent) -> Result<DomainEvent, AuthError> {
-    recorded.decode().map_err(|e| corrupt(recorded, &e.to_string()))
-}
-
-fn corrupt(recorded: &RecordedEvent, reason: &str) -> AuthError {
-    AuthError::Corrupt { position: recorded.position, reason: format!("{}: {reason}", recorded.stream_id) }
+    recorded
+        .decode()
+        .map_err(|e| AuthError::Corrupt { position: recorded.position, reason: format!("{}: {e}", recorded.stream_id) })
 }
 
 impl Identity {

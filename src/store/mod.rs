@@ -147,6 +147,29 @@ impl EventStore {
         }
     }
 
+    /// Reads a stream and folds its decoded events into `initial` with `apply`. An event that
+    /// does not decode, or that `apply` refuses (`None`: it does not belong in this stream), is
+    /// `Corrupt`. The one way aggregates and settings are loaded.
+    pub async fn fold_stream<S>(
+        &self,
+        stream_id: &str,
+        initial: S,
+        apply: impl Fn(S, domain::DomainEvent) -> Option<S>,
+    ) -> Result<Loaded<S>, StoreError> {
+        let events = self.read_stream(stream_id).await?;
+        let mut state = initial;
+        for recorded in &events {
+            let corrupt = |reason: String| StoreError::Corrupt {
+                position: recorded.position,
+                reason: format!("{}: {reason}", recorded.stream_id),
+            };
+            let event = recorded.decode().map_err(|e| corrupt(e.to_string()))?;
+            state =
+                apply(state, event).ok_or_else(|| corrupt(format!("{} does not belong here", recorded.event_type)))?;
+        }
+        Ok(Loaded { state, version: events.len() as u64 })
+    }
+
     /// The newest event of a stream, if it has any.
     pub async fn last_in_stream(&self, stream_id: &str) -> Result<Option<RecordedEvent>, StoreError> {
         match &self.inner.engine {

@@ -153,6 +153,13 @@ impl RecordedEvent {
     }
 }
 
+/// A stream folded into state, and the version (event count) it was folded to.
+#[derive(Clone, Debug)]
+pub struct Loaded<S> {
+    pub state: S,
+    pub version: u64,
+}
+
 /// The newest position and the hash at its end of the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
