@@ -27,6 +27,8 @@ struct Fake {
     created_with: Vec<Value>,
     /// `create` answers: "ok", "500", "none".
     create: String,
+    /// What the verification says it cost (default 0.75, the quoted price).
+    total_cost: Option<f64>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -95,7 +97,7 @@ async fn verification(State(fake): State<Shared>, headers: HeaderMap, Path(id): 
         return (StatusCode::NOT_FOUND, axum::Json(json!({"errorCode": "NotFound"}))).into_response();
     }
     axum::Json(json!({
-        "id": "ver-1", "number": "2025550147", "serviceName": "telegram", "state": fake.state, "totalCost": 0.75,
+        "id": "ver-1", "number": "2025550147", "serviceName": "telegram", "state": fake.state, "totalCost": fake.total_cost.unwrap_or(0.75),
         "createdAt": "2026-11-21T10:00:00Z", "endsAt": "2026-11-21T10:15:00Z"
     }))
     .into_response()
@@ -213,6 +215,13 @@ async fn refusals_and_failures_are_told_apart() {
     let dear = provider.rent(&request("wa", "US", Some("1.00"))).await.unwrap_err();
     assert_eq!(dear, ProviderError::TooExpensive { cost: Money::parse("1.5", "USD").unwrap() });
     assert!(fake.lock().unwrap().created_with.is_empty(), "nothing bought above the limit");
+
+    // Quoted 0.75, charged 0.95 (the price rose meanwhile): given back, not kept.
+    fake.lock().unwrap().total_cost = Some(0.95);
+    let risen = provider.rent(&request("tg", "US", Some("0.80"))).await.unwrap_err();
+    assert_eq!(risen, ProviderError::TooExpensive { cost: Money::parse("0.95", "USD").unwrap() });
+    assert_eq!(fake.lock().unwrap().actions, vec!["ver-1/cancel"]);
+    fake.lock().unwrap().total_cost = None;
 
     fake.lock().unwrap().create = "none".into();
     assert_eq!(provider.rent(&request("tg", "US", None)).await.unwrap_err(), ProviderError::NoNumbers);

@@ -27,6 +27,33 @@ pub struct NumberRequest {
     pub max_cost: Option<Money>,
 }
 
+impl NumberRequest {
+    /// Refuses a `cost` above `max_cost`. A limit in another currency cannot be compared, so it
+    /// refuses too: a number is never bought past a limit nobody could check.
+    pub fn check_cost(&self, cost: Money) -> Result<(), ProviderError> {
+        match self.max_cost {
+            Some(max) if max.currency != cost.currency || cost.amount > max.amount => {
+                Err(ProviderError::TooExpensive { cost })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A JSON string or number as text (providers send ids and amounts as either).
+fn json_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A JSON string or number as an exact decimal (never through a float).
+fn json_decimal(value: &serde_json::Value) -> Option<rust_decimal::Decimal> {
+    json_text(value)?.parse().ok()
+}
+
 /// A rented number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rental {

@@ -46,7 +46,7 @@ pub enum RoutingError {
     Exhausted(ProviderError),
 }
 
-/// The sellable offers for `service` in `country` with free numbers, priced, cheapest first
+/// The sellable offers for `service` in `country` with free numbers and a positive cost, priced, cheapest first
 /// (ties keep the providers' configured order); at most `max_price` when given.
 pub fn candidates(
     catalog: &Catalog,
@@ -63,6 +63,8 @@ pub fn candidates(
             let price = pricing.price(provider.id(), service, country, offer.cost).ok()?;
             Some(Candidate { provider: provider.clone(), cost: offer.cost, price })
         })
+        // Nothing is sold for nothing: a zero or negative cost from a provider is a bad answer.
+        .filter(|c| c.cost.is_positive() && c.price.is_positive())
         .filter(|c| max_price.is_none_or(|max| max.currency == c.price.currency && c.price.amount <= max.amount))
         .collect();
     found.sort_by_key(|c| c.price.amount);
@@ -149,6 +151,8 @@ mod tests {
         let capped = candidates(&catalog, &pricing(), &tg, &gb, Some(Money::parse("0.40", "USD").unwrap()));
         assert_eq!(capped.len(), 1);
         assert!(candidates(&catalog, &pricing(), &tg, &gb, Some(Money::parse("0.10", "USD").unwrap())).is_empty());
+        let free = Catalog::read(&[sandbox("0.00", SandboxBehaviour::Deliver)]).await;
+        assert!(candidates(&free, &pricing(), &tg, &gb, None).is_empty(), "a zero cost is not an offer");
     }
 
     #[tokio::test]

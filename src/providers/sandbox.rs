@@ -120,9 +120,7 @@ impl Sandbox {
             return Err(ProviderError::NoNumbers);
         }
         let cost = self.settings.cost;
-        if request.max_cost.is_some_and(|max| max.currency == cost.currency && cost.amount > max.amount) {
-            return Err(ProviderError::TooExpensive { cost });
-        }
+        request.check_cost(cost)?;
         let serial = {
             let mut next = self.next_number.lock().expect("sandbox lock");
             *next = (*next + 1) % 1_000;
@@ -280,6 +278,8 @@ mod tests {
         let cost = Money::parse("0.10", "USD").unwrap();
         assert_eq!(sandbox.rent(&request(Some("0.09"))), Err(ProviderError::TooExpensive { cost }));
         assert!(sandbox.rent(&request(Some("0.10"))).is_ok());
+        let in_euros = NumberRequest { max_cost: Some(Money::parse("5.00", "EUR").unwrap()), ..request(None) };
+        assert_eq!(sandbox.rent(&in_euros), Err(ProviderError::TooExpensive { cost }), "a limit it cannot compare");
         let elsewhere = NumberRequest { country: CountryCode::parse("ZZ").unwrap(), ..request(None) };
         assert_eq!(sandbox.rent(&elsewhere), Err(ProviderError::NoNumbers));
         assert_eq!(sandbox.sms("sb-unknown"), Err(ProviderError::UnknownRental));

@@ -14,7 +14,6 @@
 //! through `applications` and `countries`, read on first need and kept.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,7 +22,9 @@ use domain::{Currency, Money};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{NumberRequest, Offer, ProviderError, ReceivedSms, Rental, SmsStatus};
+use super::{
+    NumberRequest, Offer, ProviderError, ReceivedSms, Rental, SmsStatus, json_decimal as decimal, json_text as text,
+};
 
 pub const PROVIDER_ID: &str = "smsman";
 pub const BASE_URL_DEFAULT: &str = "https://api.sms-man.com";
@@ -175,9 +176,7 @@ impl SmsMan {
             }
         };
         let cost = Money::new(cost, self.settings.currency).map_err(|_| garbage("get-prices"))?;
-        if request.max_cost.is_some_and(|max| max.currency == cost.currency && cost.amount > max.amount) {
-            return Err(ProviderError::TooExpensive { cost });
-        }
+        request.check_cost(cost)?;
         let answer =
             self.call("get-number", &[("country_id", &country_id), ("application_id", &application_id)]).await?;
         let request_id = text(&answer["request_id"]).ok_or_else(|| garbage("get-number"))?;
@@ -241,19 +240,6 @@ fn is_closed(reason: &str) -> bool {
 
 fn garbage(method: &str) -> ProviderError {
     ProviderError::Unavailable(format!("SMS-Man {method}: unexpected answer"))
-}
-
-/// A string or a number, as text.
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn decimal(value: &Value) -> Option<Decimal> {
-    Decimal::from_str(&text(value)?).ok()
 }
 
 fn number(value: &Value) -> Option<u64> {

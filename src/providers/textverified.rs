@@ -24,7 +24,9 @@ use domain::{Currency, Money};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::{NumberRequest, Offer, ProviderError, ReceivedSms, Rental, SmsStatus};
+use super::{
+    NumberRequest, Offer, ProviderError, ReceivedSms, Rental, SmsStatus, json_decimal as decimal, json_text as text,
+};
 
 pub const PROVIDER_ID: &str = "textverified";
 pub const BASE_URL_DEFAULT: &str = "https://www.textverified.com";
@@ -88,8 +90,16 @@ impl TextVerified {
         self.token().await.map(|_| ())
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/pub/v2{path}", self.settings.base_url.trim_end_matches('/'))
+    /// `{base}/api/pub/v2/{segments...}`, each segment escaped (ids come from TextVerified).
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
+        let mut url = reqwest::Url::parse(&self.settings.base_url)
+            .map_err(|e| ProviderError::Unavailable(format!("TextVerified base URL: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| ProviderError::Unavailable("TextVerified base URL cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["api", "pub", "v2"])
+            .extend(segments);
+        Ok(url)
     }
 
     /// A valid bearer token: the kept one, or a new one from `POST /auth`.
@@ -102,7 +112,7 @@ impl TextVerified {
         }
         let request = self
             .http
-            .post(self.url("/auth"))
+            .post(self.url(&["auth"])?)
             .header("X-API-KEY", &self.settings.api_key)
             .header("X-API-USERNAME", &self.settings.username);
         let answer = self.send(request, "auth").await?;
@@ -156,16 +166,21 @@ impl TextVerified {
         }
     }
 
-    async fn authorized(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
+    async fn authorized(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let token = self.token().await?;
-        Ok(self.http.request(method, self.url(path)).bearer_auth(token))
+        Ok(self.http.request(method, url).bearer_auth(token))
     }
 
     async fn price(&self, name: &str) -> Result<Money, ProviderError> {
         let body = json!({
             "serviceName": name, "areaCode": false, "carrier": false, "numberType": "mobile", "capability": "sms"
         });
-        let request = self.authorized(reqwest::Method::POST, "/pricing/verifications").await?.json(&body);
+        let request =
+            self.authorized(reqwest::Method::POST, self.url(&["pricing", "verifications"])?).await?.json(&body);
         let answer = self.send_authorized(request, "pricing").await?;
         usd(decimal(&answer["price"]).ok_or_else(|| garbage("pricing"))?)
     }
@@ -196,14 +211,12 @@ impl TextVerified {
             _ => return Err(ProviderError::NoNumbers),
         };
         let cost = self.price(name).await?;
-        if request.max_cost.is_some_and(|max| max.currency == cost.currency && cost.amount > max.amount) {
-            return Err(ProviderError::TooExpensive { cost });
-        }
+        request.check_cost(cost)?;
         let mut body = json!({"serviceName": name, "capability": "sms"});
         if let Some(max) = request.max_cost {
             body["maxPrice"] = json!(max.amount.to_string().parse::<f64>().unwrap_or_default());
         }
-        let create = self.authorized(reqwest::Method::POST, "/verifications").await?.json(&body);
+        let create = self.authorized(reqwest::Method::POST, self.url(&["verifications"])?).await?.json(&body);
         let link = self.send_authorized(create, "create verification").await?;
         let href = text(&link["href"]).ok_or_else(|| garbage("create verification"))?;
         let token = self.token().await?;
@@ -214,20 +227,29 @@ impl TextVerified {
         let international = if digits.len() == 10 { format!("+1{digits}") } else { format!("+{digits}") };
         let phone = PhoneNumber::parse(&international).map_err(|_| garbage("verification"))?;
         let cost = decimal(&details["totalCost"]).map(usd).transpose()?.unwrap_or(cost);
+        // `maxPrice` caps it on TextVerified's side; should a dearer one come back anyway, it is
+        // given back rather than sold at a loss.
+        if let Err(too_dear) = request.check_cost(cost) {
+            if let Err(error) = self.cancel(&id).await {
+                tracing::warn!(verification = %id, %error, "textverified.cancel_after_price_rise_failed");
+            }
+            return Err(too_dear);
+        }
         Ok(Rental { provider_order_id: id, phone, cost })
     }
 
     pub async fn sms(&self, provider_order_id: &str) -> Result<SmsStatus, ProviderError> {
-        let path = format!("/sms?reservationId={}", urlencode(provider_order_id));
-        let request = self.authorized(reqwest::Method::GET, &path).await?;
+        let mut url = self.url(&["sms"])?;
+        url.query_pairs_mut().append_pair("reservationId", provider_order_id);
+        let request = self.authorized(reqwest::Method::GET, url).await?;
         let answer = self.send_authorized(request, "sms").await?;
         let received: Vec<ReceivedSms> =
             answer["data"].as_array().map(|items| items.iter().filter_map(received_sms).collect()).unwrap_or_default();
         if !received.is_empty() {
             return Ok(SmsStatus::Received(received));
         }
-        let path = format!("/verifications/{}", urlencode(provider_order_id));
-        let details = self.send_authorized(self.authorized(reqwest::Method::GET, &path).await?, "verification").await?;
+        let url = self.url(&["verifications", provider_order_id])?;
+        let details = self.send_authorized(self.authorized(reqwest::Method::GET, url).await?, "verification").await?;
         let state = text(&details["state"]).unwrap_or_default();
         Ok(if state == "verificationPending" || state == "verificationReactivated" {
             SmsStatus::Waiting
@@ -237,8 +259,8 @@ impl TextVerified {
     }
 
     async fn post_action(&self, provider_order_id: &str, action: &str) -> Result<(), ProviderError> {
-        let path = format!("/verifications/{}/{action}", urlencode(provider_order_id));
-        self.send_authorized(self.authorized(reqwest::Method::POST, &path).await?, action).await.map(|_| ())
+        let url = self.url(&["verifications", provider_order_id, action])?;
+        self.send_authorized(self.authorized(reqwest::Method::POST, url).await?, action).await.map(|_| ())
     }
 
     /// Cancel before an SMS: TextVerified refunds it.
@@ -297,27 +319,6 @@ pub fn sign_webhook(secret: &[u8], body: &[u8]) -> String {
 
 fn garbage(what: &str) -> ProviderError {
     ProviderError::Unavailable(format!("TextVerified {what}: unexpected answer"))
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn decimal(value: &Value) -> Option<Decimal> {
-    text(value)?.parse().ok()
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
