@@ -78,7 +78,7 @@ impl Identity {
         caller: &Caller,
     ) -> Result<(), AuthError> {
         let session_id = principal.session()?;
-        let user = self.user(principal.user_id).await?.state;
+        let user = &principal.user;
         let email = user.profile.as_ref().map(|p| p.email.clone()).ok_or(AuthError::NotFound("no such user"))?;
         if !password::verify(current.to_owned(), Some(user.password_hash.clone())).await {
             return Err(AuthError::Forbidden("the current password is wrong"));
@@ -115,7 +115,7 @@ impl Identity {
     }
 
     pub async fn send_verification(&self, principal: &Principal) -> Result<(), AuthError> {
-        let user = self.user(principal.user_id).await?.state;
+        let user = &principal.user;
         let profile = user.profile.as_ref().ok_or(AuthError::NotFound("no such user"))?;
         if user.email_verified {
             return Err(AuthError::Rule("the email address is already verified".into()));
@@ -179,7 +179,7 @@ impl Identity {
     }
 
     pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionView>, AuthError> {
-        let user = self.user(principal.user_id).await?.state;
+        let user = &principal.user;
         let at = now();
         let current = match principal.via {
             Via::Session(id) => Some(id),
@@ -233,7 +233,7 @@ impl Identity {
     }
 
     pub async fn api_keys(&self, principal: &Principal) -> Result<Vec<ApiKeyView>, AuthError> {
-        let user = self.user(principal.user_id).await?.state;
+        let user = &principal.user;
         let mut views = Vec::with_capacity(user.api_keys.len());
         for key in user.api_keys.values() {
             let last_used_at = match self.store.last_in_stream(&api_key_used_stream(key.key_id)).await? {
@@ -272,7 +272,7 @@ impl Identity {
     /// a code from it.
     pub async fn set_up_totp(&self, principal: &Principal, caller: &Caller) -> Result<TotpSetup, AuthError> {
         principal.session()?;
-        let user = self.user(principal.user_id).await?.state;
+        let user = &principal.user;
         let email = user.profile.as_ref().map(|p| p.email.to_string()).ok_or(AuthError::NotFound("no such user"))?;
         let secret = super::secrets::random_bytes(totp::SECRET_BYTES);
         let secret_sealed = self.sealer.seal(&secret, &principal.user_id.to_string());
@@ -285,7 +285,7 @@ impl Identity {
     /// before carry no second factor: sign in again with a code to use admin routes.
     pub async fn enable_totp(&self, principal: &Principal, code: &str, caller: &Caller) -> Result<(), AuthError> {
         principal.session()?;
-        let user = self.user(principal.user_id).await?.state;
+        let user = &principal.user;
         let sealed = match &user.totp {
             Some(Totp::Pending { secret_sealed }) => secret_sealed.clone(),
             Some(Totp::Enabled { .. }) => {

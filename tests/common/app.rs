@@ -17,6 +17,8 @@ use smsledger::store::EventStore;
 use super::{TestDatabase, open_store};
 
 pub const PASSWORD: &str = "correct horse battery";
+const JWT_SECRET: &str = "test jwt secret of thirty-two bytes";
+const SECRETS_KEY: &str = "test sealing key, 32 bytes long";
 
 pub struct TestApp {
     pub base: String,
@@ -64,10 +66,7 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
     .expect("test settings");
     let store = open_store(&database).await;
     smsledger::projection::spawn_all_live(&store, 1_000, Duration::from_millis(20));
-    let secrets = Secrets {
-        jwt_secret: "test jwt secret of thirty-two bytes".into(),
-        secrets_key: "test sealing key, 32 bytes long".into(),
-    };
+    let secrets = Secrets { jwt_secret: JWT_SECRET.into(), secrets_key: SECRETS_KEY.into() };
     let mailer = Mailer::memory();
     let mut state = AppState::new(store.clone(), options.limiter, &settings, &secrets, mailer.clone());
     state.quotas = options.quotas;
@@ -200,8 +199,8 @@ impl TestApp {
     pub async fn promote(&self, email: &str) {
         let identity = smsledger::identity::Identity::new(
             self.store.clone(),
-            "test jwt secret of thirty-two bytes",
-            "test sealing key, 32 bytes long",
+            JWT_SECRET,
+            SECRETS_KEY,
             Mailer::memory(),
             "https://app.example.com",
         );
