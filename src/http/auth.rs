@@ -61,6 +61,11 @@ pub struct Code {
     pub code: String,
 }
 
+/// An address as a rate-limit key: normalized when it parses, so case does not split a quota.
+fn account_key(email: &str) -> String {
+    Email::parse(email).map_or_else(|_| email.to_owned(), |e| e.to_string())
+}
+
 fn ip_key(caller: &Caller) -> String {
     caller.ip.clone().unwrap_or_else(|| "unknown".into())
 }
@@ -119,7 +124,7 @@ pub async fn login(
     ApiJson(body): ApiJson<Login>,
 ) -> Result<ApiOk<LoginData>, ApiError> {
     limit(&state, &state.quotas.login, &format!("ip:{}", ip_key(&caller))).await?;
-    let account = Email::parse(&body.email).map(|e| e.to_string()).unwrap_or_else(|_| body.email.clone());
+    let account = account_key(&body.email);
     limit(&state, &state.quotas.login, &format!("account:{account}")).await?;
     let paused = state.maintenance.check(&Scope::Auth).await?.err();
     let input = LoginInput { email: body.email, password: body.password, totp_code: body.totp_code };
@@ -297,7 +302,7 @@ pub async fn password_reset_request(
 ) -> Result<ApiOk<Message>, ApiError> {
     ensure_open(&state, Scope::Auth).await?;
     limit(&state, &state.quotas.code_check, &format!("reset-ip:{}", ip_key(&caller))).await?;
-    let account = Email::parse(&body.email).map(|e| e.to_string()).unwrap_or_else(|_| body.email.clone());
+    let account = account_key(&body.email);
     limit(&state, &state.quotas.code_check, &format!("reset:{account}")).await?;
     state.identity.request_password_reset(&body.email).await?;
     Ok(ApiOk(Message::new("if an account has this address, a reset link was sent to it")))
