@@ -60,6 +60,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (jwt_secret, secrets_key) = crate::config::resolve_secrets(&settings)?;
     let secrets = crate::http::Secrets { jwt_secret, secrets_key };
     let state = AppState::new(store, limiter, &settings, &secrets, crate::identity::Mailer::Log);
+    state.start_jobs(&settings.jobs);
     crate::http::serve(listener, router(state, &settings.http), shutdown_signal()).await?;
     tracing::info!("smsledger.stopped");
     Ok(())
@@ -92,7 +93,8 @@ pub async fn rebuild(settings: &Settings, name: Option<&str>) -> anyhow::Result<
         None => ProjectionName::ALL.to_vec(),
         Some(name) => match ProjectionName::parse(name) {
             Some(projection) => vec![projection],
-            None => bail!("unknown projection {name:?}; choose balances, statement or trial_balance"),
+            None if name == projection::orders::NAME => vec![],
+            None => bail!("unknown projection {name:?}; choose balances, statement, trial_balance or orders"),
         },
     };
     let store = open(settings).await?;
@@ -111,6 +113,10 @@ pub async fn rebuild(settings: &Settings, name: Option<&str>) -> anyhow::Result<
         .await?;
         bar.finish_and_clear();
         println!("rebuilt {projection} to position {position}");
+    }
+    if name.is_none_or(|name| name == projection::orders::NAME) {
+        let position = projection::orders::rebuild(store.engine(), settings.projection_batch_max).await?;
+        println!("rebuilt {} to position {position}", projection::orders::NAME);
     }
     Ok(())
 }

@@ -58,6 +58,19 @@ pub struct Settings {
     pub currencies: Vec<Currency>,
     pub auth: AuthSettings,
     pub providers: ProviderSettings,
+    pub jobs: JobSettings,
+}
+
+/// Background jobs: the catalog sync and the order monitor.
+#[derive(Clone, Copy, Debug)]
+pub struct JobSettings {
+    /// How often every provider's services, countries, costs and health are read
+    /// (`CATALOG_SYNC_MS`, default 5 minutes).
+    pub catalog_sync: Duration,
+    /// How often the order monitor polls providers for open orders (`ORDER_POLL_MS`, default 10 s).
+    pub order_poll: Duration,
+    /// Open orders the monitor works on at once (`ORDER_POLL_CONCURRENCY`, default 8).
+    pub order_poll_concurrency: usize,
 }
 
 /// Upstream providers. With no provider keys, the sandbox is on so everything works locally.
@@ -238,7 +251,13 @@ impl Settings {
             sandbox_behaviour,
             sandbox_cost,
         };
+        let jobs = JobSettings {
+            catalog_sync: Duration::from_millis(parse(&get, "CATALOG_SYNC_MS", 300_000, 1_000..=86_400_000)?),
+            order_poll: Duration::from_millis(parse(&get, "ORDER_POLL_MS", 10_000, 10..=3_600_000)?),
+            order_poll_concurrency: parse(&get, "ORDER_POLL_CONCURRENCY", 8, 1..=256)?,
+        };
         Ok(Settings {
+            jobs,
             providers,
             auth,
             order_policy,

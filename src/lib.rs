@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cached_fold;
+pub mod catalog;
 pub mod commands;
 pub mod config;
 pub mod http;
@@ -14,6 +15,7 @@ pub mod pricing;
 pub mod projection;
 pub mod providers;
 pub mod service;
+pub mod sms_activate;
 pub mod store;
 pub mod verify;
 
@@ -22,5 +24,6 @@ pub mod verify;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod metrics;
+pub mod orders;
 pub mod rate_limit;
 pub mod read;

@@ -21,7 +21,7 @@ pub enum ReadError {
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error("the {projection} view is {lag} events behind after {waited_ms} ms")]
-    Stale { projection: ProjectionName, lag: i64, waited_ms: u128 },
+    Stale { projection: &'static str, lag: i64, waited_ms: u128 },
 }
 
 impl From<sqlx::Error> for ReadError {
@@ -38,12 +38,17 @@ impl From<crate::store::StoreError> for ReadError {
 
 /// Waits until `projection` has applied every event committed before this call.
 pub async fn wait_until_fresh(store: &EventStore, projection: ProjectionName) -> Result<(), ReadError> {
+    wait_for_checkpoint(store, projection.as_str(), &projection::checkpoint_name(projection, Target::Live)).await
+}
+
+/// Waits until the view `projection`, kept at checkpoint `name`, has reached the log head
+/// as of this call.
+pub async fn wait_for_checkpoint(store: &EventStore, projection: &'static str, name: &str) -> Result<(), ReadError> {
     let head = store.head().await?.position;
-    let name = projection::checkpoint_name(projection, Target::Live);
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
-        let position = projection::checkpoint(store.engine(), &name).await?;
+        let position = projection::checkpoint(store.engine(), name).await?;
         if position >= head {
             return Ok(());
         }

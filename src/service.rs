@@ -93,16 +93,36 @@ impl Ledger {
         key: Option<String>,
         metadata: Metadata,
     ) -> Result<Option<AppendOutcome>, ServiceError> {
+        self.order_commands(order_id, vec![command], key, metadata).await
+    }
+
+    /// Decides several order commands in turn, each on the state the ones before leave, and
+    /// appends all their events with their wallet effects in one atomic append (placing an
+    /// order and assigning its number: the hold and the number are recorded together).
+    pub async fn order_commands(
+        &self,
+        order_id: OrderId,
+        commands: Vec<OrderCommand>,
+        key: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Option<AppendOutcome>, ServiceError> {
         let mut attempt = 0;
         loop {
             if let Some(first) = self.first_outcome(&key).await? {
                 return Ok(Some(first));
             }
             let order = self.order(order_id).await?;
-            let events = match order.state.decide(command.clone()) {
-                Ok(events) => events,
-                Err(refused) => return self.first_outcome(&key).await?.map(Some).ok_or(refused.into()),
-            };
+            let mut state = order.state.clone();
+            let mut events = Vec::new();
+            for command in commands.iter().cloned() {
+                match state.decide(command) {
+                    Ok(decided) => {
+                        state = state.apply_all(&decided);
+                        events.extend(decided);
+                    }
+                    Err(refused) => return self.first_outcome(&key).await?.map(Some).ok_or(refused.into()),
+                }
+            }
             if events.is_empty() {
                 return Ok(None);
             }

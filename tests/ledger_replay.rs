@@ -288,7 +288,7 @@ async fn a_balance_read_sees_the_writes_before_it(db: TestDatabase) {
     workload::run(&ledger, 1, 1, 5).await;
     let stale = smsledger::read::balance(&store, domain::UserId::new(), Currency::USD).await;
     assert!(
-        matches!(stale, Err(smsledger::read::ReadError::Stale { projection: ProjectionName::Balances, .. })),
+        matches!(stale, Err(smsledger::read::ReadError::Stale { projection: "balances", .. })),
         "{stale:?}"
     );
 }

@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 
 mod folds;
+mod orders;
 
 pub use folds::*;
+pub use orders::{OrderView, SmsView};
 
 /// The projections the service keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

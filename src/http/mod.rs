@@ -1,18 +1,24 @@
 //! The HTTP surface: the conventions every route follows (`conventions`, `error`, `json`),
 //! who a request comes from (`principal`), and the routes: `/health`, `/metrics`,
-//! `/api/v1/system/*`, `/api/v1/auth/*`, `/api/v1/user/*`, `/api/v1/admin/*`.
+//! `/api/v1/system/*`, `/api/v1/auth/*`, `/api/v1/user/*`,
+//! `/api/v1/catalog/*`, `/api/v1/orders/*`, `/api/v1/webhooks/*`, `/api/v1/admin/*`, and the
+//! SMS-Activate-compatible `/stubs/handler_api.php`.
 
 mod admin;
 mod admin_pricing;
 mod auth;
 pub mod bodies;
+mod catalog;
 pub mod conventions;
 pub mod error;
 pub mod json;
 pub mod openapi;
+mod orders;
 pub mod principal;
+mod sms_activate;
 mod system;
 mod user;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -42,8 +48,10 @@ pub struct AppState {
     pub maintenance: Maintenance,
     pub pricing: crate::pricing::Pricing,
     pub currencies: Vec<domain::Currency>,
-    /// The configured number providers (`providers::from_settings`).
-    pub providers: Vec<crate::providers::Provider>,
+    /// Orders, with the catalog of the configured providers (`providers::from_settings`).
+    pub orders: Arc<crate::orders::Orders>,
+    /// TextVerified's webhook secret (`TEXTVERIFIED_WEBHOOK_SECRET`).
+    pub textverified_webhook_secret: Option<String>,
     pub trust_forwarded_for: bool,
     pub public_config: system::PublicConfig,
     pub metrics: PrometheusHandle,
@@ -69,16 +77,37 @@ impl AppState {
         AppState {
             maintenance: Maintenance::new(store.clone()),
             pricing: crate::pricing::Pricing::new(store.clone()),
-            store,
             limiter,
             quotas: Quotas::with_api_per_minute(settings.auth.api_rate_per_minute),
             identity,
             currencies: settings.currencies.clone(),
-            providers: crate::providers::from_settings(&settings.providers, settings.currencies[0]),
+            orders: Arc::new(crate::orders::Orders::new(
+                store.clone(),
+                crate::service::Ledger::new(store.clone(), settings.order_policy),
+                Arc::new(crate::catalog::CatalogCache::new(crate::providers::from_settings(
+                    &settings.providers,
+                    settings.currencies[0],
+                ))),
+            )),
+            textverified_webhook_secret: settings.providers.textverified_webhook_secret.clone(),
+            store,
             trust_forwarded_for: settings.auth.trust_forwarded_for,
             public_config,
             metrics: crate::metrics::install(),
         }
+    }
+}
+
+impl AppState {
+    /// Starts the background jobs: the catalog sync and the order monitor.
+    pub fn start_jobs(&self, jobs: &crate::config::JobSettings) {
+        self.orders.catalog.spawn_sync(jobs.catalog_sync);
+        crate::orders::monitor::spawn(
+            Arc::clone(&self.orders),
+            self.store.engine().clone(),
+            jobs.order_poll,
+            jobs.order_poll_concurrency,
+        );
     }
 }
 
@@ -137,6 +166,16 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin::block))
         .routes(routes!(admin::unblock))
         .routes(routes!(admin_pricing::list, admin_pricing::set, admin_pricing::remove))
+        .routes(routes!(catalog::services))
+        .routes(routes!(catalog::countries))
+        .routes(routes!(catalog::price_table))
+        .routes(routes!(orders::place, orders::list))
+        .routes(routes!(orders::get))
+        .routes(routes!(orders::cancel))
+        .routes(routes!(orders::finish))
+        .routes(routes!(orders::another_sms))
+        .routes(routes!(webhooks::textverified))
+        .routes(routes!(sms_activate::handler_get, sms_activate::handler_post))
 }
 
 /// The OpenAPI document as served at `GET /api/v1/openapi.json`.

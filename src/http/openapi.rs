@@ -34,6 +34,10 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
     tags(
         (name = "auth", description = "Accounts, sessions, tokens, second factor"),
         (name = "user", description = "The caller's profile, balance and API keys"),
+        (name = "catalog", description = "What can be bought, where, at what price (public)"),
+        (name = "orders", description = "Buy a number, read its code, cancel, finish, another SMS"),
+        (name = "webhooks", description = "Providers telling us about SMS, verified by signature"),
+        (name = "sms-activate", description = "The SMS-Activate protocol for existing clients (plain text)"),
         (name = "admin", description = "Admins with a second factor only"),
         (name = "system", description = "Health, status, configuration, maintenance, metrics"),
     )

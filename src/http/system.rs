@@ -99,7 +99,9 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Result<ApiOk<Value>, 
     };
     // Checked at once, each bounded by the provider timeout.
     let checks: Vec<_> = state
-        .providers
+        .orders
+        .catalog
+        .providers()
         .iter()
         .cloned()
         .map(|provider| tokio::spawn(async move { (provider.id(), provider.health().await) }))

@@ -132,7 +132,7 @@ pub async fn run_batch(
     }
 }
 
-async fn lock_postgres_checkpoint(tx: &mut sqlx::PgConnection, name: &str) -> Result<i64, sqlx::Error> {
+pub(super) async fn lock_postgres_checkpoint(tx: &mut sqlx::PgConnection, name: &str) -> Result<i64, sqlx::Error> {
     sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
         .bind(name)
         .execute(&mut *tx)
@@ -149,18 +149,31 @@ pub async fn run_live(
     engine: Engine,
     projection: ProjectionName,
     batch_max: u32,
-    mut head: watch::Receiver<i64>,
+    head: watch::Receiver<i64>,
     poll: Duration,
 ) {
+    let batch = move || {
+        let engine = engine.clone();
+        async move { run_batch(&engine, projection, Target::Live, batch_max).await }
+    };
+    keep_running(projection.as_str(), batch, head, poll).await
+}
+
+/// Calls `batch` forever: again at once while it finds work, else when the writer announces
+/// a new head or `poll` passes (for other processes' writes); a failure waits a second.
+pub(super) async fn keep_running<F, Fut>(name: &str, batch: F, mut head: watch::Receiver<i64>, poll: Duration)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, ProjectionError>>,
+{
     loop {
-        match run_batch(&engine, projection, Target::Live, batch_max).await {
+        match batch().await {
             Ok(0) => {
-                // Woken by this process's writer at once, or by the poll for other processes' writes.
                 let _ = tokio::time::timeout(poll, head.changed()).await;
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::error!(projection = %projection, %error, "projection.batch_failed");
+                tracing::error!(projection = name, %error, "projection.batch_failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -172,6 +185,13 @@ pub fn spawn_all_live(store: &crate::store::EventStore, batch_max: u32, poll: Du
     for projection in ProjectionName::ALL {
         tokio::spawn(run_live(store.engine().clone(), projection, batch_max, store.subscribe(), poll));
     }
+    let engine = store.engine().clone();
+    let orders = move || {
+        let engine = engine.clone();
+        async move { super::orders::run_batch(&engine, batch_max).await }
+    };
+    let head = store.subscribe();
+    tokio::spawn(async move { keep_running(super::orders::NAME, orders, head, poll).await });
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -187,6 +207,8 @@ pub async fn status(engine: &Engine, head: i64) -> Result<Vec<ProjectionStatus>,
         let position = checkpoint(engine, &checkpoint_name(projection, Target::Live)).await?;
         statuses.push(ProjectionStatus { name: projection.as_str(), position, lag: head - position });
     }
+    let position = checkpoint(engine, super::orders::NAME).await?;
+    statuses.push(ProjectionStatus { name: super::orders::NAME, position, lag: head - position });
     Ok(statuses)
 }
 

@@ -30,7 +30,7 @@ const ROWS_PER_STATEMENT: usize = 200;
 const _: () = assert!(ROWS_PER_STATEMENT * 10 < 32_766);
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
     let mut text = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         text.push_str(if row == 0 { "(" } else { ", (" });
@@ -43,7 +43,7 @@ fn placeholders(rows: usize, columns: usize) -> String {
     text
 }
 
-fn sql(text: String) -> SqlStr {
+pub(crate) fn sql(text: String) -> SqlStr {
     // Only table names from `ProjectionName::table()` (plus a fixed suffix) are formatted in.
     AssertSqlSafe(text).into_sql_str()
 }

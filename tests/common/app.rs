@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -24,6 +25,8 @@ pub struct TestApp {
     pub base: String,
     pub mailer: Mailer,
     pub store: EventStore,
+    /// The server's orders: tests run the monitor's scan on it.
+    pub orders: Arc<smsledger::orders::Orders>,
     client: reqwest::Client,
     _database: TestDatabase,
 }
@@ -39,6 +42,10 @@ pub struct Options {
     pub trust_forwarded_for: bool,
     /// Sent as `X-Forwarded-For` with every request.
     pub forwarded_for: Option<String>,
+    /// Settings as if from the environment (`("ORDER_TIMEOUT", "1000")`).
+    pub env: Vec<(&'static str, String)>,
+    /// Providers instead of the configured ones (the sandbox).
+    pub providers: Option<Vec<smsledger::providers::Provider>>,
 }
 
 impl Default for Options {
@@ -48,6 +55,8 @@ impl Default for Options {
             limiter: RateLimiter::in_process(),
             trust_forwarded_for: false,
             forwarded_for: None,
+            env: Vec::new(),
+            providers: None,
         }
     }
 }
@@ -58,10 +67,13 @@ pub async fn spawn(database: TestDatabase) -> TestApp {
 
 pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
     let url = database.url.clone();
+    let env = options.env.clone();
     let settings = Settings::from_lookup(|key| match key {
         "DATABASE_URL" => Some(url.clone()),
         "FRONTEND_URL" => Some("https://app.example.com".into()),
-        _ => None,
+        // Codes arrive at once unless a test says otherwise.
+        "SANDBOX_CODE_DELAY_MS" if !env.iter().any(|(k, _)| *k == key) => Some("0".into()),
+        _ => env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()),
     })
     .expect("test settings");
     let store = open_store(&database).await;
@@ -71,6 +83,12 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
     let mut state = AppState::new(store.clone(), options.limiter, &settings, &secrets, mailer.clone());
     state.quotas = options.quotas;
     state.trust_forwarded_for = options.trust_forwarded_for;
+    if let Some(providers) = options.providers {
+        let catalog = Arc::new(smsledger::catalog::CatalogCache::new(providers));
+        let ledger = smsledger::service::Ledger::new(store.clone(), settings.order_policy);
+        state.orders = Arc::new(smsledger::orders::Orders::new(store.clone(), ledger, catalog));
+    }
+    let orders = Arc::clone(&state.orders);
     let app = router(state, &settings.http);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -80,7 +98,7 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
         headers.insert("x-forwarded-for", ip.parse().unwrap());
     }
     let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
-    TestApp { base: format!("http://{address}/api/v1"), mailer, store, client, _database: database }
+    TestApp { base: format!("http://{address}/api/v1"), mailer, store, orders, client, _database: database }
 }
 
 /// A response: status, headers, JSON body.
@@ -216,4 +234,33 @@ pub fn text(value: &Value) -> String {
 
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+impl TestApp {
+    /// Credits `amount` USD to a user's wallet, as a sandbox deposit.
+    pub async fn fund(&self, user_id: &str, amount: &str) {
+        use domain::wallet::WalletCommand;
+        let user = domain::UserId(uuid::Uuid::parse_str(user_id).unwrap());
+        let command = WalletCommand::Deposit {
+            deposit_id: domain::DepositId::new(),
+            amount: domain::PositiveMoney::parse(amount, "USD").unwrap(),
+            source: domain::Clearing::Sandbox,
+        };
+        let metadata = smsledger::store::Metadata::default();
+        self.orders.ledger().wallet_command(user, domain::Currency::USD, command, None, metadata).await.unwrap();
+    }
+
+    /// The caller's USD balance as (available, held), read through the API.
+    pub async fn balance(&self, who: As<'_>) -> (String, String) {
+        let reply = self.get("/user/balance?currency=USD", who).await.expect(StatusCode::OK);
+        let line = &reply.data()["balances"][0];
+        (text(&line["available"]), text(&line["held"]))
+    }
+
+    /// `smsledger verify` passes and no hold is left open.
+    pub async fn assert_ledger_sound(&self) {
+        let report = smsledger::verify::verify(&self.store).await.unwrap();
+        assert!(report.is_ok(), "verify found problems: {:?}", report.problems);
+        assert_eq!(report.open_holds, 0, "a hold was left open");
+    }
 }

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod fake_smsman;
 
 use std::path::PathBuf;
 

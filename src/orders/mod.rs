@@ -1,0 +1,341 @@
+//! The order lifecycle as the service runs it: routing a new order to a provider, holding
+//! its price, and every later step (SMS, cancel, finish, another SMS, expiry), each decided
+//! by the order aggregate and appended with its wallet effect (see `service::Ledger`).
+//!
+//! The provider is called around the ledger, never inside it: a number is rented first, then
+//! the order, its number and its hold are appended together; when the ledger refuses (funds
+//! gone, a concurrent retry won), the number is given back.
+
+pub mod monitor;
+
+use std::sync::Arc;
+
+use domain::catalog::{CountryCode, ServiceCode};
+use domain::events::order_stream;
+use domain::order::{OrderCommand, OrderError, OrderStatus};
+use domain::pricing::PricingState;
+use domain::wallet::WalletError;
+use domain::{Aggregate, DomainEvent, Money, OrderId, PositiveMoney, UserId};
+use projections::OrderView;
+
+use crate::catalog::CatalogCache;
+use crate::identity::now;
+use crate::providers::routing::{candidates, rent_first};
+use crate::providers::{Provider, ProviderError, SmsStatus};
+use crate::service::{Ledger, ServiceError};
+use crate::store::{AppendOutcome, EventStore, Metadata, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderFailure {
+    #[error("no such order")]
+    NotFound,
+    #[error("no provider offers service {0:?}")]
+    UnknownService(ServiceCode),
+    #[error("no numbers for this service and country{}", cheapest.map(|c| format!(" within the price (cheapest is {c})")).unwrap_or_default())]
+    NoNumbers { cheapest: Option<Money> },
+    #[error("insufficient balance: {available} available, {needed} needed")]
+    NoBalance { available: rust_decimal::Decimal, needed: rust_decimal::Decimal },
+    #[error("this Idempotency-Key was used for another request")]
+    KeyReused,
+    #[error("the provider is unavailable; try again: {0}")]
+    ProviderUnavailable(String),
+    #[error(transparent)]
+    Refused(ServiceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ServiceError> for OrderFailure {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Wallet(WalletError::InsufficientFunds { available, needed }) => {
+                OrderFailure::NoBalance { available, needed }
+            }
+            ServiceError::Store(error) => OrderFailure::Store(error),
+            other => OrderFailure::Refused(other),
+        }
+    }
+}
+
+/// What a user asks for.
+#[derive(Clone, Debug)]
+pub struct NewOrder {
+    pub user: UserId,
+    pub service: ServiceCode,
+    pub country: CountryCode,
+    pub max_price: Option<Money>,
+    /// The client's `Idempotency-Key`, scoped to the user here.
+    pub key: Option<String>,
+}
+
+pub struct Orders {
+    store: EventStore,
+    ledger: Ledger,
+    pub catalog: Arc<CatalogCache>,
+}
+
+impl Orders {
+    pub fn new(store: EventStore, ledger: Ledger, catalog: Arc<CatalogCache>) -> Orders {
+        Orders { store, ledger, catalog }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The order as its stream says now; `None` when there is no such order.
+    pub async fn view(&self, order_id: OrderId) -> Result<Option<OrderView>, StoreError> {
+        let stream = order_stream(order_id);
+        let mut events = Vec::new();
+        for recorded in self.store.read_stream(&stream).await? {
+            let corrupt = |reason: String| StoreError::Corrupt { position: recorded.position, reason };
+            match DomainEvent::decode_owned(&recorded.event_type, recorded.schema_version, recorded.payload.clone()) {
+                Ok(DomainEvent::Order(event)) => events.push((recorded.position, event)),
+                Ok(_) => return Err(corrupt(format!("a {} event in {stream}", recorded.event_type))),
+                Err(error) => return Err(corrupt(error.to_string())),
+            }
+        }
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let view = OrderView::fold(events.iter().map(|(position, event)| (*position, event)));
+        view.map(Some).ok_or_else(|| StoreError::Corrupt { position: events[0].0, reason: format!("{stream} does not start with order.placed") })
+    }
+
+    /// The order placed at log position `serial` (its numeric id), if that is an order.
+    pub async fn by_serial(&self, serial: i64) -> Result<Option<OrderView>, StoreError> {
+        if serial < 1 {
+            return Ok(None);
+        }
+        let found = self.store.read_all(serial - 1, 1).await?;
+        let Some(event) = found.first().filter(|e| e.position == serial && e.event_type == "order.placed") else {
+            return Ok(None);
+        };
+        let Some(order_id) = event.stream_id.strip_prefix("order-").and_then(|id| id.parse().ok()) else {
+            return Ok(None);
+        };
+        self.view(OrderId(order_id)).await
+    }
+
+    /// The caller's order, or `NotFound` (also for someone else's: ids are not confirmed).
+    pub async fn owned(&self, user: UserId, order_id: OrderId) -> Result<OrderView, OrderFailure> {
+        match self.view(order_id).await? {
+            Some(view) if view.user_id == user => Ok(view),
+            _ => Err(OrderFailure::NotFound),
+        }
+    }
+
+    /// Places an order: a number is rented from the cheapest provider that has one (failing
+    /// over to the next on no numbers or errors), then the order, its number and the hold of
+    /// its price are appended in one atomic append. Funds are checked before renting; if they
+    /// are gone by the append, nothing is appended and the number goes back. A retry with the
+    /// same key returns the same order.
+    pub async fn place(
+        &self,
+        request: NewOrder,
+        pricing: &PricingState,
+        metadata: Metadata,
+    ) -> Result<OrderView, OrderFailure> {
+        let key = request.key.as_ref().map(|key| format!("order:{}:{key}", request.user));
+        if let Some(key) = &key
+            && let Some(first) = self.store.idempotent_outcome(key).await?
+        {
+            return self.replayed(&request, &first).await;
+        }
+        let synced = self.catalog.current().await;
+        let found = candidates(&synced.catalog, pricing, &request.service, &request.country, request.max_price);
+        let Some(cheapest) = found.first() else {
+            if !synced.catalog.offers.iter().any(|(_, offer)| offer.service == request.service) {
+                return Err(OrderFailure::UnknownService(request.service));
+            }
+            let any = candidates(&synced.catalog, pricing, &request.service, &request.country, None);
+            return Err(OrderFailure::NoNumbers { cheapest: any.first().map(|c| c.price) });
+        };
+        let wallet = self.ledger.wallet(request.user, cheapest.price.currency).await?.state;
+        if wallet.available < cheapest.price.amount {
+            return Err(OrderFailure::NoBalance { available: wallet.available, needed: cheapest.price.amount });
+        }
+        let (candidate, rental) = rent_first(&found, &request.service, &request.country).await.map_err(|error| {
+            tracing::info!(%error, service = %request.service, country = %request.country, "order.no_number");
+            OrderFailure::NoNumbers { cheapest: None }
+        })?;
+        let order_id = OrderId::new();
+        let at = now();
+        let price = PositiveMoney::new(candidate.price).map_err(|_| OrderFailure::NoNumbers { cheapest: None })?;
+        let commands = vec![
+            OrderCommand::Place {
+                order_id,
+                user_id: request.user,
+                service: request.service.clone(),
+                country: request.country.clone(),
+                price,
+                policy: self.ledger.policy,
+                now: at,
+            },
+            OrderCommand::AssignNumber {
+                provider_id: candidate.provider.id().to_owned(),
+                provider_order_id: rental.provider_order_id.clone(),
+                phone: rental.phone.clone(),
+                cost: rental.cost,
+                now: at,
+            },
+        ];
+        let placed = self.ledger.order_commands(order_id, commands, key, metadata).await;
+        match placed {
+            Ok(Some(outcome)) if !outcome.replayed => {
+                self.view(order_id).await?.ok_or(OrderFailure::NotFound)
+            }
+            Ok(outcome) => {
+                // A concurrent retry with the same key placed it first: this number goes back.
+                give_back(&candidate.provider, &rental.provider_order_id).await;
+                let outcome = outcome.ok_or(OrderFailure::KeyReused)?;
+                self.replayed(&request, &outcome).await
+            }
+            Err(error) => {
+                give_back(&candidate.provider, &rental.provider_order_id).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// The order a first attempt with the same key placed, if it was this request.
+    async fn replayed(&self, request: &NewOrder, first: &AppendOutcome) -> Result<OrderView, OrderFailure> {
+        let order_id = first
+            .streams
+            .iter()
+            .find_map(|s| s.stream_id.strip_prefix("order-")?.parse().ok().map(OrderId))
+            .ok_or(OrderFailure::KeyReused)?;
+        let view = self.view(order_id).await?.ok_or(OrderFailure::KeyReused)?;
+        if view.user_id != request.user || view.service != request.service || view.country != request.country {
+            return Err(OrderFailure::KeyReused);
+        }
+        Ok(view)
+    }
+
+    fn provider(&self, view: &OrderView) -> Option<(&Provider, String)> {
+        let provider = self.catalog.provider(view.provider_id.as_deref()?)?;
+        Some((provider, view.provider_order_id.clone()?))
+    }
+
+    /// Asks the provider for new SMS of an order waiting for one and records them; the
+    /// order as it is afterwards.
+    pub async fn refresh(&self, view: OrderView, metadata: &Metadata) -> Result<OrderView, OrderFailure> {
+        let Some((provider, rental)) = self.provider(&view).filter(|_| waits_for_sms(&view)) else { return Ok(view) };
+        match provider.sms(&rental).await {
+            Ok(SmsStatus::Waiting) => return Ok(view),
+            Ok(SmsStatus::Received(all)) => {
+                for sms in all.into_iter().filter(|sms| !view.sms.iter().any(|seen| seen.sms_id == sms.sms_id)) {
+                    self.record_sms(view.order_id, sms.sms_id, sms.code, sms.text, metadata).await?;
+                }
+            }
+            Ok(SmsStatus::Ended) if view.sms.is_empty() => {
+                let fail = OrderCommand::FailProvider { reason: "the provider ended the rental".into(), now: now() };
+                self.ignore_closed(self.ledger.order_command(view.order_id, fail, None, metadata.clone()).await)?;
+            }
+            Ok(SmsStatus::Ended) => {}
+            Err(error) => {
+                tracing::warn!(order_id = %view.order_id, provider = provider.id(), %error, "order.poll_failed");
+                return Ok(view);
+            }
+        }
+        self.view(view.order_id).await?.ok_or(OrderFailure::NotFound)
+    }
+
+    /// Records one SMS (a repeat of a known one changes nothing); the first captures the hold.
+    pub async fn record_sms(
+        &self,
+        order_id: OrderId,
+        sms_id: String,
+        code: String,
+        text: String,
+        metadata: &Metadata,
+    ) -> Result<(), OrderFailure> {
+        let receive = OrderCommand::ReceiveSms { sms_id, code, text, now: now() };
+        self.ignore_closed(self.ledger.order_command(order_id, receive, None, metadata.clone()).await)
+    }
+
+    /// A closed order refuses late news from a provider; that is not an error of the caller.
+    fn ignore_closed(&self, result: Result<Option<AppendOutcome>, ServiceError>) -> Result<(), OrderFailure> {
+        match result {
+            Ok(_) | Err(ServiceError::Order(OrderError::Closed(_))) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Cancels before any SMS (not in the first `CANCEL_TIMEOUT`): the provider is told
+    /// first, so it refunds us, then the hold is released.
+    pub async fn cancel(&self, user: UserId, order_id: OrderId, metadata: Metadata) -> Result<OrderView, OrderFailure> {
+        let view = self.owned(user, order_id).await?;
+        let view = self.refresh(view, &metadata).await?;
+        let cancel = OrderCommand::Cancel { now: now() };
+        // Decide first: a refused cancel must not give the number back.
+        self.ledger.order(order_id).await?.state.decide(cancel.clone()).map_err(ServiceError::Order)?;
+        if let Some((provider, rental)) = self.provider(&view) {
+            match provider.cancel(&rental).await {
+                Ok(()) => {}
+                Err(ProviderError::Unavailable(why)) => return Err(OrderFailure::ProviderUnavailable(why)),
+                Err(error) => tracing::warn!(%order_id, %error, "order.provider_cancel_refused"),
+            }
+        }
+        self.ledger.order_command(order_id, cancel, None, metadata).await?;
+        self.view(order_id).await?.ok_or(OrderFailure::NotFound)
+    }
+
+    /// Closes an order that got its SMS; the provider is told afterwards.
+    pub async fn finish(&self, user: UserId, order_id: OrderId, metadata: Metadata) -> Result<OrderView, OrderFailure> {
+        let view = self.owned(user, order_id).await?;
+        self.ledger.order_command(order_id, OrderCommand::Finish { now: now() }, None, metadata).await?;
+        if let Some((provider, rental)) = self.provider(&view)
+            && let Err(error) = provider.finish(&rental).await
+        {
+            tracing::warn!(%order_id, %error, "order.provider_finish_failed");
+        }
+        self.view(order_id).await?.ok_or(OrderFailure::NotFound)
+    }
+
+    /// Asks for another SMS on the same number, free of charge.
+    pub async fn another_sms(
+        &self,
+        user: UserId,
+        order_id: OrderId,
+        metadata: Metadata,
+    ) -> Result<OrderView, OrderFailure> {
+        let view = self.owned(user, order_id).await?;
+        let request = OrderCommand::RequestAnotherSms { now: now() };
+        self.ledger.order(order_id).await?.state.decide(request.clone()).map_err(ServiceError::Order)?;
+        if let Some((provider, rental)) = self.provider(&view) {
+            provider.another_sms(&rental).await.map_err(|e| match e {
+                ProviderError::Unavailable(why) => OrderFailure::ProviderUnavailable(why),
+                other => OrderFailure::ProviderUnavailable(other.to_string()),
+            })?;
+        }
+        self.ledger.order_command(order_id, request, None, metadata).await?;
+        self.view(order_id).await?.ok_or(OrderFailure::NotFound)
+    }
+
+    /// Closes an overdue order: expired and refunded without an SMS (and the number given
+    /// back), finished with one.
+    pub async fn expire(&self, view: &OrderView, metadata: &Metadata) -> Result<(), OrderFailure> {
+        let expire = OrderCommand::Expire { now: now() };
+        self.ignore_closed(self.ledger.order_command(view.order_id, expire, None, metadata.clone()).await)?;
+        if let Some((provider, rental)) = self.provider(view) {
+            let told = if view.sms.is_empty() { provider.cancel(&rental).await } else { provider.finish(&rental).await };
+            if let Err(error) = told {
+                tracing::warn!(order_id = %view.order_id, %error, "order.provider_close_failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Best effort: the number goes back to its provider.
+async fn give_back(provider: &Provider, rental: &str) {
+    if let Err(error) = provider.cancel(rental).await {
+        tracing::warn!(provider = provider.id(), rental, %error, "order.give_back_failed");
+    }
+}
+
+/// Whether an order waits for an SMS and should be polled.
+pub fn waits_for_sms(view: &OrderView) -> bool {
+    view.status == OrderStatus::NumberAssigned || (view.status == OrderStatus::SmsReceived && view.awaiting_another_sms)
+}

@@ -1,0 +1,273 @@
+//! The orders view table: one row per order (the whole `OrderView` as JSON, plus the columns
+//! it is searched by), kept by a projector with the same discipline as the ledger ones: a
+//! batch and its checkpoint commit together. Users list their orders from it; the order
+//! monitor scans it for open orders.
+
+use std::collections::BTreeMap;
+
+use domain::order::{OrderEvent, OrderStatus};
+use domain::{DomainEvent, OrderId, UserId};
+use projections::OrderView;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::runner::{ProjectionError, lock_postgres_checkpoint};
+use super::sink::{self, placeholders};
+use crate::store::{self, Engine, RecordedEvent};
+
+/// The checkpoint name of the live orders view.
+pub const NAME: &str = "orders";
+
+/// Statuses of an order that is still open, as stored.
+const OPEN: &str = "('placed', 'number_assigned', 'sms_received')";
+
+pub fn status_text(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Placed => "placed",
+        OrderStatus::NumberAssigned => "number_assigned",
+        OrderStatus::SmsReceived => "sms_received",
+        OrderStatus::Finished => "finished",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Expired => "expired",
+        OrderStatus::ProviderFailed => "provider_failed",
+    }
+}
+
+/// The order events of a page, by order, oldest first.
+fn order_events(events: &mut [RecordedEvent]) -> Result<BTreeMap<OrderId, Vec<(i64, OrderEvent)>>, ProjectionError> {
+    let mut by_order: BTreeMap<OrderId, Vec<(i64, OrderEvent)>> = BTreeMap::new();
+    for event in events.iter_mut().filter(|e| e.event_type.starts_with("order.")) {
+        let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
+        let id = event
+            .stream_id
+            .strip_prefix("order-")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or_else(|| undecodable(format!("order event in stream {}", event.stream_id)))?;
+        let payload = std::mem::take(&mut event.payload);
+        match DomainEvent::decode_owned(&event.event_type, event.schema_version, payload) {
+            Ok(DomainEvent::Order(order)) => by_order.entry(OrderId(id)).or_default().push((event.position, order)),
+            Ok(_) => return Err(undecodable("not an order event".into())),
+            Err(error) => return Err(undecodable(error.to_string())),
+        }
+    }
+    Ok(by_order)
+}
+
+fn parse_view(text: &str) -> Result<OrderView, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// A page of orders and how many match in all.
+#[derive(Debug)]
+pub struct OrderPage {
+    pub orders: Vec<OrderView>,
+    pub total: i64,
+}
+
+macro_rules! engine_orders {
+    ($module:ident, $connection:ty) => {
+        pub mod $module {
+            use super::*;
+
+            /// Applies a page's order events to the rows they touch.
+            pub async fn apply_page(
+                connection: &mut $connection,
+                events: &mut [RecordedEvent],
+            ) -> Result<(), ProjectionError> {
+                let by_order = order_events(events)?;
+                if by_order.is_empty() {
+                    return Ok(());
+                }
+                let ids: Vec<OrderId> = by_order.keys().copied().collect();
+                let mut views: BTreeMap<OrderId, OrderView> = BTreeMap::new();
+                for chunk in ids.chunks(500) {
+                    let text = format!("SELECT view FROM orders WHERE order_id IN {}", placeholders(1, chunk.len()));
+                    let mut query = sqlx::query(sink::sql(text));
+                    for id in chunk {
+                        query = query.bind(id.0);
+                    }
+                    for row in query.fetch_all(&mut *connection).await? {
+                        let view = parse_view(&row.try_get::<String, _>(0)?)?;
+                        views.insert(view.order_id, view);
+                    }
+                }
+                for (id, events) in by_order {
+                    let mut position = 0;
+                    for (at, event) in &events {
+                        position = *at;
+                        match views.get_mut(&id) {
+                            Some(view) => view.apply(event),
+                            None => {
+                                let view = OrderView::placed(event, *at).ok_or_else(|| ProjectionError::Undecodable {
+                                    position: *at,
+                                    reason: format!("order {id} has events before order.placed"),
+                                })?;
+                                views.insert(id, view);
+                            }
+                        }
+                    }
+                    let view = &views[&id];
+                    let json = serde_json::to_string(view).expect("an order view serializes");
+                    sqlx::query(
+                        "INSERT INTO orders (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
+                         provider_id = excluded.provider_id, provider_order_id = excluded.provider_order_id, \
+                         expires_at = excluded.expires_at, position = excluded.position, view = excluded.view",
+                    )
+                    .bind(id.0)
+                    .bind(view.user_id.0)
+                    .bind(status_text(view.status))
+                    .bind(view.provider_id.as_deref())
+                    .bind(view.provider_order_id.as_deref())
+                    .bind(view.placed_at.0)
+                    .bind(view.expires_at.0)
+                    .bind(position)
+                    .bind(json)
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// A user's orders, newest first, optionally of one status.
+            pub async fn for_user(
+                connection: &mut $connection,
+                user: UserId,
+                status: Option<OrderStatus>,
+                offset: i64,
+                limit: i64,
+            ) -> Result<OrderPage, sqlx::Error> {
+                let filter = if status.is_some() { "AND status = $2" } else { "AND $2 IS NULL" };
+                let total: (i64,) = sqlx::query_as(sink::sql(format!("SELECT count(*) FROM orders WHERE user_id = $1 {filter}")))
+                    .bind(user.0)
+                    .bind(status.map(status_text))
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let text = format!(
+                    "SELECT view FROM orders WHERE user_id = $1 {filter} ORDER BY placed_at DESC, order_id DESC LIMIT $3 OFFSET $4"
+                );
+                let rows = sqlx::query(sink::sql(text))
+                    .bind(user.0)
+                    .bind(status.map(status_text))
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&mut *connection)
+                    .await?;
+                let orders = rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
+                Ok(OrderPage { orders, total: total.0 })
+            }
+
+            /// Open orders, the soonest to expire first.
+            pub async fn open(connection: &mut $connection, limit: i64) -> Result<Vec<OrderView>, sqlx::Error> {
+                let text = format!("SELECT view FROM orders WHERE status IN {OPEN} ORDER BY expires_at LIMIT $1");
+                let rows = sqlx::query(sink::sql(text)).bind(limit).fetch_all(&mut *connection).await?;
+                rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect()
+            }
+
+            /// The order a provider's rental belongs to.
+            pub async fn by_rental(
+                connection: &mut $connection,
+                provider_id: &str,
+                provider_order_id: &str,
+            ) -> Result<Option<OrderId>, sqlx::Error> {
+                let row: Option<(Uuid,)> =
+                    sqlx::query_as("SELECT order_id FROM orders WHERE provider_id = $1 AND provider_order_id = $2")
+                        .bind(provider_id)
+                        .bind(provider_order_id)
+                        .fetch_optional(&mut *connection)
+                        .await?;
+                Ok(row.map(|(id,)| OrderId(id)))
+            }
+        }
+    };
+}
+
+engine_orders!(postgres, sqlx::PgConnection);
+engine_orders!(sqlite, sqlx::SqliteConnection);
+
+/// Runs one batch of the orders projector; returns how many events it read (0: caught up).
+pub async fn run_batch(engine: &Engine, batch_max: u32) -> Result<usize, ProjectionError> {
+    let seen = super::checkpoint(engine, NAME).await?;
+    if store::read_all(engine, seen, 1).await?.is_empty() {
+        return Ok(0);
+    }
+    match engine {
+        Engine::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let position = lock_postgres_checkpoint(&mut tx, NAME).await?;
+            let mut events = store::read_all(engine, position, batch_max).await?;
+            let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
+            postgres::apply_page(&mut tx, &mut events).await?;
+            sink::postgres::set_checkpoint(&mut tx, NAME, last).await?;
+            tx.commit().await?;
+            Ok(events.len())
+        }
+        Engine::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let position = sink::sqlite::checkpoint(&mut tx, NAME).await?;
+            let mut events = store::read_all(engine, position, batch_max).await?;
+            let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
+            sqlite::apply_page(&mut tx, &mut events).await?;
+            sink::sqlite::set_checkpoint(&mut tx, NAME, last).await?;
+            tx.commit().await?;
+            Ok(events.len())
+        }
+    }
+}
+
+/// Rebuilds the orders view from the log: rows and checkpoint are reset in one transaction,
+/// then batches run until the view has caught up.
+pub async fn rebuild(engine: &Engine, batch_max: u32) -> Result<i64, ProjectionError> {
+    match engine {
+        Engine::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            lock_postgres_checkpoint(&mut tx, NAME).await?;
+            sqlx::query("DELETE FROM orders").execute(&mut *tx).await?;
+            sink::postgres::set_checkpoint(&mut tx, NAME, 0).await?;
+            tx.commit().await?;
+        }
+        Engine::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query("DELETE FROM orders").execute(&mut *tx).await?;
+            sink::sqlite::set_checkpoint(&mut tx, NAME, 0).await?;
+            tx.commit().await?;
+        }
+    }
+    while run_batch(engine, batch_max).await? > 0 {}
+    Ok(super::checkpoint(engine, NAME).await?)
+}
+
+/// Calls the engine's version of a query function on a pooled connection.
+macro_rules! on_engine {
+    ($engine:expr, $function:ident($($arg:expr),*)) => {
+        match $engine {
+            Engine::Postgres(pool) => postgres::$function(&mut *pool.acquire().await?, $($arg),*).await,
+            Engine::Sqlite(pool) => sqlite::$function(&mut *pool.acquire().await?, $($arg),*).await,
+        }
+    };
+}
+
+/// A user's orders, newest first, optionally of one status.
+pub async fn list_for_user(
+    engine: &Engine,
+    user: UserId,
+    status: Option<OrderStatus>,
+    offset: i64,
+    limit: i64,
+) -> Result<OrderPage, sqlx::Error> {
+    on_engine!(engine, for_user(user, status, offset, limit))
+}
+
+/// Open orders, the soonest to expire first.
+pub async fn open_orders(engine: &Engine, limit: i64) -> Result<Vec<OrderView>, sqlx::Error> {
+    on_engine!(engine, open(limit))
+}
+
+/// The order a provider's rental belongs to.
+pub async fn find_rental(
+    engine: &Engine,
+    provider_id: &str,
+    provider_order_id: &str,
+) -> Result<Option<OrderId>, sqlx::Error> {
+    on_engine!(engine, by_rental(provider_id, provider_order_id))
+}
