@@ -332,7 +332,13 @@ async fn quotas_on_redis(database: TestDatabase) {
     assert_eq!(limiter.backend(), "redis");
     let run = uuid::Uuid::new_v4().simple().to_string();
     let forwarded_for = format!("10.{}.{}.{}", rand_octet(&run, 0), rand_octet(&run, 1), rand_octet(&run, 2));
-    let options = Options { quotas, limiter, trust_forwarded_for: true, forwarded_for: Some(forwarded_for), ..Options::default() };
+    let options = Options {
+        quotas,
+        limiter,
+        trust_forwarded_for: true,
+        forwarded_for: Some(forwarded_for),
+        ..Options::default()
+    };
     let app = spawn_with(database, options).await;
     check_quotas(&app, &format!("ann.{run}@example.com")).await;
 }

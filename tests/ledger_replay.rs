@@ -287,10 +287,7 @@ async fn a_balance_read_sees_the_writes_before_it(db: TestDatabase) {
     // With no projector running, a read that needs a newer view says so instead of lying.
     workload::run(&ledger, 1, 1, 5).await;
     let stale = smsledger::read::balance(&store, domain::UserId::new(), Currency::USD).await;
-    assert!(
-        matches!(stale, Err(smsledger::read::ReadError::Stale { projection: "balances", .. })),
-        "{stale:?}"
-    );
+    assert!(matches!(stale, Err(smsledger::read::ReadError::Stale { projection: "balances", .. })), "{stale:?}");
 }
 
 /// A keyed command retried after it was applied returns its first outcome; the state it

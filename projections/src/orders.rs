@@ -157,7 +157,12 @@ mod tests {
             cost: Money::parse("0.30", "USD").unwrap(),
             now: Timestamp(2_000),
         });
-        run(OrderCommand::ReceiveSms { sms_id: "s1".into(), code: "123456".into(), text: "code 123456".into(), now: Timestamp(3_000) });
+        run(OrderCommand::ReceiveSms {
+            sms_id: "s1".into(),
+            code: "123456".into(),
+            text: "code 123456".into(),
+            now: Timestamp(3_000),
+        });
         run(OrderCommand::RequestAnotherSms { now: Timestamp(4_000) });
         let waiting = OrderView::fold(positioned(&events)).unwrap();
         assert!(waiting.awaiting_another_sms);

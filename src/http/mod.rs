@@ -104,7 +104,7 @@ impl AppState {
         self.orders.catalog.spawn_sync(jobs.catalog_sync);
         crate::orders::monitor::spawn(
             Arc::clone(&self.orders),
-            self.store.engine().clone(),
+            self.store.clone(),
             jobs.order_poll,
             jobs.order_poll_concurrency,
         );

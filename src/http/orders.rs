@@ -150,8 +150,11 @@ impl From<OrderFailure> for ApiError {
             OrderFailure::KeyReused => ApiError::unprocessable(message),
             OrderFailure::ProviderUnavailable(_) => ApiError::unavailable(message, 5),
             OrderFailure::Refused(ServiceError::Order(OrderError::CancelTooEarly { allowed_at })) => {
-                ApiError::unprocessable(format!("too early to cancel: the provider needs the time; cancel from {}", rfc3339(allowed_at)))
-                    .with_details(json!({"cancellable_at": rfc3339(allowed_at)}))
+                ApiError::unprocessable(format!(
+                    "too early to cancel: the provider needs the time; cancel from {}",
+                    rfc3339(allowed_at)
+                ))
+                .with_details(json!({"cancellable_at": rfc3339(allowed_at)}))
             }
             OrderFailure::Refused(error) => error.into(),
             OrderFailure::Store(error) => ApiError::internal(error),
@@ -171,7 +174,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let key = value.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?.trim();
     if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LENGTH_MAX {
-        return Err(ApiError::bad_request(format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} characters")));
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} characters"
+        )));
     }
     Ok(Some(key.to_owned()))
 }
@@ -206,7 +211,8 @@ pub async fn place(
 ) -> Result<ApiCreated<OrderData>, ApiError> {
     ensure_open(&state, Scope::Server).await?;
     let service = ServiceCode::parse(body.service.trim()).map_err(|e| field_error("service", e))?;
-    let country = CountryCode::parse(&body.country.trim().to_ascii_uppercase()).map_err(|e| field_error("country", e))?;
+    let country =
+        CountryCode::parse(&body.country.trim().to_ascii_uppercase()).map_err(|e| field_error("country", e))?;
     ensure_open(&state, Scope::Service(service.clone())).await?;
     let currency = state.currencies[0];
     let max_price = match body.max_price {
@@ -254,7 +260,12 @@ pub async fn list(
     let found = orders_view::list_for_user(state.store.engine(), principal.user_id, status, offset, per_page)
         .await
         .map_err(ApiError::internal)?;
-    Ok(ApiOk(OrdersPage { orders: found.orders.iter().map(OrderBody::from).collect(), page, per_page, total: found.total }))
+    Ok(ApiOk(OrdersPage {
+        orders: found.orders.iter().map(OrderBody::from).collect(),
+        page,
+        per_page,
+        total: found.total,
+    }))
 }
 
 #[utoipa::path(
@@ -287,20 +298,20 @@ pub async fn get(
 macro_rules! order_action {
     ($name:ident, $path:literal, $summary:literal, $method:ident) => {
         #[utoipa::path(
-            post,
-            path = $path,
-            tag = "orders",
-            summary = $summary,
-            params(("id" = String, Path, format = Uuid, description = "Order id")),
-            security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
-            responses(
-                (status = 200, body = Envelope<OrderData>),
-                (status = 400, body = ErrorBody),
-                (status = 404, body = ErrorBody),
-                (status = 422, description = "not allowed in the order's state or yet", body = ErrorBody),
-                UserRefusals,
-            )
-        )]
+                    post,
+                    path = $path,
+                    tag = "orders",
+                    summary = $summary,
+                    params(("id" = String, Path, format = Uuid, description = "Order id")),
+                    security(("bearer" = []), ("api_key" = []), ("api_key_query" = [])),
+                    responses(
+                        (status = 200, body = Envelope<OrderData>),
+                        (status = 400, body = ErrorBody),
+                        (status = 404, body = ErrorBody),
+                        (status = 422, description = "not allowed in the order's state or yet", body = ErrorBody),
+                        UserRefusals,
+                    )
+                )]
         pub async fn $name(
             State(state): State<Arc<AppState>>,
             Auth(principal): Auth,

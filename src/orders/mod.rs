@@ -99,7 +99,10 @@ impl Orders {
             return Ok(None);
         }
         let view = OrderView::fold(events.iter().map(|(position, event)| (*position, event)));
-        view.map(Some).ok_or_else(|| StoreError::Corrupt { position: events[0].0, reason: format!("{stream} does not start with order.placed") })
+        view.map(Some).ok_or_else(|| StoreError::Corrupt {
+            position: events[0].0,
+            reason: format!("{stream} does not start with order.placed"),
+        })
     }
 
     /// The order placed at log position `serial` (its numeric id), if that is an order.
@@ -182,9 +185,7 @@ impl Orders {
         ];
         let placed = self.ledger.order_commands(order_id, commands, key, metadata).await;
         match placed {
-            Ok(Some(outcome)) if !outcome.replayed => {
-                self.view(order_id).await?.ok_or(OrderFailure::NotFound)
-            }
+            Ok(Some(outcome)) if !outcome.replayed => self.view(order_id).await?.ok_or(OrderFailure::NotFound),
             Ok(outcome) => {
                 // A concurrent retry with the same key placed it first: this number goes back.
                 give_back(&candidate.provider, &rental.provider_order_id).await;
@@ -319,7 +320,8 @@ impl Orders {
         let expire = OrderCommand::Expire { now: now() };
         self.ignore_closed(self.ledger.order_command(view.order_id, expire, None, metadata.clone()).await)?;
         if let Some((provider, rental)) = self.provider(view) {
-            let told = if view.sms.is_empty() { provider.cancel(&rental).await } else { provider.finish(&rental).await };
+            let told =
+                if view.sms.is_empty() { provider.cancel(&rental).await } else { provider.finish(&rental).await };
             if let Err(error) = told {
                 tracing::warn!(order_id = %view.order_id, %error, "order.provider_close_failed");
             }

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use super::{OrderFailure, Orders, waits_for_sms};
 use crate::identity::now;
 use crate::projection::orders as orders_view;
-use crate::store::{Engine, Metadata};
+use crate::store::{Engine, EventStore, Metadata};
 
 /// The advisory lock key of the order monitor ("smsmonit" in ASCII).
 pub const ADVISORY_LOCK_KEY: i64 = 0x736d_736d_6f6e_6974;
@@ -54,8 +54,12 @@ fn metadata() -> Metadata {
 }
 
 /// Scans the open orders once, working on at most `concurrency` at a time.
-pub async fn scan(orders: &Arc<Orders>, engine: &Engine, concurrency: usize) -> Result<Scan, OrderFailure> {
-    let open = orders_view::open_orders(engine, SCAN_MAX).await.map_err(db)?;
+pub async fn scan(orders: &Arc<Orders>, store: &EventStore, concurrency: usize) -> Result<Scan, OrderFailure> {
+    // Orders placed or changed just before the scan are in the view it reads.
+    crate::read::wait_for_checkpoint(store, orders_view::NAME, orders_view::NAME).await.map_err(|error| {
+        OrderFailure::Store(crate::store::StoreError::TaskFailed(format!("the orders view is behind: {error}")))
+    })?;
+    let open = orders_view::open_orders(store.engine(), SCAN_MAX).await.map_err(db)?;
     let mut report = Scan { open: open.len(), ..Scan::default() };
     let at = now();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -102,8 +106,10 @@ impl Leader {
     pub async fn try_acquire(engine: &Engine) -> Result<Option<Leader>, sqlx::Error> {
         let Engine::Postgres(pool) = engine else { return Ok(Some(Leader { connection: None })) };
         let mut connection = pool.acquire().await?.detach();
-        let (acquired,): (bool,) =
-            sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(ADVISORY_LOCK_KEY).fetch_one(&mut connection).await?;
+        let (acquired,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(ADVISORY_LOCK_KEY)
+            .fetch_one(&mut connection)
+            .await?;
         Ok(acquired.then_some(Leader { connection: Some(connection) }))
     }
 
@@ -117,10 +123,10 @@ impl Leader {
 }
 
 /// Runs the monitor until the process ends: while this instance leads, a scan every `every`.
-pub fn spawn(orders: Arc<Orders>, engine: Engine, every: Duration, concurrency: usize) {
+pub fn spawn(orders: Arc<Orders>, store: EventStore, every: Duration, concurrency: usize) {
     tokio::spawn(async move {
         loop {
-            let mut leader = match Leader::try_acquire(&engine).await {
+            let mut leader = match Leader::try_acquire(store.engine()).await {
                 Ok(Some(leader)) => leader,
                 Ok(None) => {
                     tokio::time::sleep(every).await;
@@ -134,7 +140,7 @@ pub fn spawn(orders: Arc<Orders>, engine: Engine, every: Duration, concurrency: 
             };
             tracing::info!("monitor.leading");
             while leader.still_leads().await {
-                match scan(&orders, &engine, concurrency).await {
+                match scan(&orders, &store, concurrency).await {
                     Ok(report) if report.expired + report.failed > 0 => {
                         tracing::info!(?report, "monitor.scan");
                     }

@@ -251,10 +251,10 @@ impl TestApp {
     }
 
     /// The caller's USD balance as (available, held), read through the API.
-    pub async fn balance(&self, who: As<'_>) -> (String, String) {
+    pub async fn balance(&self, who: As<'_>) -> (rust_decimal::Decimal, rust_decimal::Decimal) {
         let reply = self.get("/user/balance?currency=USD", who).await.expect(StatusCode::OK);
         let line = &reply.data()["balances"][0];
-        (text(&line["available"]), text(&line["held"]))
+        (text(&line["available"]).parse().unwrap(), text(&line["held"]).parse().unwrap())
     }
 
     /// `smsledger verify` passes and no hold is left open.
@@ -262,5 +262,22 @@ impl TestApp {
         let report = smsledger::verify::verify(&self.store).await.unwrap();
         assert!(report.is_ok(), "verify found problems: {:?}", report.problems);
         assert_eq!(report.open_holds, 0, "a hold was left open");
+    }
+}
+
+impl TestApp {
+    /// Closes every open order of the caller: finished with a code, else cancelled.
+    pub async fn close_all(&self, token: &str) {
+        let listed = self.get("/orders?per_page=100", As::Bearer(token)).await.expect(StatusCode::OK);
+        for order in listed.data()["orders"].as_array().unwrap() {
+            let id = text(&order["id"]);
+            let order = self.get(&format!("/orders/{id}"), As::Bearer(token)).await.expect(StatusCode::OK);
+            let action = match order.data()["order"]["status"].as_str().unwrap() {
+                "sms_received" => "finish",
+                "placed" | "number_assigned" => "cancel",
+                _ => continue,
+            };
+            self.post(&format!("/orders/{id}/{action}"), As::Bearer(token), json!({})).await.expect(StatusCode::OK);
+        }
     }
 }

@@ -101,4 +101,3 @@ pub fn client(base_url: &str, token: &str) -> Provider {
     };
     Provider::SmsMan(Arc::new(SmsMan::new(settings)))
 }
-

@@ -1,0 +1,376 @@
+//! Orders end to end over HTTP, on PostgreSQL and the embedded SQLite store: place, receive,
+//! finish; cancel too early and allowed; expiry with refund (also after a restart); provider
+//! failure with refund; failover; another SMS; idempotent retry; a wallet funded for exactly
+//! N orders. After every scenario `verify` passes and no hold is left open.
+
+mod common;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use smsledger::orders::monitor;
+use smsledger::providers::Provider;
+
+use common::TestDatabase;
+use common::app::{As, Options, TestApp, spawn_with, text};
+
+fn with_env(env: &[(&'static str, &str)]) -> Options {
+    Options { env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(), ..Options::default() }
+}
+
+async fn customer(app: &TestApp, email: &str, funds: &str) -> String {
+    let (token, _, user_id) = app.signed_in(email).await;
+    app.fund(&user_id, funds).await;
+    token
+}
+
+fn d(amount: &str) -> rust_decimal::Decimal {
+    amount.parse().unwrap()
+}
+
+fn tg_gb() -> Value {
+    json!({"service": "tg", "country": "GB"})
+}
+
+async fn place(app: &TestApp, token: &str) -> Value {
+    app.post("/orders", As::Bearer(token), tg_gb()).await.expect(StatusCode::CREATED).data()["order"].clone()
+}
+
+async fn order(app: &TestApp, token: &str, id: &str) -> Value {
+    app.get(&format!("/orders/{id}"), As::Bearer(token)).await.expect(StatusCode::OK).data()["order"].clone()
+}
+
+async fn scan(app: &TestApp) -> monitor::Scan {
+    monitor::scan(&app.orders, &app.store, 4).await.unwrap()
+}
+
+async fn place_receive_finish(database: TestDatabase) {
+    let app = spawn_with(database, with_env(&[("SANDBOX_COST", "0.25")])).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let placed = place(&app, &token).await;
+    assert_eq!(placed["status"], "number_assigned", "{placed}");
+    assert_eq!((d(&text(&placed["price"])), placed["currency"].as_str()), (d("0.25"), Some("USD")));
+    assert!(text(&placed["phone"]).starts_with("+447700900"), "{placed}");
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.75"), d("0.25")));
+
+    // The code arrives (the sandbox delivers at once here); reading the order fetches it.
+    let id = text(&placed["id"]);
+    let received = order(&app, &token, &id).await;
+    assert_eq!(received["status"], "sms_received");
+    let code = text(&received["code"]);
+    assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{received}");
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.75"), d("0")), "captured");
+
+    let finished =
+        app.post(&format!("/orders/{id}/finish"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    assert_eq!(finished.data()["order"]["status"], "finished");
+    assert_eq!(finished.data()["order"]["code"], code.as_str());
+    // Finishing twice is refused; the money stays where it is.
+    app.post(&format!("/orders/{id}/finish"), As::Bearer(&token), json!({}))
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.75"), d("0")));
+
+    // Listed, newest first, filtered by status; another user sees nothing of it.
+    let listed = app.get("/orders?status=finished", As::Bearer(&token)).await.expect(StatusCode::OK);
+    assert_eq!(listed.data()["total"], 1);
+    assert_eq!(listed.data()["orders"][0]["id"], id.as_str());
+    assert_eq!(app.get("/orders?status=cancelled", As::Bearer(&token)).await.expect(StatusCode::OK).data()["total"], 0);
+    app.get("/orders?status=lost", As::Bearer(&token)).await.expect(StatusCode::BAD_REQUEST);
+    app.get("/orders?per_page=1000", As::Bearer(&token)).await.expect(StatusCode::BAD_REQUEST);
+    let other = customer(&app, "bob@example.com", "1.00").await;
+    app.get(&format!("/orders/{id}"), As::Bearer(&other)).await.expect(StatusCode::NOT_FOUND);
+    app.post(&format!("/orders/{id}/cancel"), As::Bearer(&other), json!({})).await.expect(StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/orders", As::Bearer(&other)).await.expect(StatusCode::OK).data()["total"], 0);
+    app.assert_ledger_sound().await;
+}
+
+async fn cancel_too_early_then_allowed(database: TestDatabase) {
+    let env = [("SANDBOX_BEHAVIOUR", "never_deliver"), ("CANCEL_TIMEOUT", "400"), ("ORDER_TIMEOUT", "60000")];
+    let app = spawn_with(database, with_env(&env)).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let id = text(&place(&app, &token).await["id"]);
+    let early = app.post(&format!("/orders/{id}/cancel"), As::Bearer(&token), json!({})).await;
+    let early = early.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&early.body["error"]).contains("too early"), "{}", early.body);
+    assert!(early.body["details"]["cancellable_at"].is_string());
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.90"), d("0.10")), "still held");
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let cancelled =
+        app.post(&format!("/orders/{id}/cancel"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    assert_eq!(cancelled.data()["order"]["status"], "cancelled");
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("1.00"), d("0")), "released in full");
+    app.post(&format!("/orders/{id}/cancel"), As::Bearer(&token), json!({}))
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    app.assert_ledger_sound().await;
+}
+
+async fn a_code_cannot_be_cancelled_away(database: TestDatabase) {
+    let app = spawn_with(database, with_env(&[("CANCEL_TIMEOUT", "0")])).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let id = text(&place(&app, &token).await["id"]);
+    // The SMS is there when the cancel comes: the cancel learns of it and is refused.
+    let refused = app.post(&format!("/orders/{id}/cancel"), As::Bearer(&token), json!({})).await;
+    refused.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(order(&app, &token, &id).await["status"], "sms_received");
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.90"), d("0")));
+    app.post(&format!("/orders/{id}/finish"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    app.assert_ledger_sound().await;
+}
+
+async fn expiry_refunds_even_after_a_restart(database: TestDatabase) {
+    let env = [("SANDBOX_BEHAVIOUR", "never_deliver"), ("CANCEL_TIMEOUT", "100"), ("ORDER_TIMEOUT", "1000")];
+    let app = spawn_with(database, with_env(&env)).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let first = text(&place(&app, &token).await["id"]);
+    let second = text(&place(&app, &token).await["id"]);
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.80"), d("0.20")));
+    // Before the deadline the monitor only polls.
+    let early = scan(&app).await;
+    assert_eq!((early.open, early.expired, early.polled), (2, 0, 2));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+    // A monitor built afresh over the same store (as after a restart) finds both overdue.
+    let restarted = std::sync::Arc::new(smsledger::orders::Orders::new(
+        app.store.clone(),
+        app.orders.ledger().clone(),
+        app.orders.catalog.clone(),
+    ));
+    let report = monitor::scan(&restarted, &app.store, 2).await.unwrap();
+    assert_eq!((report.expired, report.failed), (2, 0), "{report:?}");
+    for id in [&first, &second] {
+        let expired = order(&app, &token, id).await;
+        assert_eq!(expired["status"], "expired");
+        assert!(expired["closed_at"].is_string());
+    }
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("1.00"), d("0")));
+    // The provider was told, so it refunds us too: the rental is over on its side.
+    let sandbox = app.orders.catalog.provider("sandbox").unwrap();
+    let rental = app.orders.view(first.parse().map(domain::OrderId).unwrap()).await.unwrap().unwrap();
+    let status = sandbox.sms(rental.provider_order_id.as_deref().unwrap()).await.unwrap();
+    assert_eq!(status, smsledger::providers::SmsStatus::Ended);
+    let again = scan(&app).await;
+    assert_eq!(again.open, 0, "nothing left open");
+    app.assert_ledger_sound().await;
+}
+
+async fn provider_ending_a_rental_refunds(database: TestDatabase) {
+    let app = spawn_with(database, with_env(&[("SANDBOX_BEHAVIOUR", "never_deliver")])).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let placed = place(&app, &token).await;
+    let id = text(&placed["id"]);
+    // The provider gives up on the rental on its side.
+    let view = app.orders.view(id.parse().map(domain::OrderId).unwrap()).await.unwrap().unwrap();
+    let sandbox = app.orders.catalog.provider("sandbox").unwrap();
+    sandbox.cancel(view.provider_order_id.as_deref().unwrap()).await.unwrap();
+    let report = scan(&app).await;
+    assert_eq!((report.polled, report.failed), (1, 0));
+    assert_eq!(order(&app, &token, &id).await["status"], "provider_failed");
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("1.00"), d("0")));
+    app.assert_ledger_sound().await;
+}
+
+async fn another_sms_on_the_same_number(database: TestDatabase) {
+    let app = spawn_with(database, Options::default()).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let placed = place(&app, &token).await;
+    let id = text(&placed["id"]);
+    // Not before the first SMS.
+    let first = order(&app, &token, &id).await;
+    assert_eq!(first["sms"].as_array().unwrap().len(), 1);
+    let again = app.post(&format!("/orders/{id}/another-sms"), As::Bearer(&token), json!({})).await;
+    let again = again.expect(StatusCode::OK);
+    assert_eq!(again.data()["order"]["awaiting_another_sms"], true);
+    let second = order(&app, &token, &id).await;
+    assert_eq!(second["sms"].as_array().unwrap().len(), 2, "{second}");
+    assert_eq!(second["phone"], placed["phone"], "the same number");
+    assert_ne!(second["sms"][0]["code"], second["sms"][1]["code"]);
+    assert_eq!(second["code"], second["sms"][1]["code"], "the newest code");
+    // Free: charged once.
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.90"), d("0")));
+    app.post(&format!("/orders/{id}/finish"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    app.assert_ledger_sound().await;
+}
+
+async fn a_retry_with_the_same_key_returns_the_same_order(database: TestDatabase) {
+    let app = spawn_with(database, Options::default()).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let client = reqwest::Client::new();
+    let post = |key: &'static str, body: Value| {
+        client
+            .post(format!("{}/orders", app.base))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let first = post("k-1", tg_gb()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let retry: Value = post("k-1", tg_gb()).await.unwrap().json().await.unwrap();
+    assert_eq!(first["data"]["order"]["id"], retry["data"]["order"]["id"]);
+    assert_eq!(app.balance(As::Bearer(&token)).await.0, d("0.90"), "charged once");
+    // Concurrent retries of a new key: one order.
+    let racing = futures_like_join(vec![post("k-2", tg_gb()), post("k-2", tg_gb()), post("k-2", tg_gb())]).await;
+    let mut ids = Vec::new();
+    for response in racing {
+        let response = response.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        ids.push(response.json::<Value>().await.unwrap()["data"]["order"]["id"].clone());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(app.balance(As::Bearer(&token)).await.0, d("0.80"));
+    // The same key for another request is refused; nothing moves.
+    let other = post("k-1", json!({"service": "wa", "country": "GB"})).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.balance(As::Bearer(&token)).await.0, d("0.80"));
+    // Another user's identical key is their own.
+    let bob = customer(&app, "bob@example.com", "1.00").await;
+    let theirs = client
+        .post(format!("{}/orders", app.base))
+        .bearer_auth(&bob)
+        .header("idempotency-key", "k-1")
+        .json(&tg_gb())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), StatusCode::CREATED);
+    let theirs: Value = theirs.json().await.unwrap();
+    assert_ne!(theirs["data"]["order"]["id"], first["data"]["order"]["id"]);
+    app.close_all(&token).await;
+    app.close_all(&bob).await;
+    app.assert_ledger_sound().await;
+}
+
+/// Runs the futures concurrently and returns their outputs in order.
+async fn futures_like_join<F: std::future::Future + Send + 'static>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.unwrap());
+    }
+    outputs
+}
+
+async fn exactly_n_orders_on_funds_for_n(database: TestDatabase) {
+    let env = [("SANDBOX_BEHAVIOUR", "never_deliver"), ("CANCEL_TIMEOUT", "0")];
+    let app = spawn_with(database, with_env(&env)).await;
+    let (token, _, user_id) = app.signed_in("ann@example.com").await;
+    const N: usize = 5;
+    app.fund(&user_id, "0.50").await;
+    let client = reqwest::Client::new();
+    let requests: Vec<_> = (0..N + 4)
+        .map(|_| client.post(format!("{}/orders", app.base)).bearer_auth(&token).json(&tg_gb()).send())
+        .collect();
+    let mut created = 0;
+    for response in futures_like_join(requests).await {
+        let response = response.unwrap();
+        match response.status() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                let body: Value = response.json().await.unwrap();
+                assert!(text(&body["error"]).contains("insufficient balance"), "{body}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(created, N);
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0"), d("0.50")));
+    let listed = app.get("/orders?status=number_assigned", As::Bearer(&token)).await.expect(StatusCode::OK);
+    assert_eq!(listed.data()["total"], N as u64);
+    app.close_all(&token).await;
+    app.assert_ledger_sound().await;
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.50"), d("0")));
+}
+
+async fn insufficient_balance_appends_nothing(database: TestDatabase) {
+    let app = spawn_with(database, Options::default()).await;
+    let token = customer(&app, "ann@example.com", "0.05").await;
+    let head = app.store.head().await.unwrap().position;
+    let refused = app.post("/orders", As::Bearer(&token), tg_gb()).await.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(d(&text(&refused.body["details"]["needed"])), d("0.10"));
+    assert_eq!(app.store.head().await.unwrap().position, head, "nothing appended");
+    // Bad input is a 400 naming the field; unknown services and no numbers are 422s.
+    let bad = app.post("/orders", As::Bearer(&token), json!({"service": "TG!", "country": "GB"})).await;
+    assert_eq!(bad.expect(StatusCode::BAD_REQUEST).body["details"]["field"], "service");
+    let bad = app.post("/orders", As::Bearer(&token), json!({"service": "tg", "country": "Britain"})).await;
+    assert_eq!(bad.expect(StatusCode::BAD_REQUEST).body["details"]["field"], "country");
+    let bad =
+        app.post("/orders", As::Bearer(&token), json!({"service": "tg", "country": "GB", "max_price": "lots"})).await;
+    assert_eq!(bad.expect(StatusCode::BAD_REQUEST).body["details"]["field"], "max_price");
+    let unknown = app.post("/orders", As::Bearer(&token), json!({"service": "nosuch", "country": "GB"})).await;
+    assert!(text(&unknown.expect(StatusCode::UNPROCESSABLE_ENTITY).body["error"]).contains("no provider offers"));
+    let nowhere = app.post("/orders", As::Bearer(&token), json!({"service": "tg", "country": "JP"})).await;
+    nowhere.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    let capped =
+        app.post("/orders", As::Bearer(&token), json!({"service": "tg", "country": "GB", "max_price": "0.01"})).await;
+    let capped = capped.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(d(&text(&capped.body["details"]["cheapest_price"])), d("0.10"));
+    assert_eq!(app.store.head().await.unwrap().position, head, "still nothing appended");
+    app.get("/orders/not-a-uuid", As::Bearer(&token)).await.expect(StatusCode::BAD_REQUEST);
+    app.assert_ledger_sound().await;
+    app.get(&format!("/orders/{}", uuid::Uuid::now_v7()), As::Bearer(&token)).await.expect(StatusCode::NOT_FOUND);
+    app.post("/orders", As::Nobody, tg_gb()).await.expect(StatusCode::UNAUTHORIZED);
+}
+
+async fn failover_to_the_next_provider(database: TestDatabase) {
+    // SMS-Man (the fake) is cheaper but fails to rent; the sandbox serves, at its own price.
+    let (url, fake) = common::fake_smsman::fake_smsman().await;
+    fake.lock().unwrap().get_number = "500".into();
+    let smsman = common::fake_smsman::client(&url, common::fake_smsman::TOKEN);
+    let sandbox = sandbox_provider("0.30");
+    let options = Options { providers: Some(vec![smsman, sandbox]), ..Options::default() };
+    let app = spawn_with(database, options).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let prices = app.get("/catalog/prices?service=tg&country=GB", As::Nobody).await.expect(StatusCode::OK);
+    assert_eq!(d(&text(&prices.data()["prices"][0]["price"])), d("0.25"), "{}", prices.body);
+    let placed = place(&app, &token).await;
+    assert_eq!(d(&text(&placed["price"])), d("0.30"), "served by the sandbox at its price");
+    assert!(fake.lock().unwrap().calls.iter().any(|c| c == "get-number"), "SMS-Man was asked first");
+    // With a price cap below the sandbox's price, nobody can serve: nothing is appended.
+    let capped =
+        app.post("/orders", As::Bearer(&token), json!({"service": "tg", "country": "GB", "max_price": "0.25"})).await;
+    capped.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.70"), d("0.30")));
+    // No provider has numbers at all: 422, and the balance is untouched.
+    fake.lock().unwrap().get_number = "no_numbers".into();
+    let only_smsman = common::fake_smsman::client(&url, common::fake_smsman::TOKEN);
+    let app2 =
+        spawn_with(common::sqlite_database(), Options { providers: Some(vec![only_smsman]), ..Options::default() })
+            .await;
+    let token2 = customer(&app2, "bob@example.com", "1.00").await;
+    let none = app2.post("/orders", As::Bearer(&token2), tg_gb()).await.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&none.body["error"]).contains("no numbers"), "{}", none.body);
+    assert_eq!(app2.balance(As::Bearer(&token2)).await, (d("1.00"), d("0")));
+    app.close_all(&token).await;
+    app.assert_ledger_sound().await;
+    app2.assert_ledger_sound().await;
+}
+
+fn sandbox_provider(cost: &str) -> Provider {
+    use smsledger::providers::{Sandbox, SandboxSettings};
+    let clock: smsledger::providers::sandbox::Clock =
+        std::sync::Arc::new(|| domain::Timestamp(chrono::Utc::now().timestamp_millis()));
+    let settings = SandboxSettings::new(domain::Money::parse(cost, "USD").unwrap(), Duration::ZERO, clock);
+    Provider::Sandbox(std::sync::Arc::new(Sandbox::new(settings)))
+}
+
+on_both_engines!(
+    place_receive_finish,
+    cancel_too_early_then_allowed,
+    a_code_cannot_be_cancelled_away,
+    expiry_refunds_even_after_a_restart,
+    provider_ending_a_rental_refunds,
+    another_sms_on_the_same_number,
+    a_retry_with_the_same_key_returns_the_same_order,
+    exactly_n_orders_on_funds_for_n,
+    insufficient_balance_appends_nothing,
+    failover_to_the_next_provider,
+);
