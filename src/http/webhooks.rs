@@ -19,7 +19,7 @@ use crate::store::Metadata;
     path = "/api/v1/webhooks/textverified",
     tag = "webhooks",
     summary = "TextVerified's v2.sms.received, signed X-Webhook-Signature: HMAC-SHA512=<base64>",
-    request_body(content = Object, description = "TextVerified's webhook event"),
+    description = "The body is TextVerified's event JSON, read only after its signature checks out.",
     params(("X-Webhook-Signature" = String, Header, description = "HMAC-SHA512=<base64 of the HMAC of the body>")),
     responses(
         (status = 200, body = Envelope<Message>),

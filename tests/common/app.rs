@@ -46,6 +46,8 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Providers instead of the configured ones (the sandbox).
     pub providers: Option<Vec<smsledger::providers::Provider>>,
+    /// Run the background jobs (catalog sync, order monitor) as `serve` does.
+    pub jobs: bool,
 }
 
 impl Default for Options {
@@ -57,6 +59,7 @@ impl Default for Options {
             forwarded_for: None,
             env: Vec::new(),
             providers: None,
+            jobs: false,
         }
     }
 }
@@ -89,6 +92,9 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
         state.orders = Arc::new(smsledger::orders::Orders::new(store.clone(), ledger, catalog));
     }
     let orders = Arc::clone(&state.orders);
+    if options.jobs {
+        state.start_jobs(&settings.jobs);
+    }
     let app = router(state, &settings.http);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
