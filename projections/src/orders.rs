@@ -136,38 +136,47 @@ mod tests {
     fn the_view_follows_the_order_through_its_life() {
         let mut state = OrderState::default();
         let mut events = Vec::new();
-        let mut run = |command: OrderCommand| {
+        let mut run = |events: &mut Vec<OrderEvent>, command: OrderCommand| {
             let decided = state.decide(command).unwrap();
             state = std::mem::take(&mut state).apply_all(&decided);
             events.extend(decided);
         };
-        run(OrderCommand::Place {
-            order_id: OrderId::new(),
-            user_id: UserId::new(),
-            service: ServiceCode::parse("tg").unwrap(),
-            country: CountryCode::parse("GB").unwrap(),
-            price: domain::PositiveMoney::parse("0.50", "USD").unwrap(),
-            policy: OrderPolicy::default(),
-            now: Timestamp(1_000),
-        });
-        run(OrderCommand::AssignNumber {
-            provider_id: "sandbox".into(),
-            provider_order_id: "r1".into(),
-            phone: PhoneNumber::parse("+447700900001").unwrap(),
-            cost: Money::parse("0.30", "USD").unwrap(),
-            now: Timestamp(2_000),
-        });
-        run(OrderCommand::ReceiveSms {
-            sms_id: "s1".into(),
-            code: "123456".into(),
-            text: "code 123456".into(),
-            now: Timestamp(3_000),
-        });
-        run(OrderCommand::RequestAnotherSms { now: Timestamp(4_000) });
+        run(
+            &mut events,
+            OrderCommand::Place {
+                order_id: OrderId::new(),
+                user_id: UserId::new(),
+                service: ServiceCode::parse("tg").unwrap(),
+                country: CountryCode::parse("GB").unwrap(),
+                price: domain::PositiveMoney::parse("0.50", "USD").unwrap(),
+                policy: OrderPolicy::default(),
+                now: Timestamp(1_000),
+            },
+        );
+        run(
+            &mut events,
+            OrderCommand::AssignNumber {
+                provider_id: "sandbox".into(),
+                provider_order_id: "r1".into(),
+                phone: PhoneNumber::parse("+447700900001").unwrap(),
+                cost: Money::parse("0.30", "USD").unwrap(),
+                now: Timestamp(2_000),
+            },
+        );
+        run(
+            &mut events,
+            OrderCommand::ReceiveSms {
+                sms_id: "s1".into(),
+                code: "123456".into(),
+                text: "code 123456".into(),
+                now: Timestamp(3_000),
+            },
+        );
+        run(&mut events, OrderCommand::RequestAnotherSms { now: Timestamp(4_000) });
         let waiting = OrderView::fold(positioned(&events)).unwrap();
         assert!(waiting.awaiting_another_sms);
         assert_eq!((waiting.status, waiting.code()), (OrderStatus::SmsReceived, Some("123456")));
-        run(OrderCommand::Finish { now: Timestamp(5_000) });
+        run(&mut events, OrderCommand::Finish { now: Timestamp(5_000) });
         let view = OrderView::fold(positioned(&events)).unwrap();
         assert_eq!(view.serial, 1);
         assert_eq!(view.status, OrderStatus::Finished);
