@@ -53,6 +53,7 @@ async fn the_protocol_from_balance_to_code(database: TestDatabase) {
     // The same order over the REST API.
     let listed = app.get("/orders", As::Bearer(&token)).await.expect(StatusCode::OK);
     assert_eq!(text(&listed.data()["orders"][0]["phone"]), format!("+{}", parts[2]));
+    assert_eq!(listed.data()["orders"][0]["serial"].to_string(), id);
 
     let status = ok(&app, &[("api_key", key), ("action", "getStatus"), ("id", id)]).await;
     let code = status.strip_prefix("STATUS_OK:").unwrap_or_else(|| panic!("{status}"));

@@ -66,6 +66,8 @@ pub struct SmsBody {
 pub struct OrderBody {
     #[schema(format = Uuid)]
     pub id: String,
+    /// A short numeric id of the order, unique like `id` (the SMS-Activate activation id).
+    pub serial: i64,
     #[schema(example = "number_assigned")]
     pub status: String,
     pub service: String,
@@ -95,6 +97,7 @@ impl From<&OrderView> for OrderBody {
     fn from(view: &OrderView) -> Self {
         OrderBody {
             id: view.order_id.to_string(),
+            serial: view.serial,
             status: orders_view::status_text(view.status).to_owned(),
             service: view.service.to_string(),
             country: view.country.to_string(),
