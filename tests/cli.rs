@@ -161,7 +161,11 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     assert_eq!(system["data"]["redis"]["configured"], true);
     assert_eq!(system["data"]["redis"]["ok"], live_redis.is_some(), "{body}");
     assert_eq!(system["data"]["ok"], live_redis.is_some());
-    assert_eq!(system["data"]["projections"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        system["data"]["projections"].as_array().unwrap().len(),
+        4,
+        "balances, statement, trial balance, orders"
+    );
 
     let (status, body) = get(&address, "/metrics");
     assert_eq!(status, 200);

@@ -57,6 +57,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_has_its_shapes() {
                     "cancel",
                     "finish",
                     "another-sms",
+                    "extend",
                     "webhooks/textverified",
                     "handler_api.php",
                 ];

@@ -354,6 +354,45 @@ async fn failover_to_the_next_provider(database: TestDatabase) {
     app2.assert_ledger_sound().await;
 }
 
+async fn extending_keeps_the_number_longer(database: TestDatabase) {
+    let env = [("SANDBOX_BEHAVIOUR", "never_deliver"), ("CANCEL_TIMEOUT", "100"), ("ORDER_TIMEOUT", "1000")];
+    let app = spawn_with(database, with_env(&env)).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let placed = place(&app, &token).await;
+    let id = text(&placed["id"]);
+    let extended =
+        app.post(&format!("/orders/{id}/extend"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    let deadline = |order: &Value| chrono::DateTime::parse_from_rfc3339(order["expires_at"].as_str().unwrap()).unwrap();
+    let pushed = deadline(&extended.data()["order"]) - deadline(&placed);
+    assert_eq!(pushed.num_milliseconds(), 1_000, "one more order lifetime");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(scan(&app).await.expired, 0, "not overdue at the old deadline");
+    app.post(&format!("/orders/{id}/extend"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    let third = app.post(&format!("/orders/{id}/extend"), As::Bearer(&token), json!({})).await;
+    assert!(text(&third.expect(StatusCode::UNPROCESSABLE_ENTITY).body["error"]).contains("at most 2"));
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.90"), d("0.10")), "extending is free");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(scan(&app).await.expired, 1);
+    assert_eq!(order(&app, &token, &id).await["status"], "expired");
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("1.00"), d("0")));
+    app.post(&format!("/orders/{id}/extend"), As::Bearer(&token), json!({}))
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    app.assert_ledger_sound().await;
+
+    // SMS-Man cannot keep a number longer: refused, and nothing changes.
+    let (url, _fake) = common::fake_smsman::fake_smsman().await;
+    let smsman = common::fake_smsman::client(&url, common::fake_smsman::TOKEN);
+    let options = Options { providers: Some(vec![smsman]), ..with_env(&[("CANCEL_TIMEOUT", "0")]) };
+    let app = spawn_with(common::sqlite_database(), options).await;
+    let token = customer(&app, "bob@example.com", "1.00").await;
+    let id = text(&place(&app, &token).await["id"]);
+    let refused = app.post(&format!("/orders/{id}/extend"), As::Bearer(&token), json!({})).await;
+    assert!(text(&refused.expect(StatusCode::UNPROCESSABLE_ENTITY).body["error"]).contains("cannot keep the number"));
+    app.close_all(&token).await;
+    app.assert_ledger_sound().await;
+}
+
 fn sandbox_provider(cost: &str) -> Provider {
     use smsledger::providers::{Sandbox, SandboxSettings};
     let clock: smsledger::providers::sandbox::Clock =
@@ -373,4 +412,5 @@ on_both_engines!(
     exactly_n_orders_on_funds_for_n,
     insufficient_balance_appends_nothing,
     failover_to_the_next_provider,
+    extending_keeps_the_number_longer,
 );

@@ -18,6 +18,8 @@ pub const ORDER_LIFETIME_MS_DEFAULT: u64 = 1_200_000;
 pub const SMS_TEXT_LENGTH_MAX: usize = 1_000;
 /// Most SMS one order may collect (first code plus "another SMS" requests).
 pub const ORDER_SMS_MAX: usize = 10;
+/// How many times one order's deadline may be pushed back.
+pub const ORDER_EXTENSIONS_MAX: u32 = 2;
 
 const _: () = assert!(CANCEL_WINDOW_MS_DEFAULT < ORDER_LIFETIME_MS_DEFAULT);
 
@@ -83,6 +85,12 @@ pub enum OrderCommand {
     RequestAnotherSms {
         now: Timestamp,
     },
+    /// Pushes the deadline back by `by_ms` while the order waits for an SMS (the provider
+    /// has agreed to keep the number that much longer).
+    Extend {
+        by_ms: u64,
+        now: Timestamp,
+    },
     Finish {
         now: Timestamp,
     },
@@ -118,6 +126,8 @@ pub enum OrderEvent {
     SmsReceived { sms_id: String, code: String, text: String, at: Timestamp },
     #[serde(rename = "order.another_sms_requested")]
     AnotherSmsRequested { at: Timestamp },
+    #[serde(rename = "order.extended")]
+    Extended { expires_at: Timestamp, at: Timestamp },
     #[serde(rename = "order.finished")]
     Finished { at: Timestamp },
     #[serde(rename = "order.cancelled")]
@@ -156,6 +166,10 @@ pub enum OrderError {
     TooManySms,
     #[error("the cancel window must be shorter than the order lifetime")]
     BadPolicy,
+    #[error("only an order waiting for an SMS can be extended")]
+    NotWaiting,
+    #[error("an order can be extended at most {ORDER_EXTENSIONS_MAX} times")]
+    TooManyExtensions,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -173,6 +187,7 @@ pub struct OrderState {
     pub assignment: Option<Assignment>,
     pub sms_ids: Vec<String>,
     pub awaiting_another_sms: bool,
+    pub extensions: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,6 +290,17 @@ impl Aggregate for OrderState {
                 }
                 OrderEvent::AnotherSmsRequested { at: now }
             }
+            OrderCommand::Extend { by_ms, now } => {
+                let waiting = status == OrderStatus::NumberAssigned
+                    || (status == OrderStatus::SmsReceived && self.awaiting_another_sms);
+                if !waiting || now >= facts.expires_at || by_ms == 0 {
+                    return Err(OrderError::NotWaiting);
+                }
+                if self.extensions >= ORDER_EXTENSIONS_MAX {
+                    return Err(OrderError::TooManyExtensions);
+                }
+                OrderEvent::Extended { expires_at: facts.expires_at.plus_ms(by_ms), at: now }
+            }
             OrderCommand::Finish { now } => {
                 if status != OrderStatus::SmsReceived {
                     return Err(OrderError::NoSmsYet);
@@ -339,6 +365,12 @@ impl Aggregate for OrderState {
                 self.status = Some(OrderStatus::SmsReceived);
             }
             OrderEvent::AnotherSmsRequested { .. } => self.awaiting_another_sms = true,
+            OrderEvent::Extended { expires_at, .. } => {
+                if let Some(facts) = self.placed.as_mut() {
+                    facts.expires_at = *expires_at;
+                }
+                self.extensions += 1;
+            }
             OrderEvent::Finished { .. } => self.status = Some(OrderStatus::Finished),
             OrderEvent::Cancelled { .. } => self.status = Some(OrderStatus::Cancelled),
             OrderEvent::Expired { .. } => self.status = Some(OrderStatus::Expired),

@@ -241,3 +241,27 @@ fn wallet_effects_follow_the_order() {
         Some(WalletCommand::ReleaseHold { order_id: o.order_id, reason: ReleaseReason::Expired })
     );
 }
+
+#[test]
+fn extending_pushes_the_deadline_a_bounded_number_of_times() {
+    let o = order();
+    let extend = |now| OrderCommand::Extend { by_ms: 600_000, now: at(now) };
+    let extended = |expires| OrderEvent::Extended { expires_at: at(expires), at: at(60_000) };
+    o.given(&o.waiting()).when(extend(60_000)).then(vec![extended(1_800_000)]);
+    let mut history = o.waiting();
+    history.push(extended(1_800_000));
+    // The new deadline holds: not overdue at the old one, overdue at the new one.
+    o.given(&history)
+        .when(OrderCommand::Expire { now: at(1_200_000) })
+        .then_fails(OrderError::NotOverdue { expires_at: at(1_800_000) });
+    o.given(&history)
+        .when(OrderCommand::Expire { now: at(1_800_000) })
+        .then(vec![OrderEvent::Expired { at: at(1_800_000) }]);
+    history.push(extended(2_400_000));
+    o.given(&history).when(extend(70_000)).then_fails(OrderError::TooManyExtensions);
+    // Only while waiting, before the deadline, by something.
+    o.given(&o.with_sms()).when(extend(60_000)).then_fails(OrderError::NotWaiting);
+    o.given(&[o.placed()]).when(extend(60_000)).then_fails(OrderError::NotWaiting);
+    o.given(&o.waiting()).when(extend(1_200_000)).then_fails(OrderError::NotWaiting);
+    o.given(&o.waiting()).when(OrderCommand::Extend { by_ms: 0, now: at(1) }).then_fails(OrderError::NotWaiting);
+}

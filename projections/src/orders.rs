@@ -87,6 +87,7 @@ impl OrderView {
                 self.status = OrderStatus::SmsReceived;
             }
             OrderEvent::AnotherSmsRequested { .. } => self.awaiting_another_sms = true,
+            OrderEvent::Extended { expires_at, .. } => self.expires_at = *expires_at,
             OrderEvent::Finished { at } => self.close(OrderStatus::Finished, *at),
             OrderEvent::Cancelled { at } => self.close(OrderStatus::Cancelled, *at),
             OrderEvent::Expired { at } => self.close(OrderStatus::Expired, *at),

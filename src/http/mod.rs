@@ -174,6 +174,7 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(orders::cancel))
         .routes(routes!(orders::finish))
         .routes(routes!(orders::another_sms))
+        .routes(routes!(orders::extend))
         .routes(routes!(webhooks::textverified))
         .routes(routes!(sms_activate::handler_get, sms_activate::handler_post))
 }

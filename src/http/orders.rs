@@ -150,7 +150,7 @@ impl From<OrderFailure> for ApiError {
                 .with_details(json!({"cheapest_price": cheapest.map(|c| c.amount.to_string())})),
             OrderFailure::NoBalance { available, needed } => ApiError::unprocessable(message)
                 .with_details(json!({"available": available.to_string(), "needed": needed.to_string()})),
-            OrderFailure::KeyReused => ApiError::unprocessable(message),
+            OrderFailure::KeyReused | OrderFailure::CannotExtend => ApiError::unprocessable(message),
             OrderFailure::ProviderUnavailable(_) => ApiError::unavailable(message, 5),
             OrderFailure::Refused(ServiceError::Order(OrderError::CancelTooEarly { allowed_at })) => {
                 ApiError::unprocessable(format!(
@@ -341,4 +341,10 @@ order_action!(
     "/api/v1/orders/{id}/another-sms",
     "Ask for another SMS on the same number, free of charge",
     another_sms
+);
+order_action!(
+    extend,
+    "/api/v1/orders/{id}/extend",
+    "Keep the number one more order lifetime, free, if its provider can (at most twice, while waiting)",
+    extend
 );

@@ -37,6 +37,8 @@ pub enum OrderFailure {
     NoBalance { available: rust_decimal::Decimal, needed: rust_decimal::Decimal },
     #[error("this Idempotency-Key was used for another request")]
     KeyReused,
+    #[error("the provider of this order cannot keep the number longer")]
+    CannotExtend,
     #[error("the provider is unavailable; try again: {0}")]
     ProviderUnavailable(String),
     #[error(transparent)]
@@ -311,6 +313,25 @@ impl Orders {
             })?;
         }
         self.ledger.order_command(order_id, request, None, metadata).await?;
+        self.view(order_id).await?.ok_or(OrderFailure::NotFound)
+    }
+
+    /// Keeps the number one more order lifetime (`ORDER_TIMEOUT`), free, if its provider can;
+    /// at most `ORDER_EXTENSIONS_MAX` times, and only while the order waits for an SMS.
+    pub async fn extend(&self, user: UserId, order_id: OrderId, metadata: Metadata) -> Result<OrderView, OrderFailure> {
+        let view = self.owned(user, order_id).await?;
+        let by_ms = self.ledger.policy.lifetime_ms;
+        let extend = OrderCommand::Extend { by_ms, now: now() };
+        self.ledger.order(order_id).await?.state.decide(extend.clone()).map_err(ServiceError::Order)?;
+        let Some((provider, rental)) = self.provider(&view) else { return Err(OrderFailure::CannotExtend) };
+        if !provider.can_extend() {
+            return Err(OrderFailure::CannotExtend);
+        }
+        provider.extend(&rental, std::time::Duration::from_millis(by_ms)).await.map_err(|e| match e {
+            ProviderError::Unavailable(why) => OrderFailure::ProviderUnavailable(why),
+            _ => OrderFailure::CannotExtend,
+        })?;
+        self.ledger.order_command(order_id, extend, None, metadata).await?;
         self.view(order_id).await?.ok_or(OrderFailure::NotFound)
     }
 

@@ -221,6 +221,22 @@ impl Provider {
         }
     }
 
+    /// Whether the provider can keep a rented number longer than it first said.
+    pub fn can_extend(&self) -> bool {
+        matches!(self, Provider::Sandbox(_))
+    }
+
+    /// Keeps a rented number `by` longer. SMS-Man's control API and TextVerified's
+    /// verifications have no such call: they refuse without asking.
+    pub async fn extend(&self, provider_order_id: &str, by: std::time::Duration) -> Result<(), ProviderError> {
+        match self {
+            Provider::Sandbox(sandbox) => sandbox.extend(provider_order_id, by),
+            Provider::SmsMan(_) | Provider::TextVerified(_) => {
+                Err(ProviderError::Refused(format!("{} cannot extend a rental", self.id())))
+            }
+        }
+    }
+
     /// Asks for another SMS on the same number.
     pub async fn another_sms(&self, provider_order_id: &str) -> Result<(), ProviderError> {
         match self {

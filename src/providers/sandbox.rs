@@ -181,6 +181,17 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Its rentals never time out on their own, so keeping one longer only needs it to exist.
+    pub fn extend(&self, provider_order_id: &str, _by: Duration) -> Result<(), ProviderError> {
+        self.failing()?;
+        let rentals = self.rentals.lock().expect("sandbox lock");
+        match rentals.get(provider_order_id) {
+            None => Err(ProviderError::UnknownRental),
+            Some(rental) if rental.ended => Err(ProviderError::Refused("the rental has ended".into())),
+            Some(_) => Ok(()),
+        }
+    }
+
     pub fn another_sms(&self, provider_order_id: &str) -> Result<(), ProviderError> {
         self.failing()?;
         let due = self.due_from(self.now());
