@@ -146,6 +146,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     for (projection, position) in &report.projections {
         println!("projection        {projection} compared up to position {position}");
     }
+    println!("projection        orders compared up to position {}", report.orders_view);
     if report.is_ok() {
         println!("OK: hash chain, aggregates and projections agree with the log");
         return Ok(true);

@@ -4,14 +4,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use domain::order::OrderEvent;
 use domain::order::OrderState;
 use domain::wallet::WalletState;
-use domain::{Aggregate, Currency, DomainEvent, UserId};
-use projections::{Fold, LedgerEntry, ProjectionName, StatementLine};
+use domain::{Aggregate, Currency, DomainEvent, OrderId, UserId};
+use projections::{Fold, LedgerEntry, OrderView, ProjectionName, StatementLine};
 use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 
-use crate::projection::{Target, checkpoint_name, sink};
+use crate::projection::{Target, checkpoint_name, orders as orders_view, sink};
 use crate::store::canonical::{GENESIS_HASH, chain_hash};
 use crate::store::{Engine, EventStore, LogReader, StoreError};
 
@@ -26,6 +27,8 @@ pub struct Report {
     pub open_holds: usize,
     pub trial_totals: BTreeMap<Currency, Decimal>,
     pub projections: Vec<(ProjectionName, i64)>,
+    /// Position the orders view was compared up to.
+    pub orders_view: i64,
     /// Problems in log order; empty means the ledger verified.
     pub problems: Vec<Problem>,
 }
@@ -65,13 +68,16 @@ struct Folds {
     views: Vec<(ProjectionName, i64, Fold)>,
     /// Sum of every posting per currency (zero in a sound ledger).
     totals: BTreeMap<Currency, Decimal>,
+    /// The orders view re-folded up to the checkpoint its stored table was read at.
+    orders_checkpoint: i64,
+    order_views: BTreeMap<OrderId, OrderView>,
 }
 
 pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     let mut report = Report::default();
     // The stored views are read on another task while the log is replayed.
     let (checkpoints, stored) = spawn_projection_read(store.engine().clone());
-    let checkpoints = match checkpoints.await {
+    let (checkpoints, orders_checkpoint) = match checkpoints.await {
         Ok(checkpoints) => checkpoints,
         Err(_) => {
             return Err(join(stored.await).err().unwrap_or(StoreError::TaskFailed("projection read stopped".into())));
@@ -82,6 +88,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             .iter()
             .map(|(projection, checkpoint)| (*projection, *checkpoint, Fold::new(*projection)))
             .collect(),
+        orders_checkpoint,
         ..Folds::default()
     };
     let mut previous = GENESIS_HASH;
@@ -132,6 +139,11 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 }
             };
             fold_aggregate(&mut folds, &mut report, &event.stream_id, position, &decoded);
+            if let DomainEvent::Order(order) = &decoded
+                && position <= folds.orders_checkpoint
+            {
+                fold_order_view(&mut folds, &event.stream_id, position, order);
+            }
             if let Some(entry) =
                 LedgerEntry::new(position, event.recorded_at.timestamp_micros(), &event.event_type, &decoded)
             {
@@ -171,10 +183,12 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 format!("head row says position {} but the log ends at {after}", head.position),
             );
         }
-        let stored = join(stored.await)?;
+        let (stored, stored_orders) = join(stored.await)?;
         compare_projections(&mut report, std::mem::take(&mut folds.views), stored);
+        compare_orders(&mut report, &folds.order_views, &stored_orders);
     }
     report.projections = checkpoints;
+    report.orders_view = orders_checkpoint;
     Ok(report)
 }
 
@@ -226,11 +240,18 @@ fn parse_wallet_stream(stream_id: &str) -> Option<(UserId, Currency)> {
 
 type Checkpoints = Vec<(ProjectionName, i64)>;
 
-type SnapshotTask = tokio::task::JoinHandle<Result<sink::Snapshot, StoreError>>;
+/// The orders view as stored, and the checkpoint it was read at.
+#[derive(Default)]
+struct StoredOrders {
+    checkpoint: i64,
+    views: BTreeMap<OrderId, OrderView>,
+}
+
+type SnapshotTask = tokio::task::JoinHandle<Result<(sink::Snapshot, StoredOrders), StoreError>>;
 
 /// Checkpoints and tables, read in one snapshot so a running projector cannot skew them.
 /// The checkpoints arrive first (the replay needs them); the tables follow.
-fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<Checkpoints>, SnapshotTask) {
+fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, i64)>, SnapshotTask) {
     let (send_checkpoints, checkpoints) = oneshot::channel();
     let task = tokio::spawn(async move {
         macro_rules! read {
@@ -242,8 +263,11 @@ fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<Checkpoints>, Sna
                         sink::$sink::checkpoint(&mut *tx, &checkpoint_name(projection, Target::Live)).await?;
                     checkpoints.push((projection, position));
                 }
-                let _ = send_checkpoints.send(checkpoints);
-                sink::$sink::snapshot(&mut *tx).await?
+                let orders_checkpoint = sink::$sink::checkpoint(&mut *tx, orders_view::NAME).await?;
+                let _ = send_checkpoints.send((checkpoints, orders_checkpoint));
+                let snapshot = sink::$sink::snapshot(&mut *tx).await?;
+                let views = orders_view::$sink::all(&mut *tx).await?;
+                (snapshot, StoredOrders { checkpoint: orders_checkpoint, views })
             }};
         }
         Ok(match engine {
@@ -281,6 +305,33 @@ fn compare_projections(report: &mut Report, views: Vec<(ProjectionName, i64, Fol
             report.problem(Some(position), format!("{projection} projection differs from the log at {what}"));
         }
     }
+}
+
+/// Folds one order event into the re-folded orders view (an order stream that does not start
+/// with `order.placed` is reported by the order aggregate's own fold).
+fn fold_order_view(folds: &mut Folds, stream_id: &str, position: i64, event: &OrderEvent) {
+    let Some(id) = stream_id.strip_prefix("order-").and_then(|id| id.parse().ok()).map(OrderId) else { return };
+    match folds.order_views.get_mut(&id) {
+        Some(view) => view.apply(event),
+        None => {
+            if let Some(view) = OrderView::placed(event, position) {
+                folds.order_views.insert(id, view);
+            }
+        }
+    }
+}
+
+fn compare_orders(report: &mut Report, expected: &BTreeMap<OrderId, OrderView>, stored: &StoredOrders) {
+    if expected == &stored.views {
+        return;
+    }
+    let differs = expected
+        .iter()
+        .find(|(id, view)| stored.views.get(id) != Some(view))
+        .map(|(id, _)| *id)
+        .or_else(|| stored.views.keys().find(|id| !expected.contains_key(id)).copied());
+    let what = differs.map_or_else(String::new, |id| format!(" at order {id}"));
+    report.problem(Some(stored.checkpoint), format!("orders projection differs from the log{what}"));
 }
 
 fn first_line_difference(mut expected: Vec<StatementLine>, actual: &mut [StatementLine]) -> Option<(i64, String)> {

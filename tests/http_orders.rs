@@ -95,6 +95,8 @@ async fn cancel_too_early_then_allowed(database: TestDatabase) {
     let early = early.expect(StatusCode::UNPROCESSABLE_ENTITY);
     assert!(text(&early.body["error"]).contains("too early"), "{}", early.body);
     assert!(early.body["details"]["cancellable_at"].is_string());
+    let no_code = app.post(&format!("/orders/{id}/finish"), As::Bearer(&token), json!({})).await;
+    assert!(text(&no_code.expect(StatusCode::UNPROCESSABLE_ENTITY).body["error"]).contains("no SMS"));
     assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.90"), d("0.10")), "still held");
 
     tokio::time::sleep(Duration::from_millis(450)).await;
@@ -393,6 +395,30 @@ async fn extending_keeps_the_number_longer(database: TestDatabase) {
     app.assert_ledger_sound().await;
 }
 
+async fn verify_compares_the_orders_view(database: TestDatabase) {
+    let app = spawn_with(database, Options::default()).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let id = text(&place(&app, &token).await["id"]);
+    // Finishing asks the provider first: the code it holds counts.
+    let finished =
+        app.post(&format!("/orders/{id}/finish"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    assert_eq!(finished.data()["order"]["sms"].as_array().unwrap().len(), 1);
+    app.get("/orders", As::Bearer(&token)).await.expect(StatusCode::OK);
+    let report = smsledger::verify::verify(&app.store).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(report.orders_view > 0, "the orders view was compared");
+    // Someone edits the view: verify names it.
+    let tamper = "UPDATE orders SET view = replace(view, '\"finished\"', '\"cancelled\"')";
+    match app.store.engine() {
+        smsledger::store::Engine::Postgres(pool) => sqlx::query(tamper).execute(pool).await.map(|_| ()),
+        smsledger::store::Engine::Sqlite(pool) => sqlx::query(tamper).execute(pool).await.map(|_| ()),
+    }
+    .unwrap();
+    let report = smsledger::verify::verify(&app.store).await.unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(report.problems[0].what.contains(&format!("orders projection differs from the log at order {id}")));
+}
+
 fn sandbox_provider(cost: &str) -> Provider {
     use smsledger::providers::{Sandbox, SandboxSettings};
     let clock: smsledger::providers::sandbox::Clock =
@@ -413,4 +439,5 @@ on_both_engines!(
     insufficient_balance_appends_nothing,
     failover_to_the_next_provider,
     extending_keeps_the_number_longer,
+    verify_compares_the_orders_view,
 );

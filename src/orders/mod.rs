@@ -284,9 +284,11 @@ impl Orders {
         self.view(order_id).await?.ok_or(OrderFailure::NotFound)
     }
 
-    /// Closes an order that got its SMS; the provider is told afterwards.
+    /// Closes an order that got its SMS (asking the provider first, if it is still waiting);
+    /// the provider is told afterwards.
     pub async fn finish(&self, user: UserId, order_id: OrderId, metadata: Metadata) -> Result<OrderView, OrderFailure> {
-        let view = self.owned(user, order_id).await?;
+        // A code that reached the provider but not us yet counts.
+        let view = self.refresh(self.owned(user, order_id).await?, &metadata).await?;
         self.ledger.order_command(order_id, OrderCommand::Finish { now: now() }, None, metadata).await?;
         if let Some((provider, rental)) = self.provider(&view)
             && let Err(error) = provider.finish(&rental).await

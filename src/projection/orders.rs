@@ -164,6 +164,17 @@ macro_rules! engine_orders {
                 rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect()
             }
 
+            /// Every order view, for `verify` to compare with the log.
+            pub async fn all(connection: &mut $connection) -> Result<BTreeMap<OrderId, OrderView>, sqlx::Error> {
+                let rows = sqlx::query("SELECT view FROM orders").fetch_all(&mut *connection).await?;
+                let mut views = BTreeMap::new();
+                for row in rows {
+                    let view = parse_view(&row.try_get::<String, _>(0)?)?;
+                    views.insert(view.order_id, view);
+                }
+                Ok(views)
+            }
+
             /// The order a provider's rental belongs to.
             pub async fn by_rental(
                 connection: &mut $connection,
