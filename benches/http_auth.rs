@@ -6,94 +6,24 @@
 //! server; BENCH_ENGINE=sqlite for the embedded store; BENCH_CLIENTS default 32,
 //! BENCH_SECONDS default 5).
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 use smsledger::config::Settings;
 use smsledger::http::conventions::HttpLimits;
+
+use common::{Measured, database_url, env_number, measure, serve};
 use smsledger::http::{AppState, Secrets, router};
 use smsledger::identity::Mailer;
 use smsledger::rate_limit::RateLimiter;
 use smsledger::store::EventStore;
-use sqlx::Connection;
 
 const PASSWORD: &str = "correct horse battery";
-
-fn env_number(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-struct Measured {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-/// `clients` tasks, each sending its own request (built by `request(i)`) in a loop.
-async fn measure(
-    clients: usize,
-    duration: Duration,
-    request: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
-) -> Measured {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
-    let request = Arc::new(request);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| {
-            let (client, request) = (client.clone(), request.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while started.elapsed() < duration {
-                    let sent = Instant::now();
-                    let response = request(&client, i).send().await.expect("the server answers");
-                    assert!(response.status().is_success(), "{}", response.status());
-                    response.bytes().await.unwrap();
-                    latencies.push(sent.elapsed().as_micros() as u64);
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
-    Measured { rate: latencies.len() as f64 / seconds, p50_ms: at(0.5), p99_ms: at(0.99) }
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(smsledger::http::serve(listener, app, std::future::pending()));
-    format!("http://{address}")
-}
-
-/// What to remove after the run.
-enum Cleanup {
-    Postgres { admin_url: String, name: String },
-    Sqlite(std::path::PathBuf),
-}
-
-async fn database_url() -> (String, Cleanup) {
-    if std::env::var("BENCH_ENGINE").as_deref() == Ok("sqlite") {
-        let dir = std::env::temp_dir().join(format!("smsledger-bench-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        return (format!("sqlite://{}", dir.join("bench.db").display()), Cleanup::Sqlite(dir));
-    }
-    let admin_url =
-        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("smsledger_bench_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("PostgreSQL for the bench");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.unwrap();
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
-    (format!("{base}/{name}"), Cleanup::Postgres { admin_url, name })
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -203,13 +133,6 @@ async fn main() -> anyhow::Result<()> {
     vs_read("GET /user/balance", &balance);
 
     drop(store);
-    match cleanup {
-        Cleanup::Sqlite(dir) => std::fs::remove_dir_all(dir)?,
-        Cleanup::Postgres { admin_url, name } => {
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await?;
-        }
-    }
+    cleanup.run().await?;
     Ok(())
 }
