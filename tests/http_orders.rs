@@ -419,6 +419,39 @@ async fn verify_compares_the_orders_view(database: TestDatabase) {
     assert!(report.problems[0].what.contains(&format!("orders projection differs from the log at order {id}")));
 }
 
+async fn a_slow_provider_does_not_hold_up_reading_an_order(database: TestDatabase) {
+    // SMS-Man (the fake) end to end, with a provider timeout longer than a reader should wait.
+    let (url, fake) = common::fake_smsman::fake_smsman().await;
+    fake.lock().unwrap().sms_delay = Duration::from_secs(6);
+    let settings = smsledger::providers::SmsManSettings {
+        base_url: url,
+        token: common::fake_smsman::TOKEN.into(),
+        timeout: Duration::from_secs(10),
+        currency: domain::Currency::USD,
+    };
+    let smsman = Provider::SmsMan(std::sync::Arc::new(smsledger::providers::SmsMan::new(settings)));
+    let app = spawn_with(database, Options { providers: Some(vec![smsman]), ..Options::default() }).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let placed = place(&app, &token).await;
+    assert_eq!(placed["phone"], "+447700900123");
+    let id = text(&placed["id"]);
+    let started = std::time::Instant::now();
+    let waiting = order(&app, &token, &id).await;
+    assert!(started.elapsed() < Duration::from_millis(4_500), "{:?}", started.elapsed());
+    assert_eq!(waiting["status"], "number_assigned");
+    // The provider answers quickly again, with the code.
+    {
+        let mut fake = fake.lock().unwrap();
+        fake.sms_delay = Duration::ZERO;
+        fake.sms_code = Some("4321".into());
+    }
+    let received = order(&app, &token, &id).await;
+    assert_eq!((received["status"].as_str(), received["code"].as_str()), (Some("sms_received"), Some("4321")));
+    app.post(&format!("/orders/{id}/finish"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    assert!(!fake.lock().unwrap().statuses.is_empty(), "SMS-Man was told the number is done");
+    app.assert_ledger_sound().await;
+}
+
 fn sandbox_provider(cost: &str) -> Provider {
     use smsledger::providers::{Sandbox, SandboxSettings};
     let clock: smsledger::providers::sandbox::Clock =
@@ -440,4 +473,5 @@ on_both_engines!(
     failover_to_the_next_provider,
     extending_keeps_the_number_longer,
     verify_compares_the_orders_view,
+    a_slow_provider_does_not_hold_up_reading_an_order,
 );

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -102,7 +104,7 @@ async fn the_protocol_from_balance_to_code(database: TestDatabase) {
 }
 
 async fn refusals_in_the_protocols_words(database: TestDatabase) {
-    let env = vec![("SANDBOX_BEHAVIOUR", "never_deliver".to_owned())];
+    let env = vec![("SANDBOX_BEHAVIOUR", "never_deliver".to_owned()), ("CANCEL_TIMEOUT", "3000".to_owned())];
     let app = spawn_with(database, Options { env, ..Options::default() }).await;
     let (token, key) = reseller(&app, "bot@example.com", "0.10").await;
     let key = key.as_str();
@@ -121,6 +123,7 @@ async fn refusals_in_the_protocols_words(database: TestDatabase) {
         [("api_key", key), ("action", "getNumber"), ("service", "tg"), ("country", "16"), ("maxPrice", "0.01")];
     assert_eq!(ok(&app, &capped).await, "WRONG_MAX_PRICE:0.10");
     // Funded for exactly one.
+    let placed_at = std::time::Instant::now();
     let first = ok(&app, &get("tg", "16")).await;
     assert!(first.starts_with("ACCESS_NUMBER:"), "{first}");
     assert_eq!(ok(&app, &get("tg", "16")).await, "NO_BALANCE");
@@ -150,11 +153,16 @@ async fn refusals_in_the_protocols_words(database: TestDatabase) {
     );
     // The balance shows the hold taken.
     assert_eq!(ok(&app, &[("api_key", key), ("action", "getBalance")]).await, "ACCESS_BALANCE:0.00");
-    let _ = token;
-    // Left open on purpose: the ledger is sound with its hold in place.
-    let report = smsledger::verify::verify(&app.store).await.unwrap();
-    assert!(report.is_ok(), "{:?}", report.problems);
-    assert_eq!(report.open_holds, 1);
+    // After the cancel window: cancelled, refunded in full.
+    tokio::time::sleep(Duration::from_millis(3_100).saturating_sub(placed_at.elapsed())).await;
+    assert_eq!(
+        ok(&app, &[("api_key", key), ("action", "setStatus"), ("id", id), ("status", "8")]).await,
+        "ACCESS_CANCEL"
+    );
+    assert_eq!(ok(&app, &[("api_key", key), ("action", "getStatus"), ("id", id)]).await, "STATUS_CANCEL");
+    assert_eq!(ok(&app, &[("api_key", key), ("action", "getBalance")]).await, "ACCESS_BALANCE:0.10");
+    app.close_all(&token).await;
+    app.assert_ledger_sound().await;
 }
 
 async fn prices_and_counts(database: TestDatabase) {

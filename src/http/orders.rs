@@ -294,7 +294,7 @@ pub async fn get(
     ensure_open(&state, Scope::Master).await?;
     let view = state.orders.owned(principal.user_id, order_id).await?;
     // A waiting order asks its provider now: the code shows without waiting for the monitor.
-    let view = state.orders.refresh(view, &caller.metadata(Some(principal.user_id))).await?;
+    let view = state.orders.refresh_briefly(view, &caller.metadata(Some(principal.user_id))).await?;
     Ok(ApiOk(OrderData::of(&view)))
 }
 

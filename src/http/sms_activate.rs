@@ -206,7 +206,7 @@ async fn get_status(
     metadata: crate::store::Metadata,
 ) -> Result<Answer, Answer> {
     let view = activation(state, user, params).await?;
-    let view = state.orders.refresh(view, &metadata).await.map_err(fault)?;
+    let view = state.orders.refresh_briefly(view, &metadata).await.map_err(fault)?;
     let code = view.code().unwrap_or_default();
     Ok(Answer::ok(match view.status {
         OrderStatus::Placed | OrderStatus::NumberAssigned => "STATUS_WAIT_CODE".to_owned(),

@@ -25,11 +25,14 @@ use crate::providers::{Provider, ProviderError, SmsStatus};
 use crate::service::{Ledger, ServiceError};
 use crate::store::{AppendOutcome, EventStore, Metadata, StoreError};
 
+/// Longest a request that reads an order waits for its provider's answer.
+pub const INLINE_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum OrderFailure {
     #[error("no such order")]
     NotFound,
-    #[error("no provider offers service {0:?}")]
+    #[error("no provider offers service {0}")]
     UnknownService(ServiceCode),
     #[error("no numbers for this service and country{}", cheapest.map(|c| format!(" within the price (cheapest is {c})")).unwrap_or_default())]
     NoNumbers { cheapest: Option<Money> },
@@ -53,7 +56,8 @@ impl From<ServiceError> for OrderFailure {
             ServiceError::Wallet(WalletError::InsufficientFunds { available, needed }) => {
                 OrderFailure::NoBalance { available, needed }
             }
-            ServiceError::Store(error) => OrderFailure::Store(error),
+            // A lost race after retries stays a refusal (409); other store faults are ours.
+            ServiceError::Store(error) if !matches!(error, StoreError::Conflict { .. }) => OrderFailure::Store(error),
             other => OrderFailure::Refused(other),
         }
     }
@@ -89,9 +93,10 @@ impl Orders {
     pub async fn view(&self, order_id: OrderId) -> Result<Option<OrderView>, StoreError> {
         let stream = order_stream(order_id);
         let mut events = Vec::new();
-        for recorded in self.store.read_stream(&stream).await? {
+        for mut recorded in self.store.read_stream(&stream).await? {
+            let payload = std::mem::take(&mut recorded.payload);
             let corrupt = |reason: String| StoreError::Corrupt { position: recorded.position, reason };
-            match DomainEvent::decode_owned(&recorded.event_type, recorded.schema_version, recorded.payload.clone()) {
+            match DomainEvent::decode_owned(&recorded.event_type, recorded.schema_version, payload) {
                 Ok(DomainEvent::Order(event)) => events.push((recorded.position, event)),
                 Ok(_) => return Err(corrupt(format!("a {} event in {stream}", recorded.event_type))),
                 Err(error) => return Err(corrupt(error.to_string())),
@@ -136,6 +141,25 @@ impl Orders {
     /// are gone by the append, nothing is appended and the number goes back. A retry with the
     /// same key returns the same order.
     pub async fn place(
+        &self,
+        request: NewOrder,
+        pricing: &PricingState,
+        metadata: Metadata,
+    ) -> Result<OrderView, OrderFailure> {
+        let placed = self.place_once(request, pricing, metadata).await;
+        let outcome = match &placed {
+            Ok(view) => view.provider_id.clone().unwrap_or_default(),
+            Err(OrderFailure::NoBalance { .. }) => "no_balance".into(),
+            Err(OrderFailure::NoNumbers { .. }) => "no_numbers".into(),
+            Err(OrderFailure::UnknownService(_)) => "unknown_service".into(),
+            Err(_) => "error".into(),
+        };
+        let result = if placed.is_ok() { "placed" } else { "refused" };
+        metrics::counter!("orders_placed_total", "result" => result, "outcome" => outcome).increment(1);
+        placed
+    }
+
+    async fn place_once(
         &self,
         request: NewOrder,
         pricing: &PricingState,
@@ -242,6 +266,19 @@ impl Orders {
             }
         }
         self.view(view.order_id).await?.ok_or(OrderFailure::NotFound)
+    }
+
+    /// `refresh` for a reader who is waiting: at most `INLINE_POLL_MAX`, else the order as
+    /// recorded (the monitor polls again soon). A poll cut short loses nothing: an SMS is
+    /// either appended or not, and the next poll finds it again.
+    pub async fn refresh_briefly(&self, view: OrderView, metadata: &Metadata) -> Result<OrderView, OrderFailure> {
+        match tokio::time::timeout(INLINE_POLL_MAX, self.refresh(view.clone(), metadata)).await {
+            Ok(refreshed) => refreshed,
+            Err(_) => {
+                tracing::info!(order_id = %view.order_id, "order.inline_poll_timed_out");
+                Ok(view)
+            }
+        }
     }
 
     /// Records one SMS (a repeat of a known one changes nothing); the first captures the hold.

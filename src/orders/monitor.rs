@@ -89,6 +89,9 @@ pub async fn scan(orders: &Arc<Orders>, store: &EventStore, concurrency: usize) 
             report.failed += 1;
         }
     }
+    metrics::gauge!("orders_open").set(report.open as f64);
+    metrics::counter!("monitor_orders_expired_total").increment(report.expired as u64);
+    metrics::counter!("monitor_orders_failed_total").increment(report.failed as u64);
     Ok(report)
 }
 

@@ -23,6 +23,8 @@ pub struct Fake {
     pub sms_code: Option<String>,
     pub statuses: Vec<(String, String)>,
     pub calls: Vec<String>,
+    /// How long `get-sms` takes to answer.
+    pub sms_delay: Duration,
 }
 
 pub type Shared = Arc<Mutex<Fake>>;
@@ -65,13 +67,11 @@ async fn control(
                 _ => json!({"request_id": 555, "country_id": 10, "application_id": 1, "number": "447700900123"}),
             }
         }
-        "get-sms" => match query.get("request_id").map(String::as_str) {
-            Some("555") => match fake.lock().unwrap().sms_code.clone() {
-                None => json!({"request_id": 555, "error_code": "wait_sms", "error_msg": "Still waiting..."}),
-                Some(code) => json!({"request_id": 555, "number": "447700900123", "sms_code": code}),
-            },
-            _ => json!({"success": false, "error_code": "wrong_request_id", "error_msg": "Wrong request id"}),
-        },
+        "get-sms" => {
+            let delay = fake.lock().unwrap().sms_delay;
+            tokio::time::sleep(delay).await;
+            get_sms(&fake, &query)
+        }
         "set-status" => {
             let request_id = query.get("request_id").cloned().unwrap_or_default();
             let status = query.get("status").cloned().unwrap_or_default();
@@ -81,6 +81,16 @@ async fn control(
         _ => return (StatusCode::NOT_FOUND, "no such method").into_response(),
     };
     axum::Json(answer).into_response()
+}
+
+fn get_sms(fake: &Shared, query: &HashMap<String, String>) -> serde_json::Value {
+    match query.get("request_id").map(String::as_str) {
+        Some("555") => match fake.lock().unwrap().sms_code.clone() {
+            None => json!({"request_id": 555, "error_code": "wait_sms", "error_msg": "Still waiting..."}),
+            Some(code) => json!({"request_id": 555, "number": "447700900123", "sms_code": code}),
+        },
+        _ => json!({"success": false, "error_code": "wrong_request_id", "error_msg": "Wrong request id"}),
+    }
 }
 
 pub async fn fake_smsman() -> (String, Shared) {
