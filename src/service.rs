@@ -3,6 +3,9 @@
 //! atomic append). A version conflict means another request changed the stream first: the
 //! command is decided again on fresh state, a bounded number of times.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use domain::events::{order_stream, wallet_stream};
 use domain::order::{OrderCommand, OrderError, OrderEvent, OrderPolicy, OrderState, wallet_effect};
 use domain::wallet::{WalletCommand, WalletError, WalletEvent, WalletState};
@@ -25,15 +28,22 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
+/// Most wallets whose folds are kept; past it the cache starts again empty.
+const WALLET_CACHE_MAX: usize = 100_000;
+
 #[derive(Clone)]
 pub struct Ledger {
     store: EventStore,
     pub policy: OrderPolicy,
+    /// Each wallet as last folded, by stream. A wallet is loaded from its cached fold plus the
+    /// events after it (read from the store every time), so its stream is never re-read whole
+    /// and a write by another instance is never missed.
+    wallets: Arc<Mutex<HashMap<String, Loaded<WalletState>>>>,
 }
 
 impl Ledger {
     pub fn new(store: EventStore, policy: OrderPolicy) -> Self {
-        Ledger { store, policy }
+        Ledger { store, policy, wallets: Arc::default() }
     }
 
     pub async fn wallet(&self, user: UserId, currency: Currency) -> Result<Loaded<WalletState>, ServiceError> {
@@ -42,7 +52,18 @@ impl Ledger {
             DomainEvent::Wallet(event) => Some(state.apply(&event)),
             _ => None,
         };
-        Ok(self.store.fold_stream(&stream, WalletState::new(user, currency), apply).await?)
+        let cached = self.wallets.lock().expect("wallet cache lock").get(&stream).cloned();
+        let from = cached.unwrap_or(Loaded { state: WalletState::new(user, currency), version: 0 });
+        let loaded = self.store.fold_stream_from(&stream, from, apply).await?;
+        let mut wallets = self.wallets.lock().expect("wallet cache lock");
+        if wallets.len() >= WALLET_CACHE_MAX {
+            wallets.clear();
+        }
+        let newer = wallets.get(&stream).is_none_or(|kept| kept.version < loaded.version);
+        if newer {
+            wallets.insert(stream, loaded.clone());
+        }
+        Ok(loaded)
     }
 
     pub async fn order(&self, order_id: OrderId) -> Result<Loaded<OrderState>, ServiceError> {

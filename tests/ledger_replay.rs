@@ -371,7 +371,34 @@ async fn balance_at_a_past_position(db: TestDatabase) {
     assert!(point_in_time::account_balance(&store, &clearing, 0).await.unwrap().is_empty());
 }
 
+/// Two instances (two `Ledger`s, each with its own cache of wallet folds) writing one wallet:
+/// each sees the other's writes, and the cached fold plus the tail equals a full fold.
+async fn cached_wallet_folds_see_every_write(db: TestDatabase) {
+    use domain::wallet::WalletCommand;
+    let store = open_store(&db).await;
+    let (one, two) =
+        (Ledger::new(store.clone(), OrderPolicy::default()), Ledger::new(store.clone(), OrderPolicy::default()));
+    let user = domain::UserId::new();
+    let deposit = |amount: &str| WalletCommand::Deposit {
+        deposit_id: domain::DepositId::new(),
+        amount: domain::PositiveMoney::parse(amount, "USD").unwrap(),
+        source: domain::Clearing::Sandbox,
+    };
+    one.wallet_command(user, Currency::USD, deposit("1.00"), None, Default::default()).await.unwrap();
+    assert_eq!(one.wallet(user, Currency::USD).await.unwrap().version, 1, "cached at version 1");
+    two.wallet_command(user, Currency::USD, deposit("2.00"), None, Default::default()).await.unwrap();
+    one.wallet_command(user, Currency::USD, deposit("4.00"), None, Default::default()).await.unwrap();
+    for ledger in [&one, &two] {
+        let wallet = ledger.wallet(user, Currency::USD).await.unwrap();
+        assert_eq!((wallet.version, wallet.state.available), (3, rust_decimal::Decimal::from(7)));
+    }
+    // The same as folding the whole stream afresh.
+    let fresh = Ledger::new(store.clone(), OrderPolicy::default()).wallet(user, Currency::USD).await.unwrap();
+    assert_eq!(fresh.state, one.wallet(user, Currency::USD).await.unwrap().state);
+}
+
 on_both_engines!(
+    cached_wallet_folds_see_every_write,
     verify_passes_after_a_random_workload_and_rebuild_is_identical,
     a_projector_that_crashes_mid_batch_resumes_without_double_applying,
     rebuild_under_writes_never_shows_a_half_built_view,

@@ -141,9 +141,14 @@ impl EventStore {
     }
 
     pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_after(stream_id, 0).await
+    }
+
+    /// The events of a stream after `version` (its first `version` events skipped).
+    pub async fn read_stream_after(&self, stream_id: &str, version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
         match &self.inner.engine {
-            Engine::Postgres(pool) => postgres::read_stream(pool, stream_id).await,
-            Engine::Sqlite(pool) => sqlite::read_stream(pool, stream_id).await,
+            Engine::Postgres(pool) => postgres::read_stream(pool, stream_id, version).await,
+            Engine::Sqlite(pool) => sqlite::read_stream(pool, stream_id, version).await,
         }
     }
 
@@ -156,8 +161,20 @@ impl EventStore {
         initial: S,
         apply: impl Fn(S, domain::DomainEvent) -> Option<S>,
     ) -> Result<Loaded<S>, StoreError> {
-        let events = self.read_stream(stream_id).await?;
-        let mut state = initial;
+        self.fold_stream_from(stream_id, Loaded { state: initial, version: 0 }, apply).await
+    }
+
+    /// Continues a fold: `from` is the stream folded to its `version`, and only the events
+    /// after it are read. Events never change, so a fold of the first `version` events stays
+    /// valid for ever; a cached one plus the tail is the same state as a full read.
+    pub async fn fold_stream_from<S>(
+        &self,
+        stream_id: &str,
+        from: Loaded<S>,
+        apply: impl Fn(S, domain::DomainEvent) -> Option<S>,
+    ) -> Result<Loaded<S>, StoreError> {
+        let events = self.read_stream_after(stream_id, from.version).await?;
+        let mut state = from.state;
         for recorded in &events {
             let corrupt = |reason: String| StoreError::Corrupt {
                 position: recorded.position,
@@ -167,7 +184,7 @@ impl EventStore {
             state =
                 apply(state, event).ok_or_else(|| corrupt(format!("{} does not belong here", recorded.event_type)))?;
         }
-        Ok(Loaded { state, version: events.len() as u64 })
+        Ok(Loaded { state, version: from.version + events.len() as u64 })
     }
 
     /// The newest event of a stream, if it has any.

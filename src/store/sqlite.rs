@@ -134,9 +134,14 @@ fn decode_row(row: SqliteRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
-pub async fn read_stream(pool: &SqlitePool, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(concat!(select_events!(), " WHERE stream_id = $1 ORDER BY version"))
+pub async fn read_stream(
+    pool: &SqlitePool,
+    stream_id: &str,
+    after_version: u64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(concat!(select_events!(), " WHERE stream_id = $1 AND version > $2 ORDER BY version"))
         .bind(stream_id)
+        .bind(i64::try_from(after_version).unwrap_or(i64::MAX))
         .fetch_all(pool)
         .await?;
     rows.into_iter().map(decode_row).collect()
