@@ -59,6 +59,20 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub providers: ProviderSettings,
     pub jobs: JobSettings,
+    pub payments: PaymentSettings,
+}
+
+/// How money comes in and goes out.
+#[derive(Clone, Debug)]
+pub struct PaymentSettings {
+    /// `STRIPE_SECRET_KEY` + `STRIPE_WEBHOOK_SECRET` (both or neither), `STRIPE_API_BASE`.
+    pub stripe: Option<crate::payments::stripe::StripeSettings>,
+    /// Smallest and largest deposit (`MIN_RECHARGE_AMOUNT`, `MAX_RECHARGE_AMOUNT`).
+    pub recharge_min: rust_decimal::Decimal,
+    pub recharge_max: rust_decimal::Decimal,
+    /// The sandbox payment method: instant made-up deposits, for development only
+    /// (`APP_ENV=development`, the default with the embedded store).
+    pub sandbox: bool,
 }
 
 /// Background jobs: the catalog sync and the order monitor.
@@ -251,12 +265,14 @@ impl Settings {
             sandbox_behaviour,
             sandbox_cost,
         };
+        let payments = payment_settings(&get, &store.database_url)?;
         let jobs = JobSettings {
             catalog_sync: Duration::from_millis(parse(&get, "CATALOG_SYNC_MS", 300_000, 1_000..=86_400_000)?),
             order_poll: Duration::from_millis(parse(&get, "ORDER_POLL_MS", 10_000, 10..=3_600_000)?),
             order_poll_concurrency: parse(&get, "ORDER_POLL_CONCURRENCY", 8, 1..=256)?,
         };
         Ok(Settings {
+            payments,
             jobs,
             providers,
             auth,
@@ -272,6 +288,40 @@ impl Settings {
             projection_poll: Duration::from_millis(parse(&get, "PROJECTION_POLL_MS", 250, 1..=60_000)?),
         })
     }
+}
+
+fn payment_settings(get: &impl Fn(&str) -> Option<String>, database_url: &str) -> anyhow::Result<PaymentSettings> {
+    let production = match get("APP_ENV").as_deref().map(str::trim) {
+        None | Some("") => !database_url.starts_with("sqlite:"),
+        Some("production") => true,
+        Some("development") => false,
+        Some(other) => bail!("APP_ENV must be development or production, got {other:?}"),
+    };
+    let amount = |key: &str, default: &str| -> anyhow::Result<rust_decimal::Decimal> {
+        let text = get(key).filter(|v| !v.is_empty()).unwrap_or_else(|| default.into());
+        rust_decimal::Decimal::from_str_exact(text.trim())
+            .ok()
+            .filter(|amount| *amount > rust_decimal::Decimal::ZERO)
+            .with_context(|| format!("{key} must be a positive amount such as {default}, got {text:?}"))
+    };
+    let (recharge_min, recharge_max) = (amount("MIN_RECHARGE_AMOUNT", "1")?, amount("MAX_RECHARGE_AMOUNT", "10000")?);
+    if recharge_min > recharge_max {
+        bail!("MIN_RECHARGE_AMOUNT ({recharge_min}) must not be above MAX_RECHARGE_AMOUNT ({recharge_max})");
+    }
+    let stripe = match (
+        get("STRIPE_SECRET_KEY").filter(|v| !v.is_empty()),
+        get("STRIPE_WEBHOOK_SECRET").filter(|v| !v.is_empty()),
+    ) {
+        (Some(secret_key), Some(webhook_secret)) => Some(crate::payments::stripe::StripeSettings {
+            base_url: get("STRIPE_API_BASE").unwrap_or_else(|| crate::payments::stripe::BASE_URL_DEFAULT.into()),
+            secret_key,
+            webhook_secret,
+            timeout: Duration::from_millis(parse(get, "STRIPE_TIMEOUT_MS", 10_000, 100..=120_000)?),
+        }),
+        (None, None) => None,
+        _ => bail!("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are set together or not at all"),
+    };
+    Ok(PaymentSettings { stripe, recharge_min, recharge_max, sandbox: !production })
 }
 
 /// `(JWT_SECRET, SECRETS_KEY)`: as configured, or for the embedded store, generated on first

@@ -25,5 +25,6 @@ pub mod verify;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod metrics;
 pub mod orders;
+pub mod payments;
 pub mod rate_limit;
 pub mod read;

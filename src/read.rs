@@ -87,3 +87,35 @@ pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Re
     };
     Ok(found.unwrap_or_default())
 }
+
+/// The statement lines that are payments history: money in, money out, admin credits and
+/// refunds of orders (holds released). Holds and captures of orders are in the orders.
+pub const HISTORY_EVENT_TYPES: [&str; 7] = [
+    "wallet.deposited",
+    "wallet.deposit_reversed",
+    "wallet.withdrawal_requested",
+    "wallet.withdrawal_paid",
+    "wallet.withdrawal_rejected",
+    "wallet.adjusted",
+    "wallet.hold_released",
+];
+
+/// One page of a user's payments history, newest first, including every write committed
+/// before the call; and how many lines there are in all.
+pub async fn history(
+    store: &EventStore,
+    user: UserId,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<projections::StatementLine>, i64), ReadError> {
+    wait_until_fresh(store, ProjectionName::Statement).await?;
+    let types = &HISTORY_EVENT_TYPES;
+    Ok(match store.engine() {
+        Engine::Postgres(pool) => {
+            sink::postgres::statement_page(&mut *pool.acquire().await?, user, types, limit, offset).await?
+        }
+        Engine::Sqlite(pool) => {
+            sink::sqlite::statement_page(&mut *pool.acquire().await?, user, types, limit, offset).await?
+        }
+    })
+}

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use domain::events::{order_stream, wallet_stream};
+use domain::deposit::{DepositCommand, DepositEvent, DepositState};
+use domain::events::{ReferenceClaim, deposit_reference_stream, deposit_stream, order_stream, wallet_stream};
 use domain::order::{OrderCommand, OrderError, OrderEvent, OrderPolicy, OrderState, wallet_effect};
 use domain::wallet::{WalletCommand, WalletError, WalletEvent, WalletState};
-use domain::{Aggregate, Currency, DomainEvent, OrderId, UserId};
+use domain::{Aggregate, Currency, DepositId, DomainEvent, OrderId, UserId};
 
 use crate::store::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Loaded, Metadata, NewEvent, StoreError, StreamAppend,
@@ -24,6 +25,12 @@ pub enum ServiceError {
     Wallet(#[from] WalletError),
     #[error(transparent)]
     Order(#[from] OrderError),
+    #[error(transparent)]
+    Deposit(#[from] domain::deposit::DepositError),
+    /// The external reference (payment intent, UPI reference, TRON hash) belongs to another
+    /// deposit already.
+    #[error("this reference was already used for a deposit")]
+    ReferenceUsed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -44,6 +51,10 @@ pub struct Ledger {
 impl Ledger {
     pub fn new(store: EventStore, policy: OrderPolicy) -> Self {
         Ledger { store, policy, wallets: Arc::default() }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
     }
 
     pub async fn wallet(&self, user: UserId, currency: Currency) -> Result<Loaded<WalletState>, ServiceError> {
@@ -157,6 +168,78 @@ impl Ledger {
             }
             let request = AppendRequest { streams, idempotency_key: key.clone(), metadata: metadata.clone() };
             match self.store.append(request).await {
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => attempt += 1,
+                result => return Ok(Some(result?)),
+            }
+        }
+    }
+
+    pub async fn deposit(&self, deposit_id: DepositId) -> Result<Loaded<DepositState>, ServiceError> {
+        let apply = |state: DepositState, event| match event {
+            DomainEvent::Deposit(event) => Some(state.apply(&event)),
+            _ => None,
+        };
+        Ok(self.store.fold_stream(&deposit_stream(deposit_id), DepositState::default(), apply).await?)
+    }
+
+    /// Decides a deposit command and appends it with its wallet effect (a credit or a
+    /// reversal) in one atomic append. Initiating with a reference claims it in the same
+    /// append: a reference used before is [`ServiceError::ReferenceUsed`].
+    pub async fn deposit_command(
+        &self,
+        deposit_id: DepositId,
+        command: DepositCommand,
+        key: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Option<AppendOutcome>, ServiceError> {
+        let mut attempt = 0;
+        loop {
+            if let Some(first) = self.first_outcome(&key).await? {
+                return Ok(Some(first));
+            }
+            let deposit = self.deposit(deposit_id).await?;
+            let events = match deposit.state.decide(command.clone()) {
+                Ok(events) => events,
+                Err(refused) => return self.first_outcome(&key).await?.map(Some).ok_or(refused.into()),
+            };
+            let mut streams = vec![StreamAppend {
+                stream_id: deposit_stream(deposit_id),
+                expected: ExpectedVersion::from_version(deposit.version),
+                events: events.iter().map(|e| NewEvent::from_domain(&DomainEvent::Deposit(e.clone()))).collect(),
+            }];
+            let mut claim = None;
+            for event in &events {
+                if let DepositEvent::Initiated { method, reference: Some(reference), .. } = event {
+                    let stream_id = deposit_reference_stream(*method, reference);
+                    let claimed = ReferenceClaim::Claimed { deposit_id, method: *method, reference: reference.clone() };
+                    claim = Some(stream_id.clone());
+                    streams.push(StreamAppend {
+                        stream_id,
+                        expected: ExpectedVersion::NoStream,
+                        events: vec![NewEvent::from_domain(&claimed.into())],
+                    });
+                }
+            }
+            let after = deposit.state.clone().apply_all(&events);
+            let effects: Vec<_> =
+                events.iter().filter_map(|event| domain::deposit::wallet_effect(&after, event)).collect();
+            if let (false, Some(initiated)) = (effects.is_empty(), after.initiated.as_ref()) {
+                let (user, currency) = (initiated.user_id, initiated.amount.currency());
+                let wallet = self.wallet(user, currency).await?;
+                let mut state = wallet.state;
+                let mut wallet_events = Vec::new();
+                for effect in effects {
+                    let decided = state.decide(effect)?;
+                    state = state.apply_all(&decided);
+                    wallet_events.extend(decided);
+                }
+                streams.push(wallet_append(user, currency, wallet.version, &wallet_events));
+            }
+            let request = AppendRequest { streams, idempotency_key: key.clone(), metadata: metadata.clone() };
+            match self.store.append(request).await {
+                Err(StoreError::Conflict { stream_id, .. }) if Some(&stream_id) == claim.as_ref() => {
+                    return Err(ServiceError::ReferenceUsed);
+                }
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => attempt += 1,
                 result => return Ok(Some(result?)),
             }

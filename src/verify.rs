@@ -221,7 +221,9 @@ fn fold_aggregate(folds: &mut Folds, report: &mut Report, stream_id: &str, posit
             let state = folds.orders.get_mut(stream_id).expect("inserted above");
             *state = std::mem::take(state).apply(event);
         }
-        // Identity, maintenance and pricing events move no money; the chain check covers them.
+        // Identity, maintenance and pricing events move no money, nor do deposit events (the
+        // wallet events appended with them carry the postings); the chain check covers them.
+        DomainEvent::Deposit(_) | DomainEvent::ReferenceClaimed(_) => {}
         DomainEvent::User(_)
         | DomainEvent::EmailClaimed(_)
         | DomainEvent::Session(_)

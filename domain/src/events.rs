@@ -6,8 +6,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::api_key::ApiKeyEvent;
+use crate::deposit::{DepositEvent, DepositMethod, Reference};
 use crate::identity::{Email, UserEvent};
-use crate::ids::{ApiKeyId, OrderId, SessionId, UserId};
+use crate::ids::{ApiKeyId, DepositId, OrderId, SessionId, UserId};
 use crate::ledger::Postings;
 use crate::maintenance::MaintenanceEvent;
 use crate::money::Currency;
@@ -30,6 +31,18 @@ pub enum DomainEvent {
     ApiKey(ApiKeyEvent),
     Maintenance(MaintenanceEvent),
     Pricing(PricingEvent),
+    Deposit(DepositEvent),
+    /// The first event of a `deposit-ref-{method}-{reference}` stream: the reference belongs
+    /// to this deposit, so it is credited once, ever.
+    ReferenceClaimed(ReferenceClaim),
+}
+
+/// Appended with `NoStream` together with the deposit that uses the reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "type")]
+pub enum ReferenceClaim {
+    #[serde(rename = "deposit_reference.claimed")]
+    Claimed { deposit_id: DepositId, method: DepositMethod, reference: Reference },
 }
 
 /// Appended with `NoStream` to `email-{address}` in the same append as the registration, so
@@ -63,6 +76,8 @@ impl DomainEvent {
             DomainEvent::ApiKey(event) => split_tag(event),
             DomainEvent::Maintenance(event) => split_tag(event),
             DomainEvent::Pricing(event) => split_tag(event),
+            DomainEvent::Deposit(event) => split_tag(event),
+            DomainEvent::ReferenceClaimed(event) => split_tag(event),
         }
     }
 
@@ -82,6 +97,8 @@ impl DomainEvent {
             Some("api_key") => join_tag(event_type, payload).map(DomainEvent::ApiKey),
             Some("maintenance") => join_tag(event_type, payload).map(DomainEvent::Maintenance),
             Some("pricing") => join_tag(event_type, payload).map(DomainEvent::Pricing),
+            Some("deposit") => join_tag(event_type, payload).map(DomainEvent::Deposit),
+            Some("deposit_reference") => join_tag(event_type, payload).map(DomainEvent::ReferenceClaimed),
             _ => Err(DecodeError::UnknownType(event_type.to_owned())),
         }
     }
@@ -118,7 +135,8 @@ macro_rules! from_event {
 }
 
 from_event!(UserEvent => User, EmailClaim => EmailClaimed, SessionEvent => Session, ApiKeyEvent => ApiKey,
-    MaintenanceEvent => Maintenance, PricingEvent => Pricing);
+    MaintenanceEvent => Maintenance, PricingEvent => Pricing, DepositEvent => Deposit,
+    ReferenceClaim => ReferenceClaimed);
 
 /// Turns a payload written with an older schema version into the current shape.
 /// No event type has changed yet, so version 1 is the only one accepted.
@@ -179,6 +197,15 @@ pub fn api_key_stream(key: ApiKeyId) -> String {
 /// When a key was last used; kept apart so the key's own stream stays short.
 pub fn api_key_used_stream(key: ApiKeyId) -> String {
     format!("api-key-used-{key}")
+}
+
+pub fn deposit_stream(deposit: DepositId) -> String {
+    format!("deposit-{deposit}")
+}
+
+/// Claims an external reference (a payment intent, a UPI reference, a TRON hash) for ever.
+pub fn deposit_reference_stream(method: DepositMethod, reference: &Reference) -> String {
+    format!("deposit-ref-{}-{}", method.as_str(), reference.as_str())
 }
 
 pub const MAINTENANCE_STREAM: &str = "maintenance";
@@ -270,6 +297,27 @@ mod tests {
                 }
                 .into(),
                 "pricing.rule_set",
+            ),
+            (
+                DepositEvent::Initiated {
+                    deposit_id: DepositId::new(),
+                    user_id,
+                    method: DepositMethod::Tron,
+                    amount: PositiveMoney::parse("5", "USD").unwrap(),
+                    reference: Some(Reference::parse("abc").unwrap()),
+                    at,
+                }
+                .into(),
+                "deposit.initiated",
+            ),
+            (
+                ReferenceClaim::Claimed {
+                    deposit_id: DepositId::new(),
+                    method: DepositMethod::Upi,
+                    reference: Reference::parse("UTR1").unwrap(),
+                }
+                .into(),
+                "deposit_reference.claimed",
             ),
         ];
         for (event, expected_type) in events {

@@ -17,6 +17,10 @@ pub enum Clearing {
     Stripe,
     Manual,
     Sandbox,
+    /// UPI transfers, confirmed by an admin.
+    Upi,
+    /// TRON (USDT) transfers, confirmed by reading the chain.
+    Tron,
 }
 
 impl Clearing {
@@ -25,6 +29,8 @@ impl Clearing {
             Clearing::Stripe => "stripe",
             Clearing::Manual => "manual",
             Clearing::Sandbox => "sandbox",
+            Clearing::Upi => "upi",
+            Clearing::Tron => "tron",
         }
     }
 }
@@ -35,6 +41,9 @@ impl Clearing {
 pub enum Account {
     UserAvailable(UserId),
     UserHeld(UserId),
+    /// What a user owes: a chargeback larger than their available balance. Its balance is
+    /// zero or negative; the user's next deposits repay it first.
+    UserDebt(UserId),
     ProviderPayable(String),
     RevenueMargin,
     Clearing(Clearing),
@@ -46,7 +55,7 @@ impl Account {
     /// The user this account belongs to, for user accounts.
     pub fn user(&self) -> Option<UserId> {
         match self {
-            Account::UserAvailable(u) | Account::UserHeld(u) => Some(*u),
+            Account::UserAvailable(u) | Account::UserHeld(u) | Account::UserDebt(u) => Some(*u),
             _ => None,
         }
     }
@@ -57,6 +66,7 @@ impl fmt::Display for Account {
         match self {
             Account::UserAvailable(u) => write!(f, "user:{u}:available"),
             Account::UserHeld(u) => write!(f, "user:{u}:held"),
+            Account::UserDebt(u) => write!(f, "user:{u}:debt"),
             Account::ProviderPayable(p) => write!(f, "provider:{p}:payable"),
             Account::RevenueMargin => f.write_str("revenue:margin"),
             Account::Clearing(c) => write!(f, "clearing:{}", c.as_str()),
@@ -78,11 +88,14 @@ impl FromStr for Account {
         match parts.as_slice() {
             ["user", id, "available"] => Ok(Account::UserAvailable(id.parse().map_err(|_| bad())?)),
             ["user", id, "held"] => Ok(Account::UserHeld(id.parse().map_err(|_| bad())?)),
+            ["user", id, "debt"] => Ok(Account::UserDebt(id.parse().map_err(|_| bad())?)),
             ["provider", id, "payable"] if is_provider_id(id) => Ok(Account::ProviderPayable((*id).to_owned())),
             ["revenue", "margin"] => Ok(Account::RevenueMargin),
             ["clearing", "stripe"] => Ok(Account::Clearing(Clearing::Stripe)),
             ["clearing", "manual"] => Ok(Account::Clearing(Clearing::Manual)),
             ["clearing", "sandbox"] => Ok(Account::Clearing(Clearing::Sandbox)),
+            ["clearing", "upi"] => Ok(Account::Clearing(Clearing::Upi)),
+            ["clearing", "tron"] => Ok(Account::Clearing(Clearing::Tron)),
             ["payout", "pending"] => Ok(Account::PayoutPending),
             ["equity", "adjustments"] => Ok(Account::EquityAdjustments),
             _ => Err(bad()),
@@ -190,11 +203,14 @@ mod tests {
         let accounts = [
             Account::UserAvailable(user),
             Account::UserHeld(user),
+            Account::UserDebt(user),
             Account::ProviderPayable("smsman".into()),
             Account::RevenueMargin,
             Account::Clearing(Clearing::Stripe),
             Account::Clearing(Clearing::Manual),
             Account::Clearing(Clearing::Sandbox),
+            Account::Clearing(Clearing::Upi),
+            Account::Clearing(Clearing::Tron),
             Account::PayoutPending,
             Account::EquityAdjustments,
         ];

@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod api_key;
 pub mod catalog;
 pub mod credentials;
+pub mod deposit;
 pub mod events;
 pub mod identity;
 pub mod ids;

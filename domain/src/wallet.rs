@@ -25,14 +25,50 @@ pub enum ReleaseReason {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WalletCommand {
-    Deposit { deposit_id: DepositId, amount: PositiveMoney, source: Clearing },
-    PlaceHold { order_id: OrderId, amount: PositiveMoney },
-    CaptureHold { order_id: OrderId, provider_id: String, cost: Money },
-    ReleaseHold { order_id: OrderId, reason: ReleaseReason },
-    Adjust { adjustment_id: AdjustmentId, amount: Money, reason: String, admin_id: UserId },
-    RequestWithdrawal { withdrawal_id: WithdrawalId, amount: PositiveMoney },
-    PayWithdrawal { withdrawal_id: WithdrawalId, clearing: Clearing },
-    RejectWithdrawal { withdrawal_id: WithdrawalId, reason: String },
+    Deposit {
+        deposit_id: DepositId,
+        amount: PositiveMoney,
+        source: Clearing,
+    },
+    PlaceHold {
+        order_id: OrderId,
+        amount: PositiveMoney,
+    },
+    CaptureHold {
+        order_id: OrderId,
+        provider_id: String,
+        cost: Money,
+    },
+    ReleaseHold {
+        order_id: OrderId,
+        reason: ReleaseReason,
+    },
+    Adjust {
+        adjustment_id: AdjustmentId,
+        amount: Money,
+        reason: String,
+        admin_id: UserId,
+    },
+    RequestWithdrawal {
+        withdrawal_id: WithdrawalId,
+        amount: PositiveMoney,
+    },
+    PayWithdrawal {
+        withdrawal_id: WithdrawalId,
+        clearing: Clearing,
+    },
+    RejectWithdrawal {
+        withdrawal_id: WithdrawalId,
+        reason: String,
+    },
+    /// Money of a deposit taken back (a card refund or a dispute), once per `reversal_id`.
+    /// It is taken from the available balance; what is not there becomes debt.
+    ReverseDeposit {
+        deposit_id: DepositId,
+        reversal_id: String,
+        amount: PositiveMoney,
+        source: Clearing,
+    },
 }
 
 /// Every wallet event carries the postings it makes; they always sum to zero.
@@ -55,6 +91,17 @@ pub enum WalletEvent {
     WithdrawalPaid { withdrawal_id: WithdrawalId, clearing: Clearing, postings: Postings },
     #[serde(rename = "wallet.withdrawal_rejected")]
     WithdrawalRejected { withdrawal_id: WithdrawalId, reason: String, postings: Postings },
+    /// `taken` came from the available balance, `owed` became debt; they sum to `amount`.
+    #[serde(rename = "wallet.deposit_reversed")]
+    DepositReversed {
+        deposit_id: DepositId,
+        reversal_id: String,
+        amount: PositiveMoney,
+        source: Clearing,
+        taken: Money,
+        owed: Money,
+        postings: Postings,
+    },
 }
 
 impl WalletEvent {
@@ -67,7 +114,8 @@ impl WalletEvent {
             | WalletEvent::Adjusted { postings, .. }
             | WalletEvent::WithdrawalRequested { postings, .. }
             | WalletEvent::WithdrawalPaid { postings, .. }
-            | WalletEvent::WithdrawalRejected { postings, .. } => postings,
+            | WalletEvent::WithdrawalRejected { postings, .. }
+            | WalletEvent::DepositReversed { postings, .. } => postings,
         }
     }
 }
@@ -94,6 +142,10 @@ pub enum WalletError {
     WithdrawalExists(WithdrawalId),
     #[error("withdrawal {0} is not pending")]
     UnknownWithdrawal(WithdrawalId),
+    #[error("reversal {0:?} was already taken")]
+    ReversalExists(String),
+    #[error("a reversal id is 1 to {REASON_LENGTH_MAX} characters")]
+    BadReversalId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,12 +154,16 @@ pub struct WalletState {
     pub currency: Currency,
     pub available: Decimal,
     pub held: Decimal,
+    /// What the user owes after a chargeback larger than their balance (zero or more).
+    pub debt: Decimal,
     /// Open holds by order. `held` is always their sum.
     pub holds: BTreeMap<OrderId, Decimal>,
     /// Withdrawals waiting for an admin, by id.
     pub pending_withdrawals: BTreeMap<WithdrawalId, Decimal>,
     /// Every withdrawal id ever seen, so an id is used once.
     withdrawal_ids: std::collections::BTreeSet<WithdrawalId>,
+    /// Every reversal id taken, so a refund or dispute is taken once.
+    reversal_ids: std::collections::BTreeSet<String>,
 }
 
 impl WalletState {
@@ -117,9 +173,11 @@ impl WalletState {
             currency,
             available: Decimal::ZERO,
             held: Decimal::ZERO,
+            debt: Decimal::ZERO,
             holds: BTreeMap::new(),
             pending_withdrawals: BTreeMap::new(),
             withdrawal_ids: Default::default(),
+            reversal_ids: Default::default(),
         }
     }
 
@@ -129,6 +187,10 @@ impl WalletState {
 
     fn held_account(&self) -> Account {
         Account::UserHeld(self.user)
+    }
+
+    fn debt_account(&self) -> Account {
+        Account::UserDebt(self.user)
     }
 
     fn money(&self, amount: Decimal) -> Money {
@@ -174,8 +236,12 @@ impl Aggregate for WalletState {
         let event = match command {
             WalletCommand::Deposit { deposit_id, amount, source } => {
                 self.check_currency(amount.currency())?;
-                let postings =
-                    Postings::new().transfer(Account::Clearing(source), self.available_account(), amount.money());
+                // Debt is repaid first; the rest becomes available.
+                let repaid = self.money(amount.amount().min(self.debt));
+                let credited = self.money(amount.amount() - repaid.amount);
+                let postings = Postings::new()
+                    .transfer(Account::Clearing(source), self.debt_account(), repaid)
+                    .transfer(Account::Clearing(source), self.available_account(), credited);
                 WalletEvent::Deposited { deposit_id, amount, source, postings }
             }
             WalletCommand::PlaceHold { order_id, amount } => {
@@ -244,6 +310,21 @@ impl Aggregate for WalletState {
                     Postings::new().transfer(Account::PayoutPending, self.available_account(), self.money(amount));
                 WalletEvent::WithdrawalRejected { withdrawal_id, reason, postings }
             }
+            WalletCommand::ReverseDeposit { deposit_id, reversal_id, amount, source } => {
+                self.check_currency(amount.currency())?;
+                if reversal_id.is_empty() || reversal_id.len() > REASON_LENGTH_MAX {
+                    return Err(WalletError::BadReversalId);
+                }
+                if self.reversal_ids.contains(&reversal_id) {
+                    return Err(WalletError::ReversalExists(reversal_id));
+                }
+                let taken = self.money(amount.amount().min(self.available));
+                let owed = self.money(amount.amount() - taken.amount);
+                let postings = Postings::new()
+                    .transfer(self.available_account(), Account::Clearing(source), taken)
+                    .transfer(self.debt_account(), Account::Clearing(source), owed);
+                WalletEvent::DepositReversed { deposit_id, reversal_id, amount, source, taken, owed, postings }
+            }
         };
         debug_assert!(event.postings().check_balanced().is_ok());
         Ok(vec![event])
@@ -264,6 +345,8 @@ pub enum BrokenInvariant {
     Unbalanced(#[from] crate::ledger::Unbalanced),
     #[error("available balance would be {0}, below zero")]
     NegativeAvailable(Decimal),
+    #[error("debt would be {0}, below zero")]
+    NegativeDebt(Decimal),
     #[error("held {held} differs from the sum of open holds {holds}")]
     HeldDrift { held: Decimal, holds: Decimal },
 }
@@ -276,6 +359,7 @@ impl WalletState {
         postings.check_balanced()?;
         self.available += postings.net(&self.available_account(), self.currency);
         self.held += postings.net(&self.held_account(), self.currency);
+        self.debt -= postings.net(&self.debt_account(), self.currency);
         match event {
             WalletEvent::HoldPlaced { order_id, amount, .. } => {
                 self.holds.insert(*order_id, amount.amount());
@@ -291,7 +375,13 @@ impl WalletState {
             | WalletEvent::WithdrawalRejected { withdrawal_id, .. } => {
                 self.pending_withdrawals.remove(withdrawal_id);
             }
+            WalletEvent::DepositReversed { reversal_id, .. } => {
+                self.reversal_ids.insert(reversal_id.clone());
+            }
             WalletEvent::Deposited { .. } | WalletEvent::Adjusted { .. } => {}
+        }
+        if self.debt < Decimal::ZERO {
+            return Err(BrokenInvariant::NegativeDebt(self.debt));
         }
         if self.available < Decimal::ZERO {
             return Err(BrokenInvariant::NegativeAvailable(self.available));

@@ -288,3 +288,64 @@ fn try_apply_reports_a_corrupt_event_instead_of_panicking() {
     };
     assert_eq!(f.wallet.clone().try_apply(&forged), Err(BrokenInvariant::NegativeAvailable(Decimal::NEGATIVE_ONE)));
 }
+
+fn reverse(deposit_id: DepositId, reversal_id: &str, amount: &str) -> WalletCommand {
+    WalletCommand::ReverseDeposit {
+        deposit_id,
+        reversal_id: reversal_id.into(),
+        amount: pos(amount),
+        source: Clearing::Stripe,
+    }
+}
+
+#[test]
+fn a_reversal_within_the_balance_takes_it_back() {
+    let f = fixture();
+    let deposit_id = DepositId::new();
+    let stripe = Account::Clearing(Clearing::Stripe);
+    f.scenario(&[f.deposited("10")]).when(reverse(deposit_id, "re_1", "4")).then(vec![WalletEvent::DepositReversed {
+        deposit_id,
+        reversal_id: "re_1".into(),
+        amount: pos("4"),
+        source: Clearing::Stripe,
+        taken: usd("4"),
+        owed: usd("0"),
+        postings: Postings::new().transfer(f.available(), stripe, usd("4")),
+    }]);
+}
+
+#[test]
+fn a_reversal_beyond_the_balance_becomes_debt_that_the_next_deposit_repays() {
+    let f = fixture();
+    let deposit_id = DepositId::new();
+    // 10 in, 7 held by an order: only 3 available when a 10 dispute comes.
+    let given = [f.deposited("10")];
+    let hold = f.held(&given, OrderId::new(), "7");
+    let state = f.wallet.clone().apply_all(&[given[0].clone(), hold]);
+    let reversed = state.decide(reverse(deposit_id, "dp_1", "10")).unwrap();
+    let WalletEvent::DepositReversed { taken, owed, postings, .. } = &reversed[0] else { panic!("{reversed:?}") };
+    assert_eq!((taken, owed), (&usd("3"), &usd("7")));
+    assert_eq!(postings.net(&Account::UserDebt(f.user), Currency::USD), Decimal::from(-7));
+    let state = state.apply_all(&reversed);
+    assert_eq!((state.available, state.held, state.debt), (Decimal::ZERO, Decimal::from(7), Decimal::from(7)));
+    // Nothing can be ordered while in debt; a deposit of 10 repays 7 and leaves 3.
+    assert!(state.decide(WalletCommand::PlaceHold { order_id: OrderId::new(), amount: pos("0.01") }).is_err());
+    let deposit = WalletCommand::Deposit { deposit_id: DepositId::new(), amount: pos("10"), source: Clearing::Upi };
+    let credited = state.decide(deposit).unwrap();
+    let WalletEvent::Deposited { postings, .. } = &credited[0] else { panic!() };
+    assert_eq!(postings.net(&Account::UserDebt(f.user), Currency::USD), Decimal::from(7));
+    assert_eq!(postings.net(&f.available(), Currency::USD), Decimal::from(3));
+    let state = state.apply_all(&credited);
+    assert_eq!((state.available, state.debt), (Decimal::from(3), Decimal::ZERO));
+}
+
+#[test]
+fn a_reversal_is_taken_once() {
+    let f = fixture();
+    let deposit_id = DepositId::new();
+    let first = f.wallet.clone().apply(&f.deposited("10")).decide(reverse(deposit_id, "re_1", "1")).unwrap();
+    f.scenario(&[f.deposited("10"), first[0].clone()])
+        .when(reverse(deposit_id, "re_1", "1"))
+        .then_fails(WalletError::ReversalExists("re_1".into()));
+    f.scenario(&[]).when(reverse(deposit_id, "", "1")).then_fails(WalletError::BadReversalId);
+}

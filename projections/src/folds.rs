@@ -25,7 +25,9 @@ impl<'a> LedgerEntry<'a> {
     pub fn reference(&self) -> Option<String> {
         let DomainEvent::Wallet(event) = self.event else { return None };
         Some(match event {
-            WalletEvent::Deposited { deposit_id, .. } => format!("deposit:{deposit_id}"),
+            WalletEvent::Deposited { deposit_id, .. } | WalletEvent::DepositReversed { deposit_id, .. } => {
+                format!("deposit:{deposit_id}")
+            }
             WalletEvent::HoldPlaced { order_id, .. }
             | WalletEvent::HoldCaptured { order_id, .. }
             | WalletEvent::HoldReleased { order_id, .. } => format!("order:{order_id}"),
@@ -36,15 +38,21 @@ impl<'a> LedgerEntry<'a> {
         })
     }
 
-    /// Net change per user and currency, as (available, held).
+    /// Net change per user and currency, as (available, held). A user's debt account is
+    /// not part of either; it is in the account views (trial balance, point in time).
     pub fn user_changes(&self) -> BTreeMap<BalanceKey, (Decimal, Decimal)> {
         let mut changes: BTreeMap<BalanceKey, (Decimal, Decimal)> = BTreeMap::new();
         for leg in self.postings.legs() {
-            let Some(user) = leg.account.user() else { continue };
+            let (user, is_available) = match leg.account {
+                domain::Account::UserAvailable(user) => (user, true),
+                domain::Account::UserHeld(user) => (user, false),
+                _ => continue,
+            };
             let change = changes.entry((user, leg.amount.currency)).or_default();
-            match leg.account {
-                domain::Account::UserAvailable(_) => change.0 += leg.amount.amount,
-                _ => change.1 += leg.amount.amount,
+            if is_available {
+                change.0 += leg.amount.amount;
+            } else {
+                change.1 += leg.amount.amount;
             }
         }
         changes

@@ -124,6 +124,8 @@ impl From<crate::service::ServiceError> for ApiError {
         match error {
             ServiceError::Wallet(refused) => ApiError::unprocessable(refused.to_string()),
             ServiceError::Order(refused) => ApiError::unprocessable(refused.to_string()),
+            ServiceError::Deposit(refused) => ApiError::unprocessable(refused.to_string()),
+            ServiceError::ReferenceUsed => ApiError::conflict("this reference was already used for a deposit"),
             ServiceError::Store(crate::store::StoreError::Conflict { .. }) => {
                 ApiError::conflict("the resource changed concurrently; retry")
             }

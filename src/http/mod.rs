@@ -1,10 +1,12 @@
 //! The HTTP surface: the conventions every route follows (`conventions`, `error`, `json`),
 //! who a request comes from (`principal`), and the routes: `/health`, `/metrics`,
 //! `/api/v1/system/*`, `/api/v1/auth/*`, `/api/v1/user/*`,
-//! `/api/v1/catalog/*`, `/api/v1/orders/*`, `/api/v1/webhooks/*`, `/api/v1/admin/*`, and the
+//! `/api/v1/catalog/*`, `/api/v1/orders/*`, `/api/v1/payments/*`, `/api/v1/webhooks/*`,
+//! `/api/v1/admin/*`, and the
 //! SMS-Activate-compatible `/stubs/handler_api.php`.
 
 mod admin;
+mod admin_payments;
 mod admin_pricing;
 mod auth;
 pub mod bodies;
@@ -14,6 +16,7 @@ pub mod error;
 pub mod json;
 pub mod openapi;
 mod orders;
+mod payments;
 pub mod principal;
 mod sms_activate;
 mod system;
@@ -50,6 +53,8 @@ pub struct AppState {
     pub currencies: Vec<domain::Currency>,
     /// Orders, with the catalog of the configured providers (`providers::from_settings`).
     pub orders: Arc<crate::orders::Orders>,
+    /// Deposits, Stripe's webhook, withdrawals and admin credits, on the same ledger as orders.
+    pub payments: crate::payments::Payments,
     /// TextVerified's webhook secret (`TEXTVERIFIED_WEBHOOK_SECRET`).
     pub textverified_webhook_secret: Option<String>,
     pub trust_forwarded_for: bool,
@@ -74,7 +79,13 @@ impl AppState {
         let public_config = system::PublicConfig::from_settings(settings);
         let identity =
             Identity::new(store.clone(), &secrets.jwt_secret, &secrets.secrets_key, mailer, &settings.auth.link_base);
+        let ledger = crate::service::Ledger::new(store.clone(), settings.order_policy);
         AppState {
+            payments: crate::payments::Payments::new(
+                ledger.clone(),
+                settings.payments.clone(),
+                settings.currencies.clone(),
+            ),
             maintenance: Maintenance::new(store.clone()),
             pricing: crate::pricing::Pricing::new(store.clone()),
             limiter,
@@ -83,7 +94,7 @@ impl AppState {
             currencies: settings.currencies.clone(),
             orders: Arc::new(crate::orders::Orders::new(
                 store.clone(),
-                crate::service::Ledger::new(store.clone(), settings.order_policy),
+                ledger,
                 Arc::new(crate::catalog::CatalogCache::new(crate::providers::from_settings(
                     &settings.providers,
                     settings.currencies[0],
@@ -177,6 +188,16 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(orders::extend))
         .routes(routes!(webhooks::textverified))
         .routes(routes!(sms_activate::handler_get, sms_activate::handler_post))
+        .routes(routes!(payments::methods))
+        .routes(routes!(payments::deposit))
+        .routes(routes!(payments::get_deposit))
+        .routes(routes!(payments::stripe_webhook))
+        .routes(routes!(payments::withdraw))
+        .routes(routes!(payments::history))
+        .routes(routes!(admin_payments::wallets))
+        .routes(routes!(admin_payments::adjust))
+        .routes(routes!(admin_payments::pay_withdrawal))
+        .routes(routes!(admin_payments::reject_withdrawal))
 }
 
 /// The OpenAPI document as served at `GET /api/v1/openapi.json`.

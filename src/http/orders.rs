@@ -173,7 +173,7 @@ fn parse_status(text: &str) -> Result<OrderStatus, ApiError> {
     })
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let key = value.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?.trim();
     if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LENGTH_MAX {
@@ -184,7 +184,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-fn field_error(field: &str, error: impl std::fmt::Display) -> ApiError {
+pub(super) fn field_error(field: &str, error: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("{field}: {error}")).with_details(json!({"field": field}))
 }
 

@@ -44,7 +44,8 @@ pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
 }
 
 pub(crate) fn sql(text: String) -> SqlStr {
-    // Only table names from `ProjectionName::table()` (plus a fixed suffix) are formatted in.
+    // Only table names from `ProjectionName::table()` (plus a fixed suffix), placeholders and
+    // integers are formatted in; values are bound.
     AssertSqlSafe(text).into_sql_str()
 }
 
@@ -254,6 +255,50 @@ macro_rules! engine_sink {
                 Ok((row.try_get(5)?, row.try_get(6)?, found))
             }
 
+            /// One user's statement lines of the given event types, newest first, and how many
+            /// there are in all.
+            pub async fn statement_page(
+                connection: &mut $connection,
+                user: UserId,
+                event_types: &[&str],
+                limit: i64,
+                offset: i64,
+            ) -> Result<(Vec<StatementLine>, i64), sqlx::Error> {
+                let types = (0..event_types.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+                let filter = format!("FROM statement_lines WHERE user_id = $1 AND event_type IN ({types})");
+                let mut count = sqlx::query_scalar::<_, i64>(sql(format!("SELECT COUNT(*) {filter}"))).bind(user.0);
+                for event_type in event_types {
+                    count = count.bind(*event_type);
+                }
+                let total = count.fetch_one(&mut *connection).await?;
+                let text = format!(
+                    "SELECT user_id, currency, position, event_type, reference, available_change, held_change, \
+                     available_after, held_after, recorded_at {filter} ORDER BY position DESC, currency LIMIT {limit} OFFSET {offset}"
+                );
+                let mut query = sqlx::query(sql(text)).bind(user.0);
+                for event_type in event_types {
+                    query = query.bind(*event_type);
+                }
+                let rows = query.fetch_all(&mut *connection).await?;
+                let lines = rows.iter().map(statement_line).collect::<Result<_, _>>()?;
+                Ok((lines, total))
+            }
+
+            fn statement_line(row: &$row) -> Result<StatementLine, sqlx::Error> {
+                Ok(StatementLine {
+                    user_id: UserId(row.try_get::<Uuid, _>(0)?),
+                    currency: currency(&row.try_get::<String, _>(1)?)?,
+                    position: row.try_get(2)?,
+                    event_type: row.try_get(3)?,
+                    reference: row.try_get(4)?,
+                    available_change: row.try_get::<Amount, _>(5)?.0,
+                    held_change: row.try_get::<Amount, _>(6)?.0,
+                    available_after: row.try_get::<Amount, _>(7)?.0,
+                    held_after: row.try_get::<Amount, _>(8)?.0,
+                    recorded_at_micros: row.try_get::<Instant, _>(9)?.0,
+                })
+            }
+
             /// Reads the live tables whole, for `verify`.
             pub async fn snapshot(connection: &mut $connection) -> Result<Snapshot, sqlx::Error> {
                 let mut snapshot = Snapshot::default();
@@ -271,18 +316,7 @@ macro_rules! engine_sink {
                 .fetch_all(&mut *connection)
                 .await?;
                 for row in rows {
-                    snapshot.statement.push(StatementLine {
-                        user_id: UserId(row.try_get::<Uuid, _>(0)?),
-                        currency: currency(&row.try_get::<String, _>(1)?)?,
-                        position: row.try_get(2)?,
-                        event_type: row.try_get(3)?,
-                        reference: row.try_get(4)?,
-                        available_change: row.try_get::<Amount, _>(5)?.0,
-                        held_change: row.try_get::<Amount, _>(6)?.0,
-                        available_after: row.try_get::<Amount, _>(7)?.0,
-                        held_after: row.try_get::<Amount, _>(8)?.0,
-                        recorded_at_micros: row.try_get::<Instant, _>(9)?.0,
-                    });
+                    snapshot.statement.push(statement_line(&row)?);
                 }
                 let rows = sqlx::query("SELECT account, currency, balance, position FROM trial_balance")
                     .fetch_all(&mut *connection)
