@@ -90,11 +90,12 @@ pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Re
 
 /// The statement lines that are payments history: money in, money out, admin credits and
 /// refunds of orders (holds released). Holds and captures of orders are in the orders.
-pub const HISTORY_EVENT_TYPES: [&str; 7] = [
+/// (A payout, `wallet.withdrawal_paid`, changes nothing of the user's balance: the money left
+/// available when the withdrawal was requested.)
+pub const HISTORY_EVENT_TYPES: [&str; 6] = [
     "wallet.deposited",
     "wallet.deposit_reversed",
     "wallet.withdrawal_requested",
-    "wallet.withdrawal_paid",
     "wallet.withdrawal_rejected",
     "wallet.adjusted",
     "wallet.hold_released",

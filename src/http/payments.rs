@@ -126,8 +126,8 @@ pub struct PageQuery {
 #[derive(Serialize, ToSchema)]
 pub struct HistoryLine {
     /// `wallet.deposited`, `wallet.deposit_reversed`, `wallet.withdrawal_requested`,
-    /// `wallet.withdrawal_paid`, `wallet.withdrawal_rejected`, `wallet.adjusted` or
-    /// `wallet.hold_released` (an order refunded).
+    /// `wallet.withdrawal_rejected`, `wallet.adjusted` or `wallet.hold_released` (an order
+    /// refunded).
     pub kind: String,
     /// What it belongs to: `deposit:<id>`, `withdrawal:<id>`, `adjustment:<id>`, `order:<id>`.
     pub reference: Option<String>,
