@@ -30,7 +30,7 @@ fn given(events: &[DepositEvent]) -> Scenario<DepositState> {
 #[test]
 fn a_pending_deposit_succeeds_once_and_credits_what_was_received() {
     let (deposit_id, start) = initiated(DepositMethod::Stripe);
-    given(&[start.clone()])
+    given(std::slice::from_ref(&start))
         .when(DepositCommand::Succeed { amount: pos("9.50"), at: Timestamp(2) })
         .then(vec![succeeded("9.50")]);
     let state = DepositState::default().apply(&start);
@@ -52,7 +52,7 @@ fn a_failed_card_payment_may_still_succeed_but_a_rejected_deposit_never_credits(
     given(&[start.clone(), rejected])
         .when(DepositCommand::Succeed { amount: pos("10"), at: Timestamp(3) })
         .then_fails(DepositError::NotPending(DepositStatus::Rejected));
-    given(&[start.clone()])
+    given(std::slice::from_ref(&start))
         .when(DepositCommand::Reject { reason: " ".into(), by: UserId::new(), at: Timestamp(2) })
         .then_fails(DepositError::BadReason);
     given(&[]).when(DepositCommand::Fail { reason: "x".into(), at: Timestamp(2) }).then_fails(DepositError::Unknown);
@@ -67,7 +67,7 @@ fn reversals_need_a_success_and_never_exceed_what_was_received() {
         amount: pos(amount),
         at: Timestamp(5),
     };
-    given(&[start.clone()]).when(reverse("r1", "1")).then_fails(DepositError::NotSucceeded);
+    given(std::slice::from_ref(&start)).when(reverse("r1", "1")).then_fails(DepositError::NotSucceeded);
     let first = DepositEvent::Reversed {
         reversal_id: "r1".into(),
         kind: ReversalKind::Refund,
