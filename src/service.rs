@@ -225,15 +225,7 @@ impl Ledger {
                 events.iter().filter_map(|event| domain::deposit::wallet_effect(&after, event)).collect();
             if let (false, Some(initiated)) = (effects.is_empty(), after.initiated.as_ref()) {
                 let (user, currency) = (initiated.user_id, initiated.amount.currency());
-                let wallet = self.wallet(user, currency).await?;
-                let mut state = wallet.state;
-                let mut wallet_events = Vec::new();
-                for effect in effects {
-                    let decided = state.decide(effect)?;
-                    state = state.apply_all(&decided);
-                    wallet_events.extend(decided);
-                }
-                streams.push(wallet_append(user, currency, wallet.version, &wallet_events));
+                streams.push(self.decide_wallet(user, currency, effects).await?);
             }
             let request = AppendRequest { streams, idempotency_key: key.clone(), metadata: metadata.clone() };
             match self.store.append(request).await {
@@ -272,15 +264,26 @@ impl Ledger {
             order = order.apply(event);
         }
         let (Some((user, currency)), false) = (owner, commands.is_empty()) else { return Ok(None) };
+        Ok(Some(self.decide_wallet(user, currency, commands).await?))
+    }
+
+    /// Decides wallet commands in turn on the wallet's current state: the append of their
+    /// events, expecting the version they were decided on.
+    async fn decide_wallet(
+        &self,
+        user: UserId,
+        currency: Currency,
+        commands: Vec<WalletCommand>,
+    ) -> Result<StreamAppend, ServiceError> {
         let wallet = self.wallet(user, currency).await?;
         let mut state = wallet.state;
-        let mut wallet_events = Vec::new();
+        let mut events = Vec::new();
         for command in commands {
             let decided = state.decide(command)?;
             state = state.apply_all(&decided);
-            wallet_events.extend(decided);
+            events.extend(decided);
         }
-        Ok(Some(wallet_append(user, currency, wallet.version, &wallet_events)))
+        Ok(wallet_append(user, currency, wallet.version, &events))
     }
 }
 

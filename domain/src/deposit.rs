@@ -221,8 +221,7 @@ impl DepositState {
 }
 
 fn check_reason(reason: &str) -> Result<(), DepositError> {
-    let length = reason.trim().chars().count();
-    if length == 0 || length > REASON_LENGTH_MAX { Err(DepositError::BadReason) } else { Ok(()) }
+    if crate::wallet::is_reason(reason) { Ok(()) } else { Err(DepositError::BadReason) }
 }
 
 impl Aggregate for DepositState {

@@ -222,9 +222,14 @@ impl WalletState {
     }
 }
 
-fn check_reason(reason: &str) -> Result<(), WalletError> {
+/// A reason an admin or payer gives: 1 to [`REASON_LENGTH_MAX`] characters, not blank.
+pub(crate) fn is_reason(reason: &str) -> bool {
     let length = reason.trim().chars().count();
-    if length == 0 || length > REASON_LENGTH_MAX { Err(WalletError::BadReason) } else { Ok(()) }
+    length > 0 && length <= REASON_LENGTH_MAX
+}
+
+fn check_reason(reason: &str) -> Result<(), WalletError> {
+    if is_reason(reason) { Ok(()) } else { Err(WalletError::BadReason) }
 }
 
 impl Aggregate for WalletState {

@@ -159,11 +159,7 @@ pub async fn pay_withdrawal(
     ApiPath((user_id, withdrawal_id)): ApiPath<(UserId, WithdrawalId)>,
     ApiJson(body): ApiJson<WithdrawalDecisionRequest>,
 ) -> Result<ApiOk<Message>, ApiError> {
-    let currency = currency_of(&state, body.currency.as_deref())?;
-    let metadata = caller.metadata(Some(admin.user_id));
-    let decision = WithdrawalDecision::Pay;
-    state.payments.decide_withdrawal(user_id, currency, withdrawal_id, decision, metadata).await?;
-    Ok(ApiOk(Message::new("paid")))
+    decide(&state, &admin, &caller, (user_id, withdrawal_id), body.currency.as_deref(), WithdrawalDecision::Pay).await
 }
 
 #[utoipa::path(
@@ -191,10 +187,25 @@ pub async fn reject_withdrawal(
     ApiPath((user_id, withdrawal_id)): ApiPath<(UserId, WithdrawalId)>,
     ApiJson(body): ApiJson<WithdrawalDecisionRequest>,
 ) -> Result<ApiOk<Message>, ApiError> {
-    let currency = currency_of(&state, body.currency.as_deref())?;
     let reason = body.reason.ok_or_else(|| field_error("reason", "a reason is required to reject"))?;
-    let metadata = caller.metadata(Some(admin.user_id));
     let decision = WithdrawalDecision::Reject(reason);
+    decide(&state, &admin, &caller, (user_id, withdrawal_id), body.currency.as_deref(), decision).await
+}
+
+async fn decide(
+    state: &AppState,
+    admin: &crate::identity::Principal,
+    caller: &Caller,
+    (user_id, withdrawal_id): (UserId, WithdrawalId),
+    currency: Option<&str>,
+    decision: WithdrawalDecision,
+) -> Result<ApiOk<Message>, ApiError> {
+    let currency = currency_of(state, currency)?;
+    let done = match decision {
+        WithdrawalDecision::Pay => "paid",
+        WithdrawalDecision::Reject(_) => "rejected",
+    };
+    let metadata = caller.metadata(Some(admin.user_id));
     state.payments.decide_withdrawal(user_id, currency, withdrawal_id, decision, metadata).await?;
-    Ok(ApiOk(Message::new("rejected")))
+    Ok(ApiOk(Message::new(done)))
 }

@@ -94,19 +94,14 @@ impl Payments {
     }
 
     async fn intent_succeeded(&self, event: &Event<'_>, metadata: Metadata) -> Result<WebhookOutcome, WebhookError> {
-        let Some((deposit_id, _)) = self.deposit_for_intent(event.object["id"].as_str()).await? else {
-            return Ok(WebhookOutcome::Ignored("not one of our payment intents".into()));
-        };
-        let amount = money(event.object, "amount_received")?;
-        let command = DepositCommand::Succeed { amount, at: now() };
-        let key = Some(format!("stripe:{}", event.id));
-        match self.ledger.deposit_command(deposit_id, command, key, metadata).await {
-            Ok(_) => Ok(WebhookOutcome::Recorded("credited")),
-            Err(ServiceError::Deposit(DepositError::NotPending(status))) => {
-                Ok(WebhookOutcome::Ignored(format!("the deposit is already {status:?}")))
-            }
-            Err(error) => Err(error.into()),
-        }
+        let amount = money(event.object, "amount_received");
+        self.settle_intent(
+            event,
+            move || Ok(DepositCommand::Succeed { amount: amount?, at: now() }),
+            "credited",
+            metadata,
+        )
+        .await
     }
 
     async fn intent_failed(
@@ -115,14 +110,26 @@ impl Payments {
         reason: &str,
         metadata: Metadata,
     ) -> Result<WebhookOutcome, WebhookError> {
+        let reason: String = reason.chars().take(domain::wallet::REASON_LENGTH_MAX).collect();
+        let command = move || Ok(DepositCommand::Fail { reason, at: now() });
+        self.settle_intent(event, command, "failure recorded", metadata).await
+    }
+
+    /// Applies a success or failure to the deposit of the event's payment intent; a deposit
+    /// that already succeeded (a repeat, or a failure delivered after the success) is left.
+    async fn settle_intent(
+        &self,
+        event: &Event<'_>,
+        command: impl FnOnce() -> Result<DepositCommand, WebhookError>,
+        done: &'static str,
+        metadata: Metadata,
+    ) -> Result<WebhookOutcome, WebhookError> {
         let Some((deposit_id, _)) = self.deposit_for_intent(event.object["id"].as_str()).await? else {
             return Ok(WebhookOutcome::Ignored("not one of our payment intents".into()));
         };
-        let reason: String = reason.chars().take(domain::wallet::REASON_LENGTH_MAX).collect();
-        let command = DepositCommand::Fail { reason, at: now() };
         let key = Some(format!("stripe:{}", event.id));
-        match self.ledger.deposit_command(deposit_id, command, key, metadata).await {
-            Ok(_) => Ok(WebhookOutcome::Recorded("failure recorded")),
+        match self.ledger.deposit_command(deposit_id, command()?, key, metadata).await {
+            Ok(_) => Ok(WebhookOutcome::Recorded(done)),
             Err(ServiceError::Deposit(DepositError::NotPending(status))) => {
                 Ok(WebhookOutcome::Ignored(format!("the deposit is already {status:?}")))
             }
