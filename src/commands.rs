@@ -93,8 +93,8 @@ pub async fn rebuild(settings: &Settings, name: Option<&str>) -> anyhow::Result<
         None => ProjectionName::ALL.to_vec(),
         Some(name) => match ProjectionName::parse(name) {
             Some(projection) => vec![projection],
-            None if name == projection::orders::NAME => vec![],
-            None => bail!("unknown projection {name:?}; choose balances, statement, trial_balance or orders"),
+            None if projection::views::View::parse(name).is_some() => vec![],
+            None => bail!("unknown projection {name:?}; choose balances, statement, trial_balance, orders or deposits"),
         },
     };
     let store = open(settings).await?;
@@ -114,9 +114,11 @@ pub async fn rebuild(settings: &Settings, name: Option<&str>) -> anyhow::Result<
         bar.finish_and_clear();
         println!("rebuilt {projection} to position {position}");
     }
-    if name.is_none_or(|name| name == projection::orders::NAME) {
-        let position = projection::orders::rebuild(store.engine(), settings.projection_batch_max).await?;
-        println!("rebuilt {} to position {position}", projection::orders::NAME);
+    for view in projection::views::View::ALL {
+        if name.is_none_or(|name| name == view.name()) {
+            let position = projection::views::rebuild(store.engine(), view, settings.projection_batch_max).await?;
+            println!("rebuilt {} to position {position}", view.name());
+        }
     }
     Ok(())
 }
@@ -147,6 +149,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<bool> {
         println!("projection        {projection} compared up to position {position}");
     }
     println!("projection        orders compared up to position {}", report.orders_view);
+    println!("projection        deposits compared up to position {}", report.deposits_view);
     if report.is_ok() {
         println!("OK: hash chain, aggregates and projections agree with the log");
         return Ok(true);

@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use domain::order::OrderEvent;
 use domain::order::OrderState;
 use domain::wallet::WalletState;
-use domain::{Aggregate, Currency, DomainEvent, OrderId, UserId};
-use projections::{Fold, LedgerEntry, OrderView, ProjectionName, StatementLine};
+use domain::deposit::DepositEvent;
+use domain::{Aggregate, Currency, DepositId, DomainEvent, OrderId, UserId};
+use projections::{DepositView, Fold, LedgerEntry, OrderView, ProjectionName, StatementLine};
 use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 
-use crate::projection::{Target, checkpoint_name, orders as orders_view, sink};
+use crate::projection::{Target, checkpoint_name, deposits as deposits_view, orders as orders_view, sink};
 use crate::store::canonical::{GENESIS_HASH, chain_hash};
 use crate::store::{Engine, EventStore, LogReader, StoreError};
 
@@ -29,6 +30,8 @@ pub struct Report {
     pub projections: Vec<(ProjectionName, i64)>,
     /// Position the orders view was compared up to.
     pub orders_view: i64,
+    /// Position the deposits view was compared up to.
+    pub deposits_view: i64,
     /// Problems in log order; empty means the ledger verified.
     pub problems: Vec<Problem>,
 }
@@ -71,13 +74,16 @@ struct Folds {
     /// The orders view re-folded up to the checkpoint its stored table was read at.
     orders_checkpoint: i64,
     order_views: BTreeMap<OrderId, OrderView>,
+    /// The deposits view, likewise: each deposit's events up to the checkpoint.
+    deposits_checkpoint: i64,
+    deposit_events: BTreeMap<DepositId, Vec<DepositEvent>>,
 }
 
 pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     let mut report = Report::default();
     // The stored views are read on another task while the log is replayed.
     let (checkpoints, stored) = spawn_projection_read(store.engine().clone());
-    let (checkpoints, orders_checkpoint) = match checkpoints.await {
+    let (checkpoints, orders_checkpoint, deposits_checkpoint) = match checkpoints.await {
         Ok(checkpoints) => checkpoints,
         Err(_) => {
             return Err(join(stored.await).err().unwrap_or(StoreError::TaskFailed("projection read stopped".into())));
@@ -89,6 +95,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             .map(|(projection, checkpoint)| (*projection, *checkpoint, Fold::new(*projection)))
             .collect(),
         orders_checkpoint,
+        deposits_checkpoint,
         ..Folds::default()
     };
     let mut previous = GENESIS_HASH;
@@ -144,6 +151,12 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             {
                 fold_order_view(&mut folds, &event.stream_id, position, order);
             }
+            if let DomainEvent::Deposit(deposit) = &decoded
+                && position <= folds.deposits_checkpoint
+                && let Some(id) = event.stream_id.strip_prefix("deposit-").and_then(|id| id.parse().ok())
+            {
+                folds.deposit_events.entry(DepositId(id)).or_default().push(deposit.clone());
+            }
             if let Some(entry) =
                 LedgerEntry::new(position, event.recorded_at.timestamp_micros(), &event.event_type, &decoded)
             {
@@ -185,10 +198,17 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
         }
         let (stored, stored_orders) = join(stored.await)?;
         compare_projections(&mut report, std::mem::take(&mut folds.views), stored);
-        compare_orders(&mut report, &folds.order_views, &stored_orders);
+        compare_views(&mut report, "orders", "order", &folds.order_views, &stored_orders.views, orders_checkpoint);
+        let deposits: BTreeMap<DepositId, DepositView> = folds
+            .deposit_events
+            .iter()
+            .filter_map(|(id, events)| DepositView::fold(events).map(|view| (*id, view)))
+            .collect();
+        compare_views(&mut report, "deposits", "deposit", &deposits, &stored_orders.deposits, deposits_checkpoint);
     }
     report.projections = checkpoints;
     report.orders_view = orders_checkpoint;
+    report.deposits_view = deposits_checkpoint;
     Ok(report)
 }
 
@@ -242,18 +262,18 @@ fn parse_wallet_stream(stream_id: &str) -> Option<(UserId, Currency)> {
 
 type Checkpoints = Vec<(ProjectionName, i64)>;
 
-/// The orders view as stored, and the checkpoint it was read at.
+/// The orders and deposits views as stored.
 #[derive(Default)]
 struct StoredOrders {
-    checkpoint: i64,
     views: BTreeMap<OrderId, OrderView>,
+    deposits: BTreeMap<DepositId, DepositView>,
 }
 
 type SnapshotTask = tokio::task::JoinHandle<Result<(sink::Snapshot, StoredOrders), StoreError>>;
 
 /// Checkpoints and tables, read in one snapshot so a running projector cannot skew them.
 /// The checkpoints arrive first (the replay needs them); the tables follow.
-fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, i64)>, SnapshotTask) {
+fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, i64, i64)>, SnapshotTask) {
     let (send_checkpoints, checkpoints) = oneshot::channel();
     let task = tokio::spawn(async move {
         macro_rules! read {
@@ -266,10 +286,12 @@ fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, i64
                     checkpoints.push((projection, position));
                 }
                 let orders_checkpoint = sink::$sink::checkpoint(&mut *tx, orders_view::NAME).await?;
-                let _ = send_checkpoints.send((checkpoints, orders_checkpoint));
+                let deposits_checkpoint = sink::$sink::checkpoint(&mut *tx, deposits_view::NAME).await?;
+                let _ = send_checkpoints.send((checkpoints, orders_checkpoint, deposits_checkpoint));
                 let snapshot = sink::$sink::snapshot(&mut *tx).await?;
                 let views = orders_view::$sink::all(&mut *tx).await?;
-                (snapshot, StoredOrders { checkpoint: orders_checkpoint, views })
+                let deposits = deposits_view::$sink::all(&mut *tx).await?;
+                (snapshot, StoredOrders { views, deposits })
             }};
         }
         Ok(match engine {
@@ -323,17 +345,26 @@ fn fold_order_view(folds: &mut Folds, stream_id: &str, position: i64, event: &Or
     }
 }
 
-fn compare_orders(report: &mut Report, expected: &BTreeMap<OrderId, OrderView>, stored: &StoredOrders) {
-    if expected == &stored.views {
+/// Compares a re-folded document view with its stored table; a difference is reported at the
+/// view's checkpoint, naming the first document that differs.
+fn compare_views<K: Ord + Copy + std::fmt::Display, V: PartialEq>(
+    report: &mut Report,
+    name: &str,
+    noun: &str,
+    expected: &BTreeMap<K, V>,
+    stored: &BTreeMap<K, V>,
+    checkpoint: i64,
+) {
+    if expected == stored {
         return;
     }
     let differs = expected
         .iter()
-        .find(|(id, view)| stored.views.get(id) != Some(view))
+        .find(|(id, view)| stored.get(id) != Some(view))
         .map(|(id, _)| *id)
-        .or_else(|| stored.views.keys().find(|id| !expected.contains_key(id)).copied());
-    let what = differs.map_or_else(String::new, |id| format!(" at order {id}"));
-    report.problem(Some(stored.checkpoint), format!("orders projection differs from the log{what}"));
+        .or_else(|| stored.keys().find(|id| !expected.contains_key(id)).copied());
+    let what = differs.map_or_else(String::new, |id| format!(" at {noun} {id}"));
+    report.problem(Some(checkpoint), format!("{name} projection differs from the log{what}"));
 }
 
 fn first_line_difference(mut expected: Vec<StatementLine>, actual: &mut [StatementLine]) -> Option<(i64, String)> {

@@ -1,5 +1,6 @@
 //! Read models of smsledger as pure folds over ledger postings: user balances, the
-//! user-facing statement, and the trial balance of every account.
+//! user-facing statement, and the trial balance of every account; and views of orders and
+//! deposits folded from their events.
 //!
 //! The same folds serve the live projectors (which load the rows a batch touches, fold,
 //! and write them back with their checkpoint) and `smsledger verify` (which folds the
@@ -7,9 +8,11 @@
 
 #![forbid(unsafe_code)]
 
+mod deposits;
 mod folds;
 mod orders;
 
+pub use deposits::{DepositView, status_text as deposit_status_text};
 pub use folds::*;
 pub use orders::{OrderView, SmsView};
 

@@ -1,9 +1,11 @@
 //! Projection sinks and runners: where the pure folds of the `projections` crate meet SQL.
 
+pub mod deposits;
 pub mod orders;
 mod runner;
 pub mod sink;
 pub mod sql_types;
+pub mod views;
 
 pub use runner::{
     ProjectionError, ProjectionStatus, Target, checkpoint, checkpoint_name, rebuild, run_batch, run_live,

@@ -11,12 +11,12 @@ use projections::OrderView;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::runner::{ProjectionError, lock_postgres_checkpoint};
+use super::runner::ProjectionError;
 use super::sink::{self, placeholders};
-use crate::store::{self, Engine, RecordedEvent};
+use crate::store::{Engine, RecordedEvent};
 
-/// The checkpoint name of the live orders view.
-pub const NAME: &str = "orders";
+/// The checkpoint name (and table) of the live orders view.
+pub const NAME: &str = super::views::View::Orders.name();
 
 /// Statuses of an order that is still open, as stored.
 const OPEN: &str = "('placed', 'number_assigned', 'sms_received')";
@@ -196,59 +196,9 @@ macro_rules! engine_orders {
 engine_orders!(postgres, sqlx::PgConnection);
 engine_orders!(sqlite, sqlx::SqliteConnection);
 
-/// Runs one batch of the orders projector; returns how many events it read (0: caught up).
-pub async fn run_batch(engine: &Engine, batch_max: u32) -> Result<usize, ProjectionError> {
-    let seen = super::checkpoint(engine, NAME).await?;
-    if store::read_all(engine, seen, 1).await?.is_empty() {
-        return Ok(0);
-    }
-    match engine {
-        Engine::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            let position = lock_postgres_checkpoint(&mut tx, NAME).await?;
-            let mut events = store::read_all(engine, position, batch_max).await?;
-            let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            postgres::apply_page(&mut tx, &mut events).await?;
-            sink::postgres::set_checkpoint(&mut tx, NAME, last).await?;
-            tx.commit().await?;
-            Ok(events.len())
-        }
-        Engine::Sqlite(pool) => {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let position = sink::sqlite::checkpoint(&mut tx, NAME).await?;
-            let mut events = store::read_all(engine, position, batch_max).await?;
-            let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            sqlite::apply_page(&mut tx, &mut events).await?;
-            sink::sqlite::set_checkpoint(&mut tx, NAME, last).await?;
-            tx.commit().await?;
-            Ok(events.len())
-        }
-    }
-}
-
-/// Rebuilds the orders view from the log: rows and checkpoint are reset in one transaction,
-/// then batches run until the view has caught up.
-pub async fn rebuild(engine: &Engine, batch_max: u32) -> Result<i64, ProjectionError> {
-    match engine {
-        Engine::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            lock_postgres_checkpoint(&mut tx, NAME).await?;
-            sqlx::query("DELETE FROM orders").execute(&mut *tx).await?;
-            sink::postgres::set_checkpoint(&mut tx, NAME, 0).await?;
-            tx.commit().await?;
-        }
-        Engine::Sqlite(pool) => {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query("DELETE FROM orders").execute(&mut *tx).await?;
-            sink::sqlite::set_checkpoint(&mut tx, NAME, 0).await?;
-            tx.commit().await?;
-        }
-    }
-    while run_batch(engine, batch_max).await? > 0 {}
-    Ok(super::checkpoint(engine, NAME).await?)
-}
-
 /// Calls the engine's version of a query function on a pooled connection.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! on_engine {
     ($engine:expr, $function:ident($($arg:expr),*)) => {
         match $engine {

@@ -185,13 +185,15 @@ pub fn spawn_all_live(store: &crate::store::EventStore, batch_max: u32, poll: Du
     for projection in ProjectionName::ALL {
         tokio::spawn(run_live(store.engine().clone(), projection, batch_max, store.subscribe(), poll));
     }
-    let engine = store.engine().clone();
-    let orders = move || {
-        let engine = engine.clone();
-        async move { super::orders::run_batch(&engine, batch_max).await }
-    };
-    let head = store.subscribe();
-    tokio::spawn(async move { keep_running(super::orders::NAME, orders, head, poll).await });
+    for view in super::views::View::ALL {
+        let engine = store.engine().clone();
+        let batch = move || {
+            let engine = engine.clone();
+            async move { super::views::run_batch(&engine, view, batch_max).await }
+        };
+        let head = store.subscribe();
+        tokio::spawn(async move { keep_running(view.name(), batch, head, poll).await });
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -207,8 +209,10 @@ pub async fn status(engine: &Engine, head: i64) -> Result<Vec<ProjectionStatus>,
         let position = checkpoint(engine, &checkpoint_name(projection, Target::Live)).await?;
         statuses.push(ProjectionStatus { name: projection.as_str(), position, lag: head - position });
     }
-    let position = checkpoint(engine, super::orders::NAME).await?;
-    statuses.push(ProjectionStatus { name: super::orders::NAME, position, lag: head - position });
+    for view in super::views::View::ALL {
+        let position = checkpoint(engine, view.name()).await?;
+        statuses.push(ProjectionStatus { name: view.name(), position, lag: head - position });
+    }
     Ok(statuses)
 }
 

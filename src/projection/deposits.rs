@@ -1,0 +1,168 @@
+//! The deposits view table: one row per deposit (the whole `DepositView` as JSON, plus the
+//! columns it is searched by). Users read their recharge history from it; admins the deposits
+//! waiting for them.
+
+use std::collections::BTreeMap;
+
+use domain::deposit::{DepositEvent, DepositMethod, DepositStatus};
+use domain::{DepositId, DomainEvent, UserId};
+use projections::{DepositView, deposit_status_text as status_text};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::runner::ProjectionError;
+use super::sink::{self, placeholders};
+use crate::store::{Engine, RecordedEvent};
+
+/// The checkpoint name (and table) of the live deposits view.
+pub const NAME: &str = super::views::View::Deposits.name();
+
+/// The deposit events of a page, by deposit, oldest first.
+fn deposit_events(events: &mut [RecordedEvent]) -> Result<BTreeMap<DepositId, Vec<(i64, DepositEvent)>>, ProjectionError> {
+    let mut by_deposit: BTreeMap<DepositId, Vec<(i64, DepositEvent)>> = BTreeMap::new();
+    for event in events.iter_mut().filter(|e| e.event_type.starts_with("deposit.")) {
+        let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
+        let id = event
+            .stream_id
+            .strip_prefix("deposit-")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or_else(|| undecodable(format!("deposit event in stream {}", event.stream_id)))?;
+        let payload = std::mem::take(&mut event.payload);
+        match DomainEvent::decode_owned(&event.event_type, event.schema_version, payload) {
+            Ok(DomainEvent::Deposit(deposit)) => {
+                by_deposit.entry(DepositId(id)).or_default().push((event.position, deposit))
+            }
+            Ok(_) => return Err(undecodable("not a deposit event".into())),
+            Err(error) => return Err(undecodable(error.to_string())),
+        }
+    }
+    Ok(by_deposit)
+}
+
+fn parse_view(text: &str) -> Result<DepositView, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// A page of deposits and how many match in all.
+#[derive(Debug)]
+pub struct DepositPage {
+    pub deposits: Vec<DepositView>,
+    pub total: i64,
+}
+
+macro_rules! engine_deposits {
+    ($module:ident, $connection:ty) => {
+        pub mod $module {
+            use super::*;
+
+            /// Applies a page's deposit events to the rows they touch.
+            pub async fn apply_page(
+                connection: &mut $connection,
+                events: &mut [RecordedEvent],
+            ) -> Result<(), ProjectionError> {
+                let by_deposit = deposit_events(events)?;
+                let ids: Vec<DepositId> = by_deposit.keys().copied().collect();
+                let mut views: BTreeMap<DepositId, DepositView> = BTreeMap::new();
+                for chunk in ids.chunks(500) {
+                    let text = format!("SELECT view FROM deposits WHERE deposit_id IN {}", placeholders(1, chunk.len()));
+                    let mut query = sqlx::query(sink::sql(text));
+                    for id in chunk {
+                        query = query.bind(id.0);
+                    }
+                    for row in query.fetch_all(&mut *connection).await? {
+                        let view = parse_view(&row.try_get::<String, _>(0)?)?;
+                        views.insert(view.deposit_id, view);
+                    }
+                }
+                for (id, events) in by_deposit {
+                    let mut position = 0;
+                    for (at, event) in &events {
+                        position = *at;
+                        match views.get_mut(&id) {
+                            Some(view) => view.apply(event),
+                            None => {
+                                let view = DepositView::initiated(event).ok_or_else(|| ProjectionError::Undecodable {
+                                    position: *at,
+                                    reason: format!("deposit {id} has events before deposit.initiated"),
+                                })?;
+                                views.insert(id, view);
+                            }
+                        }
+                    }
+                    let view = &views[&id];
+                    sqlx::query(
+                        "INSERT INTO deposits (deposit_id, user_id, method, status, created_at, position, view) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (deposit_id) DO UPDATE SET \
+                         status = excluded.status, position = excluded.position, view = excluded.view",
+                    )
+                    .bind(id.0)
+                    .bind(view.user_id.0)
+                    .bind(view.method.as_str())
+                    .bind(status_text(view.status))
+                    .bind(view.created_at.0)
+                    .bind(position)
+                    .bind(serde_json::to_string(view).expect("a deposit view serializes"))
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Deposits newest first: one user's (or everyone's), optionally of one status and method.
+            pub async fn page(
+                connection: &mut $connection,
+                user: Option<UserId>,
+                status: Option<DepositStatus>,
+                method: Option<DepositMethod>,
+                offset: i64,
+                limit: i64,
+            ) -> Result<DepositPage, sqlx::Error> {
+                let filter = "WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR method = $3)";
+                let total: (i64,) = sqlx::query_as(sink::sql(format!("SELECT count(*) FROM deposits {filter}")))
+                    .bind(user.map(|u| u.0))
+                    .bind(status.map(status_text))
+                    .bind(method.map(DepositMethod::as_str))
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let text =
+                    format!("SELECT view FROM deposits {filter} ORDER BY created_at DESC, deposit_id DESC LIMIT $4 OFFSET $5");
+                let rows = sqlx::query(sink::sql(text))
+                    .bind(user.map(|u| u.0))
+                    .bind(status.map(status_text))
+                    .bind(method.map(DepositMethod::as_str))
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&mut *connection)
+                    .await?;
+                let deposits = rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
+                Ok(DepositPage { deposits, total: total.0 })
+            }
+
+            /// Every deposit view, for `verify` to compare with the log.
+            pub async fn all(connection: &mut $connection) -> Result<BTreeMap<DepositId, DepositView>, sqlx::Error> {
+                let rows = sqlx::query("SELECT view FROM deposits").fetch_all(&mut *connection).await?;
+                let mut views = BTreeMap::new();
+                for row in rows {
+                    let view = parse_view(&row.try_get::<String, _>(0)?)?;
+                    views.insert(view.deposit_id, view);
+                }
+                Ok(views)
+            }
+        }
+    };
+}
+
+engine_deposits!(postgres, sqlx::PgConnection);
+engine_deposits!(sqlite, sqlx::SqliteConnection);
+
+/// Deposits newest first: one user's (or everyone's), optionally of one status and method.
+pub async fn list(
+    engine: &Engine,
+    user: Option<UserId>,
+    status: Option<DepositStatus>,
+    method: Option<DepositMethod>,
+    offset: i64,
+    limit: i64,
+) -> Result<DepositPage, sqlx::Error> {
+    crate::on_engine!(engine, page(user, status, method, offset, limit))
+}
