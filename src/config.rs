@@ -73,6 +73,12 @@ pub struct PaymentSettings {
     /// The sandbox payment method: instant made-up deposits, for development only
     /// (`APP_ENV=development`, the default with the embedded store).
     pub sandbox: bool,
+    /// `UPI_VPA`: the UPI id users pay to; UPI recharges are on when it is set and are
+    /// credited when an admin confirms them.
+    pub upi_vpa: Option<String>,
+    /// `TRON_ADDRESS` (+ `TRON_USDT_CONTRACT`, `TRONGRID_BASE_URL`, `TRONGRID_API_KEY`): USDT
+    /// recharges, credited when the chain shows them confirmed.
+    pub tron: Option<crate::payments::tron::TronSettings>,
 }
 
 /// Background jobs: the catalog sync and the order monitor.
@@ -321,7 +327,23 @@ fn payment_settings(get: &impl Fn(&str) -> Option<String>, database_url: &str) -
         (None, None) => None,
         _ => bail!("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are set together or not at all"),
     };
-    Ok(PaymentSettings { stripe, recharge_min, recharge_max, sandbox: !production })
+    let tron = get("TRON_ADDRESS").filter(|v| !v.is_empty()).map(|address| -> anyhow::Result<_> {
+        Ok(crate::payments::tron::TronSettings {
+            base_url: get("TRONGRID_BASE_URL").unwrap_or_else(|| crate::payments::tron::BASE_URL_DEFAULT.into()),
+            api_key: get("TRONGRID_API_KEY").filter(|v| !v.is_empty()),
+            address,
+            contract: get("TRON_USDT_CONTRACT").unwrap_or_else(|| crate::payments::tron::USDT_CONTRACT_DEFAULT.into()),
+            timeout: Duration::from_millis(parse(get, "TRONGRID_TIMEOUT_MS", 10_000, 100..=120_000)?),
+        })
+    });
+    Ok(PaymentSettings {
+        stripe,
+        recharge_min,
+        recharge_max,
+        sandbox: !production,
+        upi_vpa: get("UPI_VPA").filter(|v| !v.is_empty()),
+        tron: tron.transpose()?,
+    })
 }
 
 /// `(JWT_SECRET, SECRETS_KEY)`: as configured, or for the embedded store, generated on first

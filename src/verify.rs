@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use domain::deposit::DepositEvent;
 use domain::order::OrderEvent;
 use domain::order::OrderState;
 use domain::wallet::WalletState;
-use domain::deposit::DepositEvent;
 use domain::{Aggregate, Currency, DepositId, DomainEvent, OrderId, UserId};
 use projections::{DepositView, Fold, LedgerEntry, OrderView, ProjectionName, StatementLine};
 use rust_decimal::Decimal;

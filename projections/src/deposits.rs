@@ -123,11 +123,24 @@ mod tests {
                 at: Timestamp(1),
             },
             DepositEvent::Succeeded { amount: usd("10"), at: Timestamp(2) },
-            DepositEvent::Reversed { reversal_id: "r".into(), kind: ReversalKind::Refund, amount: usd("3"), at: Timestamp(3) },
-            DepositEvent::Reversed { reversal_id: "d".into(), kind: ReversalKind::Dispute, amount: usd("7"), at: Timestamp(4) },
+            DepositEvent::Reversed {
+                reversal_id: "r".into(),
+                kind: ReversalKind::Refund,
+                amount: usd("3"),
+                at: Timestamp(3),
+            },
+            DepositEvent::Reversed {
+                reversal_id: "d".into(),
+                kind: ReversalKind::Dispute,
+                amount: usd("7"),
+                at: Timestamp(4),
+            },
         ];
         let view = DepositView::fold(&events).unwrap();
-        assert_eq!((view.status, view.refunded, view.disputed), (DepositStatus::Succeeded, Decimal::from(3), Decimal::from(7)));
+        assert_eq!(
+            (view.status, view.refunded, view.disputed),
+            (DepositStatus::Succeeded, Decimal::from(3), Decimal::from(7))
+        );
         assert_eq!((view.reference.as_deref(), view.updated_at), (Some("pi_1"), Timestamp(4)));
         assert!(DepositView::fold(&events[1..]).is_none(), "a view starts with its initiation");
     }

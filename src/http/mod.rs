@@ -18,6 +18,7 @@ pub mod openapi;
 mod orders;
 mod payments;
 pub mod principal;
+mod recharge;
 mod sms_activate;
 mod system;
 mod user;
@@ -194,6 +195,13 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(payments::stripe_webhook))
         .routes(routes!(payments::withdraw))
         .routes(routes!(payments::history))
+        .routes(routes!(recharge::initiate))
+        .routes(routes!(recharge::history))
+        .routes(routes!(recharge::status))
+        .routes(routes!(recharge::verify))
+        .routes(routes!(recharge::admin_list))
+        .routes(routes!(recharge::approve))
+        .routes(routes!(recharge::reject))
         .routes(routes!(admin_payments::wallets))
         .routes(routes!(admin_payments::adjust))
         .routes(routes!(admin_payments::pay_withdrawal))

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use domain::deposit::{DepositState, DepositStatus};
 use domain::maintenance::Scope;
 use domain::{DepositId, PositiveMoney};
+use projections::DepositView;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -41,6 +41,7 @@ pub struct DepositRequest {
 pub struct DepositBody {
     #[schema(format = Uuid)]
     pub id: String,
+    /// stripe, upi, tron or sandbox.
     pub method: String,
     /// pending, succeeded, failed or rejected.
     pub status: String,
@@ -48,9 +49,13 @@ pub struct DepositBody {
     pub currency: String,
     /// What was credited, once it succeeded.
     pub received: Option<String>,
-    /// Refunded or disputed since, in all.
-    pub reversed: String,
+    /// Refunded since, in all.
+    pub refunded: String,
+    /// Disputed since, in all.
+    pub disputed: String,
+    /// The payment intent, UPI reference or TRON transaction hash.
     pub reference: Option<String>,
+    /// Why it failed or was rejected.
     pub reason: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -58,29 +63,22 @@ pub struct DepositBody {
     pub updated_at: String,
 }
 
-impl DepositBody {
-    fn of(state: &DepositState) -> Option<DepositBody> {
-        let initiated = state.initiated.as_ref()?;
-        let status = match state.status? {
-            DepositStatus::Pending => "pending",
-            DepositStatus::Succeeded => "succeeded",
-            DepositStatus::Failed => "failed",
-            DepositStatus::Rejected => "rejected",
-        };
-        let reversed: rust_decimal::Decimal = state.reversals.values().copied().sum();
-        Some(DepositBody {
-            id: initiated.deposit_id.to_string(),
-            method: initiated.method.as_str().into(),
-            status: status.into(),
-            amount: initiated.amount.amount().to_string(),
-            currency: initiated.amount.currency().to_string(),
-            received: state.received.map(|r| r.amount().to_string()),
-            reversed: reversed.to_string(),
-            reference: initiated.reference.as_ref().map(|r| r.as_str().to_owned()),
-            reason: state.reason.clone(),
-            created_at: rfc3339(initiated.at),
-            updated_at: rfc3339(state.updated_at),
-        })
+impl From<&DepositView> for DepositBody {
+    fn from(view: &DepositView) -> Self {
+        DepositBody {
+            id: view.deposit_id.to_string(),
+            method: view.method.as_str().into(),
+            status: projections::deposit_status_text(view.status).into(),
+            amount: view.amount.amount.to_string(),
+            currency: view.amount.currency.to_string(),
+            received: view.received.map(|r| r.amount.to_string()),
+            refunded: view.refunded.to_string(),
+            disputed: view.disputed.to_string(),
+            reference: view.reference.clone(),
+            reason: view.reason.clone(),
+            created_at: rfc3339(view.created_at),
+            updated_at: rfc3339(view.updated_at),
+        }
     }
 }
 
@@ -94,11 +92,15 @@ pub struct DepositData {
 
 #[derive(Serialize, ToSchema)]
 pub struct MethodsData {
-    /// `stripe`, `sandbox`.
+    /// `stripe`, `upi`, `tron`, `sandbox`.
     pub methods: Vec<String>,
     pub min_amount: String,
     pub max_amount: String,
     pub currencies: Vec<String>,
+    /// The UPI id to pay to, when UPI is enabled.
+    pub upi_vpa: Option<String>,
+    /// The TRON address to send USDT (TRC-20) to, when TRON is enabled.
+    pub tron_address: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -158,6 +160,7 @@ impl From<PaymentError> for ApiError {
             PaymentError::Stripe(crate::payments::stripe::StripeError::Unavailable(_)) => {
                 ApiError::unavailable("the card processor is unavailable; retry shortly", 5)
             }
+            PaymentError::Tron(_) => ApiError::unavailable("the TRON network API is unavailable; retry shortly", 5),
             PaymentError::Stripe(_) => ApiError::unprocessable(message),
             PaymentError::Ledger(error) => error.into(),
         }
@@ -178,7 +181,10 @@ fn amount_of(state: &AppState, amount: &str, currency: Option<&str>) -> Result<P
 )]
 pub async fn methods(State(state): State<Arc<AppState>>) -> ApiOk<MethodsData> {
     let (min, max) = state.payments.limits();
+    let (upi_vpa, tron_address) = state.payments.pay_to();
     ApiOk(MethodsData {
+        upi_vpa: upi_vpa.map(str::to_owned),
+        tron_address: tron_address.map(str::to_owned),
         methods: state.payments.methods().into_iter().map(str::to_owned).collect(),
         min_amount: min.to_string(),
         max_amount: max.to_string(),
@@ -223,8 +229,9 @@ pub async fn deposit(
         }
         other => return Err(field_error("method", format!("{other:?} is not stripe or sandbox"))),
     };
-    let deposit = state.payments.ledger().deposit(deposit_id).await.map_err(ApiError::from)?.state;
-    let deposit = DepositBody::of(&deposit).ok_or_else(|| ApiError::internal("a deposit just made is missing"))?;
+    let deposit = state.payments.deposit_view(None, deposit_id).await?;
+    let deposit =
+        deposit.as_ref().map(DepositBody::from).ok_or_else(|| ApiError::internal("a deposit just made is missing"))?;
     Ok(ApiCreated(DepositData { deposit, client_secret }))
 }
 
@@ -247,8 +254,8 @@ pub async fn get_deposit(
     Auth(principal): Auth,
     ApiPath(deposit_id): ApiPath<DepositId>,
 ) -> Result<ApiOk<DepositData>, ApiError> {
-    let deposit = state.payments.deposit_of(principal.user_id, deposit_id).await?;
-    let deposit = deposit.as_ref().and_then(DepositBody::of).ok_or_else(|| ApiError::not_found("no such deposit"))?;
+    let deposit = state.payments.deposit_view(Some(principal.user_id), deposit_id).await?;
+    let deposit = deposit.as_ref().map(DepositBody::from).ok_or_else(|| ApiError::not_found("no such deposit"))?;
     Ok(ApiOk(DepositData { deposit, client_secret: None }))
 }
 

@@ -2,14 +2,17 @@
 //! admin credits. Every movement is a ledger command with an idempotency key; what it
 //! moves is decided by the pure `domain::deposit` and `domain::wallet` aggregates.
 
+mod recharge;
 pub mod stripe;
+pub mod tron;
 mod webhook;
 
-use domain::deposit::{DepositCommand, DepositMethod, DepositState, Reference};
+use domain::deposit::{DepositCommand, DepositMethod, Reference};
 use domain::wallet::{WalletCommand, WalletEvent};
 use domain::{AdjustmentId, Currency, DepositId, Money, PositiveMoney, UserId, WithdrawalId};
 use rust_decimal::Decimal;
 
+pub use self::recharge::ChainCheck;
 pub use self::webhook::{WebhookError, WebhookOutcome};
 use crate::config::PaymentSettings;
 use crate::identity::now;
@@ -27,6 +30,8 @@ pub enum PaymentError {
     #[error(transparent)]
     Stripe(#[from] stripe::StripeError),
     #[error(transparent)]
+    Tron(#[from] tron::TronError),
+    #[error(transparent)]
     Ledger(#[from] ServiceError),
 }
 
@@ -40,6 +45,7 @@ pub struct StripeDeposit {
 pub struct Payments {
     ledger: Ledger,
     stripe: Option<stripe::Stripe>,
+    tron: Option<tron::Tron>,
     settings: PaymentSettings,
     currencies: Vec<Currency>,
 }
@@ -47,7 +53,8 @@ pub struct Payments {
 impl Payments {
     pub fn new(ledger: Ledger, settings: PaymentSettings, currencies: Vec<Currency>) -> Payments {
         let stripe = settings.stripe.clone().map(stripe::Stripe::new);
-        Payments { ledger, stripe, settings, currencies }
+        let tron = settings.tron.clone().map(tron::Tron::new);
+        Payments { ledger, stripe, tron, settings, currencies }
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -60,10 +67,21 @@ impl Payments {
         if self.stripe.is_some() {
             methods.push(DepositMethod::Stripe.as_str());
         }
+        if self.settings.upi_vpa.is_some() {
+            methods.push(DepositMethod::Upi.as_str());
+        }
+        if self.tron.is_some() {
+            methods.push(DepositMethod::Tron.as_str());
+        }
         if self.settings.sandbox {
             methods.push(DepositMethod::Sandbox.as_str());
         }
         methods
+    }
+
+    /// Where users send manual recharges: the UPI id and the TRON address, when enabled.
+    pub fn pay_to(&self) -> (Option<&str>, Option<&str>) {
+        (self.settings.upi_vpa.as_deref(), self.tron.as_ref().map(tron::Tron::address))
     }
 
     pub fn limits(&self) -> (Decimal, Decimal) {
@@ -145,16 +163,6 @@ impl Payments {
         let outcome = self.ledger.store().idempotent_outcome(key).await?;
         let stream = outcome.and_then(|outcome| outcome.streams.first().map(|s| s.stream_id.clone()));
         Ok(stream.and_then(|s| s.strip_prefix("deposit-").and_then(|id| id.parse().ok())))
-    }
-
-    /// A user's own deposit, or `None` if it is not theirs.
-    pub async fn deposit_of(
-        &self,
-        user_id: UserId,
-        deposit_id: DepositId,
-    ) -> Result<Option<DepositState>, PaymentError> {
-        let deposit = self.ledger.deposit(deposit_id).await?.state;
-        Ok(deposit.initiated.as_ref().is_some_and(|i| i.user_id == user_id).then_some(deposit))
     }
 
     /// Holds `amount` for a payout (available -> payout pending) until an admin decides.

@@ -18,7 +18,9 @@ use crate::store::{Engine, RecordedEvent};
 pub const NAME: &str = super::views::View::Deposits.name();
 
 /// The deposit events of a page, by deposit, oldest first.
-fn deposit_events(events: &mut [RecordedEvent]) -> Result<BTreeMap<DepositId, Vec<(i64, DepositEvent)>>, ProjectionError> {
+fn deposit_events(
+    events: &mut [RecordedEvent],
+) -> Result<BTreeMap<DepositId, Vec<(i64, DepositEvent)>>, ProjectionError> {
     let mut by_deposit: BTreeMap<DepositId, Vec<(i64, DepositEvent)>> = BTreeMap::new();
     for event in events.iter_mut().filter(|e| e.event_type.starts_with("deposit.")) {
         let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
