@@ -9,6 +9,7 @@
 pub mod app;
 pub mod fake_smsman;
 pub mod fake_stripe;
+pub mod fake_trongrid;
 pub mod fake_textverified;
 
 use std::path::PathBuf;
