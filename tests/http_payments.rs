@@ -303,6 +303,20 @@ async fn withdrawals_wait_for_an_admin_and_credits_need_a_reason(database: TestD
     let b: Value = keyed().await.unwrap().json().await.unwrap();
     assert_eq!(a["data"]["withdrawal_id"], b["data"]["withdrawal_id"]);
     assert_eq!(app.balance(As::Bearer(&token)).await.0, d("5"));
+    // A retried sandbox deposit with the same key is one deposit, credited once.
+    let sandbox = || {
+        reqwest::Client::new()
+            .post(format!("{}/payments/deposit", app.base))
+            .bearer_auth(&token)
+            .header("idempotency-key", "top-up-1")
+            .json(&json!({"amount": "2", "method": "sandbox"}))
+            .send()
+    };
+    let a: Value = sandbox().await.unwrap().json().await.unwrap();
+    let b: Value = sandbox().await.unwrap().json().await.unwrap();
+    assert_eq!(a["data"]["deposit"]["id"], b["data"]["deposit"]["id"], "{a} {b}");
+    assert_eq!(b["data"]["deposit"]["status"], "succeeded");
+    assert_eq!(app.balance(As::Bearer(&token)).await.0, d("7"));
     let history = app.get("/payments/history", As::Bearer(&token)).await.expect(StatusCode::OK);
     let kinds: Vec<&str> =
         history.data()["lines"].as_array().unwrap().iter().map(|l| l["kind"].as_str().unwrap()).collect();
@@ -311,6 +325,7 @@ async fn withdrawals_wait_for_an_admin_and_credits_need_a_reason(database: TestD
     assert_eq!(
         kinds,
         [
+            "wallet.deposited",
             "wallet.withdrawal_requested",
             "wallet.withdrawal_requested",
             "wallet.withdrawal_rejected",

@@ -50,7 +50,10 @@ async fn tron_is_credited_once_confirmed(database: TestDatabase) {
 
     fake.lock().unwrap().transfers[0].1 = true;
     let checked = verify(&app, &token, &id).await;
-    assert_eq!((checked["check"].as_str(), checked["deposit"]["status"].as_str()), (Some("credited"), Some("succeeded")));
+    assert_eq!(
+        (checked["check"].as_str(), checked["deposit"]["status"].as_str()),
+        (Some("credited"), Some("succeeded"))
+    );
     assert_eq!(verify(&app, &token, &id).await["check"], "credited");
     assert_eq!(app.balance(As::Bearer(&token)).await.0, d("25"), "credited once");
     // The same hash again, by anyone: refused.
@@ -66,7 +69,8 @@ async fn tron_is_credited_once_confirmed(database: TestDatabase) {
         fake.transfers.push((transfer("dd44", ADDRESS, USDT, 10_000_000), true));
     }
     for hash in ["bb22", "cc33"] {
-        let id = text(&recharge(&app, &bob, "tron", "5", hash).await.expect(StatusCode::CREATED).data()["deposit"]["id"]);
+        let id =
+            text(&recharge(&app, &bob, "tron", "5", hash).await.expect(StatusCode::CREATED).data()["deposit"]["id"]);
         assert_eq!(verify(&app, &bob, &id).await["check"], "not_found", "{hash}");
     }
     let created = recharge(&app, &bob, "tron", "20", "dd44").await.expect(StatusCode::CREATED);
@@ -108,13 +112,17 @@ async fn upi_waits_for_an_admin(database: TestDatabase) {
     let (admin, _, _) = app.admin("root@example.com").await;
     let methods = app.get("/payment/methods", As::Nobody).await.expect(StatusCode::OK);
     assert_eq!(methods.data()["methods"], json!(["upi", "tron"]), "no sandbox in production");
-    assert_eq!((methods.data()["upi_vpa"].as_str(), methods.data()["tron_address"].as_str()), (Some("smsledger@upi"), Some(ADDRESS)));
+    assert_eq!(
+        (methods.data()["upi_vpa"].as_str(), methods.data()["tron_address"].as_str()),
+        (Some("smsledger@upi"), Some(ADDRESS))
+    );
 
     let first = recharge(&app, &token, "upi", "10", "UTR0001").await.expect(StatusCode::CREATED);
     let first = text(&first.data()["deposit"]["id"]);
     assert_eq!(verify(&app, &token, &first).await["check"], "waiting_for_admin");
     recharge(&app, &token, "upi", "10", "UTR0001").await.expect(StatusCode::CONFLICT);
-    let second = text(&recharge(&app, &token, "upi", "30", "UTR0002").await.expect(StatusCode::CREATED).data()["deposit"]["id"]);
+    let second =
+        text(&recharge(&app, &token, "upi", "30", "UTR0002").await.expect(StatusCode::CREATED).data()["deposit"]["id"]);
     assert_eq!(app.balance(As::Bearer(&token)).await.0, d("0"));
 
     app.get("/admin/deposits?status=pending&method=upi", As::Bearer(&token)).await.expect(StatusCode::FORBIDDEN);
@@ -143,8 +151,21 @@ async fn upi_waits_for_an_admin(database: TestDatabase) {
     let queue = app.get("/admin/deposits?status=pending", As::Bearer(&admin)).await.expect(StatusCode::OK);
     assert_eq!(queue.data()["total"], 0);
 
+    // Recharge maintenance pauses recharges (503 with Retry-After), not orders or reads.
+    app.put("/admin/maintenance", As::Bearer(&admin), json!({"scope": "recharge", "enabled": true}))
+        .await
+        .expect(StatusCode::OK);
+    let paused = recharge(&app, &token, "upi", "10", "UTR0009").await.expect(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(paused.headers.contains_key("retry-after"));
+    app.get("/recharge/history", As::Bearer(&token)).await.expect(StatusCode::OK);
+    app.put("/admin/maintenance", As::Bearer(&admin), json!({"scope": "recharge", "enabled": false}))
+        .await
+        .expect(StatusCode::OK);
+
     // Bad input is a 400 naming the field; limits and disabled methods are 422s.
-    let bad = app.post("/recharge/initiate", As::Bearer(&token), json!({"method": "cash", "amount": "1", "reference": "x"})).await;
+    let bad = app
+        .post("/recharge/initiate", As::Bearer(&token), json!({"method": "cash", "amount": "1", "reference": "x"}))
+        .await;
     assert_eq!(bad.expect(StatusCode::BAD_REQUEST).body["details"]["field"], "method");
     let bad = recharge(&app, &token, "upi", "10", "has space").await;
     assert_eq!(bad.expect(StatusCode::BAD_REQUEST).body["details"]["field"], "reference");

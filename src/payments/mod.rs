@@ -149,12 +149,19 @@ impl Payments {
         };
         let key = key.map(|key| format!("deposit:{user_id}:{key}"));
         let first = self.ledger.deposit_command(deposit_id, initiate, key.clone(), metadata.clone()).await?;
-        if first.is_some_and(|outcome| outcome.replayed) {
-            return Ok(self.replayed_deposit(key.as_deref()).await?.unwrap_or(deposit_id));
+        let deposit_id = match first {
+            Some(outcome) if outcome.replayed => self.replayed_deposit(key.as_deref()).await?.unwrap_or(deposit_id),
+            _ => deposit_id,
+        };
+        // A retry also completes a first attempt that stopped between the two appends, with
+        // what that attempt asked for.
+        let deposit = self.ledger.deposit(deposit_id).await?.state;
+        let asked = deposit.initiated.map_or(amount, |initiated| initiated.amount);
+        let succeed = DepositCommand::Succeed { amount: asked, at };
+        match self.ledger.deposit_command(deposit_id, succeed, None, metadata).await {
+            Ok(_) | Err(ServiceError::Deposit(domain::deposit::DepositError::NotPending(_))) => Ok(deposit_id),
+            Err(error) => Err(error.into()),
         }
-        let succeed = DepositCommand::Succeed { amount, at };
-        self.ledger.deposit_command(deposit_id, succeed, None, metadata).await?;
-        Ok(deposit_id)
     }
 
     /// The deposit a replayed key created first: its stream is the first in the outcome.

@@ -40,7 +40,11 @@ pub fn transfer(hash: &str, to: &str, contract: &str, units: i64) -> Value {
     })
 }
 
-async fn trc20(State(fake): State<Shared>, Path(address): Path<String>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn trc20(
+    State(fake): State<Shared>,
+    Path(address): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let fake = fake.lock().unwrap();
     if fake.down {
         return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();

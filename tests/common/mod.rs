@@ -9,8 +9,8 @@
 pub mod app;
 pub mod fake_smsman;
 pub mod fake_stripe;
-pub mod fake_trongrid;
 pub mod fake_textverified;
+pub mod fake_trongrid;
 
 use std::path::PathBuf;
 
