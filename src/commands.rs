@@ -189,6 +189,34 @@ pub async fn balance(settings: &Settings, account: &str, at: Option<&str>) -> an
     Ok(())
 }
 
+/// `smsledger export`: streams postings to stdout a page at a time; the totals close it.
+pub async fn export(
+    settings: &Settings,
+    from: Option<&str>,
+    to: Option<&str>,
+    format: &str,
+    kind: &str,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let format = crate::export::Format::parse(format)
+        .with_context(|| format!("--format must be csv or jsonl, got {format:?}"))?;
+    if kind != "postings" {
+        bail!("--kind must be postings, got {kind:?}");
+    }
+    let from = from.map(crate::export::Bound::parse).transpose()?;
+    let to = to.map(crate::export::Bound::parse).transpose()?;
+    let store = open(settings).await?;
+    let (after, up_to) = crate::export::positions(&store, from, to).await?;
+    let (mut chunks, task) = crate::export::spawn_postings(store, after, up_to, format);
+    let mut stdout = std::io::stdout().lock();
+    while let Some(chunk) = chunks.recv().await {
+        stdout.write_all(chunk.as_bytes())?;
+    }
+    stdout.flush()?;
+    task.await.context("the export task stopped")??;
+    Ok(())
+}
+
 /// `smsledger admin create --email E [--password-stdin]`: bootstraps an admin. The admin then
 /// signs in, enrols TOTP (`POST /api/v1/auth/2fa/setup`, `/enable`) and signs in again with a
 /// code; admin routes refuse sessions without one.

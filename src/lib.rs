@@ -7,6 +7,7 @@ pub mod cached_fold;
 pub mod catalog;
 pub mod commands;
 pub mod config;
+pub mod export;
 pub mod http;
 pub mod identity;
 pub mod maintenance;

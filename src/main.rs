@@ -33,6 +33,22 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Stream the ledger's postings (one row per leg) between two bounds, with totals per
+    /// account at the end, to stdout.
+    Export {
+        /// A log position, an RFC 3339 instant or a date (inclusive); the start when omitted.
+        #[arg(long)]
+        from: Option<String>,
+        /// A log position (inclusive), an RFC 3339 instant or a date (exclusive); the head when omitted.
+        #[arg(long)]
+        to: Option<String>,
+        /// csv or jsonl.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// What to export: postings.
+        #[arg(long, default_value = "postings")]
+        kind: String,
+    },
     /// Admin accounts.
     Admin {
         #[command(subcommand)]
@@ -56,7 +72,7 @@ enum AdminCommand {
 enum ProjectionsCommand {
     /// Rebuild one projection (or all) from position 0, aside, then swap it in.
     Rebuild {
-        /// balances, statement or trial_balance; all when omitted.
+        /// balances, statement, trial_balance, orders or deposits; all when omitted.
         name: Option<String>,
     },
     /// Each projection's position and lag behind the log.
@@ -100,6 +116,9 @@ fn main() -> ExitCode {
             Command::Verify => commands::verify(&settings).await,
             Command::Ledger { command: LedgerCommand::Balance { account, at } } => {
                 commands::balance(&settings, &account, at.as_deref()).await.map(|()| true)
+            }
+            Command::Export { from, to, format, kind } => {
+                commands::export(&settings, from.as_deref(), to.as_deref(), &format, &kind).await.map(|()| true)
             }
             Command::Admin { command: AdminCommand::Create { email, password_stdin } } => {
                 commands::create_admin(&settings, &email, password_stdin).await.map(|()| true)

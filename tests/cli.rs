@@ -146,7 +146,7 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     let names: Vec<&str> =
         health["projections"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["balances", "statement", "trial_balance", "orders"]);
+    assert_eq!(names, ["balances", "statement", "trial_balance", "orders", "deposits"]);
     assert_eq!(health["projections"][0]["lag"], 0);
     let (status, body) = get(&address, "/nope");
     assert_eq!(status, 404);
@@ -163,8 +163,8 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     assert_eq!(system["data"]["ok"], live_redis.is_some());
     assert_eq!(
         system["data"]["projections"].as_array().unwrap().len(),
-        4,
-        "balances, statement, trial balance, orders"
+        5,
+        "balances, statement, trial balance, orders, deposits"
     );
 
     let (status, body) = get(&address, "/metrics");
@@ -251,7 +251,77 @@ async fn admin_create_bootstraps_and_promotes(db: TestDatabase) {
     assert_eq!(identity.user_view(id).await.unwrap().role, domain::identity::Role::Admin);
 }
 
+/// Totals per (account, currency) from an export's rows, and its own total rows.
+type Sums = std::collections::BTreeMap<(String, String), rust_decimal::Decimal>;
+
+fn csv_sums(text: &str) -> (Sums, Sums, usize) {
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("position,recorded_at,event_id,event_type,stream_id,account,currency,amount"));
+    let (mut rows, mut totals, mut count) = (Sums::new(), Sums::new(), 0);
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 8, "{line}");
+        let key = (fields[5].to_owned(), fields[6].to_owned());
+        let amount: rust_decimal::Decimal = fields[7].parse().unwrap();
+        if fields[3] == "total" {
+            assert!(totals.insert(key, amount).is_none(), "one total per account: {line}");
+        } else {
+            assert!(totals.is_empty(), "totals come last");
+            *rows.entry(key).or_default() += amount;
+            count += 1;
+        }
+    }
+    (rows, totals, count)
+}
+
+async fn export_streams_postings_that_reconcile_to_the_trial_balance(db: TestDatabase) {
+    let store = open_store(&db).await;
+    workload::run(&Ledger::new(store.clone(), OrderPolicy::default()), 3, 4, 23).await;
+    let head = store.head().await.unwrap().position;
+    let exported = smsledger(&db, &["export", "--format", "csv"]);
+    assert!(exported.status.success(), "{exported:?}");
+    let (rows, totals, count) = csv_sums(&stdout(&exported));
+    assert!(count > 20, "{count} rows");
+    assert_eq!(rows, totals, "the totals are the rows' sums");
+    let trial = smsledger::point_in_time::trial_balance(&store, head).await.unwrap();
+    let trial: Sums =
+        trial.into_iter().map(|((account, currency), amount)| ((account, currency.to_string()), amount)).collect();
+    assert_eq!(totals, trial, "an export from the start reconciles to the trial balance at its end");
+    let mut per_currency: std::collections::BTreeMap<String, rust_decimal::Decimal> = Default::default();
+    for ((_, currency), amount) in &totals {
+        *per_currency.entry(currency.clone()).or_default() += amount;
+    }
+    assert!(per_currency.values().all(|sum| sum.is_zero()), "{per_currency:?}");
+
+    // JSON lines carry the same totals; a later range only its own.
+    let jsonl = smsledger(&db, &["export", "--format", "jsonl"]);
+    let mut json_totals = Sums::new();
+    for line in stdout(&jsonl).lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(total) = value.get("total") {
+            let key = (total["account"].as_str().unwrap().to_owned(), total["currency"].as_str().unwrap().to_owned());
+            json_totals.insert(key, total["amount"].as_str().unwrap().parse().unwrap());
+        }
+    }
+    assert_eq!(json_totals, totals);
+    let middle = head / 2;
+    let later = smsledger(&db, &["export", "--from", &(middle + 1).to_string(), "--to", &head.to_string()]);
+    let (_, later_totals, _) = csv_sums(&stdout(&later));
+    let before = smsledger::point_in_time::trial_balance(&store, middle).await.unwrap();
+    for ((account, currency), amount) in &trial {
+        let earlier = before.iter().find(|((a, c), _)| a == account && c.to_string() == *currency).map(|(_, v)| *v);
+        let change = amount - earlier.unwrap_or_default();
+        assert_eq!(later_totals.get(&(account.clone(), currency.clone())).copied().unwrap_or_default(), change);
+    }
+    let none = smsledger(&db, &["export", "--to", "2000-01-01"]);
+    assert_eq!(csv_sums(&stdout(&none)).2, 0, "nothing before the log began");
+    let bad = smsledger(&db, &["export", "--format", "xlsx"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--format must be csv or jsonl"));
+}
+
 on_both_engines!(
+    export_streams_postings_that_reconcile_to_the_trial_balance,
     admin_create_bootstraps_and_promotes,
     verify_rebuild_status_and_balance_from_the_command_line,
     bad_configuration_names_the_variable,

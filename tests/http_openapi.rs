@@ -60,6 +60,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_has_its_shapes() {
                     "finish",
                     "another-sms",
                     "extend",
+                    "approve",
                     "webhooks/textverified",
                     "payments/webhook",
                     "handler_api.php",

@@ -6,6 +6,7 @@
 //! SMS-Activate-compatible `/stubs/handler_api.php`.
 
 mod admin;
+mod admin_ledger;
 mod admin_payments;
 mod admin_pricing;
 mod auth;
@@ -202,6 +203,10 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(recharge::admin_list))
         .routes(routes!(recharge::approve))
         .routes(routes!(recharge::reject))
+        .routes(routes!(admin_ledger::verify))
+        .routes(routes!(admin_ledger::trial_balance))
+        .routes(routes!(admin_ledger::balance))
+        .routes(routes!(admin_ledger::export_postings))
         .routes(routes!(admin_payments::wallets))
         .routes(routes!(admin_payments::adjust))
         .routes(routes!(admin_payments::pay_withdrawal))
