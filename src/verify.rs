@@ -13,7 +13,9 @@ use projections::{DepositView, Fold, LedgerEntry, OrderView, ProjectionName, Sta
 use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 
-use crate::projection::{Target, checkpoint_name, deposits as deposits_view, orders as orders_view, sink};
+use crate::projection::{
+    Target, analytics as analytics_view, checkpoint_name, deposits as deposits_view, orders as orders_view, sink,
+};
 use crate::store::canonical::{GENESIS_HASH, chain_hash};
 use crate::store::{Engine, EventStore, LogReader, StoreError};
 
@@ -32,6 +34,8 @@ pub struct Report {
     pub orders_view: i64,
     /// Position the deposits view was compared up to.
     pub deposits_view: i64,
+    /// Position the analytics view was compared up to.
+    pub analytics_view: i64,
     /// Problems in log order; empty means the ledger verified.
     pub problems: Vec<Problem>,
 }
@@ -77,13 +81,16 @@ struct Folds {
     /// The deposits view, likewise: each deposit's events up to the checkpoint.
     deposits_checkpoint: i64,
     deposit_events: BTreeMap<DepositId, Vec<DepositEvent>>,
+    /// The analytics view, likewise.
+    analytics_checkpoint: i64,
+    analytics: projections::AnalyticsFold,
 }
 
 pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     let mut report = Report::default();
     // The stored views are read on another task while the log is replayed.
     let (checkpoints, stored) = spawn_projection_read(store.engine().clone());
-    let (checkpoints, orders_checkpoint, deposits_checkpoint) = match checkpoints.await {
+    let (checkpoints, [orders_checkpoint, deposits_checkpoint, analytics_checkpoint]) = match checkpoints.await {
         Ok(checkpoints) => checkpoints,
         Err(_) => {
             return Err(join(stored.await).err().unwrap_or(StoreError::TaskFailed("projection read stopped".into())));
@@ -96,6 +103,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             .collect(),
         orders_checkpoint,
         deposits_checkpoint,
+        analytics_checkpoint,
         ..Folds::default()
     };
     let mut previous = GENESIS_HASH;
@@ -157,6 +165,9 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             {
                 folds.deposit_events.entry(DepositId(id)).or_default().push(deposit.clone());
             }
+            if position <= folds.analytics_checkpoint {
+                folds.analytics.apply(event.recorded_at.timestamp_micros(), &decoded);
+            }
             if let Some(entry) =
                 LedgerEntry::new(position, event.recorded_at.timestamp_micros(), &event.event_type, &decoded)
             {
@@ -205,10 +216,18 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             .filter_map(|(id, events)| DepositView::fold(events).map(|view| (*id, view)))
             .collect();
         compare_views(&mut report, "deposits", "deposit", &deposits, &stored_orders.deposits, deposits_checkpoint);
+        let analytics: BTreeMap<String, Decimal> = folds
+            .analytics
+            .rows
+            .iter()
+            .map(|((day, metric, key, currency), value)| (format!("{day} {metric} {key} {currency}"), *value))
+            .collect();
+        compare_views(&mut report, "analytics", "row", &analytics, &stored_orders.analytics, analytics_checkpoint);
     }
     report.projections = checkpoints;
     report.orders_view = orders_checkpoint;
     report.deposits_view = deposits_checkpoint;
+    report.analytics_view = analytics_checkpoint;
     Ok(report)
 }
 
@@ -267,13 +286,15 @@ type Checkpoints = Vec<(ProjectionName, i64)>;
 struct StoredOrders {
     views: BTreeMap<OrderId, OrderView>,
     deposits: BTreeMap<DepositId, DepositView>,
+    /// Rows by `"{day} {metric} {key} {currency}"`.
+    analytics: BTreeMap<String, Decimal>,
 }
 
 type SnapshotTask = tokio::task::JoinHandle<Result<(sink::Snapshot, StoredOrders), StoreError>>;
 
 /// Checkpoints and tables, read in one snapshot so a running projector cannot skew them.
 /// The checkpoints arrive first (the replay needs them); the tables follow.
-fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, i64, i64)>, SnapshotTask) {
+fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, [i64; 3])>, SnapshotTask) {
     let (send_checkpoints, checkpoints) = oneshot::channel();
     let task = tokio::spawn(async move {
         macro_rules! read {
@@ -287,11 +308,18 @@ fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, i64
                 }
                 let orders_checkpoint = sink::$sink::checkpoint(&mut *tx, orders_view::NAME).await?;
                 let deposits_checkpoint = sink::$sink::checkpoint(&mut *tx, deposits_view::NAME).await?;
-                let _ = send_checkpoints.send((checkpoints, orders_checkpoint, deposits_checkpoint));
+                let analytics_checkpoint = sink::$sink::checkpoint(&mut *tx, analytics_view::NAME).await?;
+                let _ = send_checkpoints
+                    .send((checkpoints, [orders_checkpoint, deposits_checkpoint, analytics_checkpoint]));
                 let snapshot = sink::$sink::snapshot(&mut *tx).await?;
                 let views = orders_view::$sink::all(&mut *tx).await?;
                 let deposits = deposits_view::$sink::all(&mut *tx).await?;
-                (snapshot, StoredOrders { views, deposits })
+                let analytics = analytics_view::$sink::between(&mut *tx, "0000-00-00", "9999-99-99")
+                    .await?
+                    .into_iter()
+                    .map(|(day, metric, key, currency, value)| (format!("{day} {metric} {key} {currency}"), value))
+                    .collect();
+                (snapshot, StoredOrders { views, deposits, analytics })
             }};
         }
         Ok(match engine {
@@ -347,7 +375,7 @@ fn fold_order_view(folds: &mut Folds, stream_id: &str, position: i64, event: &Or
 
 /// Compares a re-folded document view with its stored table; a difference is reported at the
 /// view's checkpoint, naming the first document that differs.
-fn compare_views<K: Ord + Copy + std::fmt::Display, V: PartialEq>(
+fn compare_views<K: Ord + std::fmt::Display, V: PartialEq>(
     report: &mut Report,
     name: &str,
     noun: &str,
@@ -361,8 +389,8 @@ fn compare_views<K: Ord + Copy + std::fmt::Display, V: PartialEq>(
     let differs = expected
         .iter()
         .find(|(id, view)| stored.get(id) != Some(view))
-        .map(|(id, _)| *id)
-        .or_else(|| stored.keys().find(|id| !expected.contains_key(id)).copied());
+        .map(|(id, _)| id)
+        .or_else(|| stored.keys().find(|id| !expected.contains_key(id)));
     let what = differs.map_or_else(String::new, |id| format!(" at {noun} {id}"));
     report.problem(Some(checkpoint), format!("{name} projection differs from the log{what}"));
 }

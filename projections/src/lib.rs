@@ -8,10 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+mod analytics;
 mod deposits;
 mod folds;
 mod orders;
 
+pub use analytics::{AnalyticsFold, AnalyticsKey, day_of};
 pub use deposits::{DepositView, status_text as deposit_status_text};
 pub use folds::*;
 pub use orders::{OrderView, SmsView};

@@ -126,6 +126,7 @@ pub async fn verify(State(state): State<Arc<AppState>>, Admin(_): Admin) -> Resu
         report.projections.iter().map(|(name, position)| (name.to_string(), *position)).collect();
     projections.insert("orders".into(), report.orders_view);
     projections.insert("deposits".into(), report.deposits_view);
+    projections.insert("analytics".into(), report.analytics_view);
     Ok(ApiOk(VerifyReport {
         ok: report.is_ok(),
         events: report.events,

@@ -6,6 +6,7 @@
 //! SMS-Activate-compatible `/stubs/handler_api.php`.
 
 mod admin;
+mod admin_dashboard;
 mod admin_ledger;
 mod admin_payments;
 mod admin_pricing;
@@ -203,6 +204,7 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(recharge::admin_list))
         .routes(routes!(recharge::approve))
         .routes(routes!(recharge::reject))
+        .routes(routes!(admin_dashboard::dashboard))
         .routes(routes!(admin_ledger::verify))
         .routes(routes!(admin_ledger::trial_balance))
         .routes(routes!(admin_ledger::balance))

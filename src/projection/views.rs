@@ -1,5 +1,5 @@
-//! Views kept as one JSON document per aggregate (orders, deposits), each with the columns it
-//! is searched by. Each has its own projector and checkpoint (named as its table), with the
+//! Views kept apart from the ledger views: one JSON document per aggregate (orders, deposits),
+//! each with the columns it is searched by, and the analytics rows per day. Each has its own projector and checkpoint (named as its table), with the
 //! discipline of the ledger views: a batch and its checkpoint commit together; a rebuild resets
 //! rows and checkpoint in one transaction and refolds the log.
 
@@ -11,16 +11,18 @@ use crate::store::{self, Engine, RecordedEvent};
 pub enum View {
     Orders,
     Deposits,
+    Analytics,
 }
 
 impl View {
-    pub const ALL: [View; 2] = [View::Orders, View::Deposits];
+    pub const ALL: [View; 3] = [View::Orders, View::Deposits, View::Analytics];
 
     /// Its table and checkpoint name.
     pub const fn name(self) -> &'static str {
         match self {
             View::Orders => "orders",
             View::Deposits => "deposits",
+            View::Analytics => "analytics",
         }
     }
 
@@ -37,6 +39,7 @@ async fn apply_postgres(
     match view {
         View::Orders => super::orders::postgres::apply_page(connection, events).await,
         View::Deposits => super::deposits::postgres::apply_page(connection, events).await,
+        View::Analytics => super::analytics::postgres::apply_page(connection, events).await,
     }
 }
 
@@ -48,6 +51,7 @@ async fn apply_sqlite(
     match view {
         View::Orders => super::orders::sqlite::apply_page(connection, events).await,
         View::Deposits => super::deposits::sqlite::apply_page(connection, events).await,
+        View::Analytics => super::analytics::sqlite::apply_page(connection, events).await,
     }
 }
 
