@@ -97,6 +97,11 @@ pub enum OrderCommand {
     Cancel {
         now: Timestamp,
     },
+    /// An admin's cancel: as `Cancel`, without the cancel window (who did it is in the
+    /// event's metadata). Still refused once an SMS arrived: that hold is captured.
+    ForceCancel {
+        now: Timestamp,
+    },
     Expire {
         now: Timestamp,
     },
@@ -313,6 +318,12 @@ impl Aggregate for OrderState {
                 }
                 if now < facts.cancellable_at {
                     return Err(OrderError::CancelTooEarly { allowed_at: facts.cancellable_at });
+                }
+                OrderEvent::Cancelled { at: now }
+            }
+            OrderCommand::ForceCancel { now } => {
+                if status == OrderStatus::SmsReceived {
+                    return Err(OrderError::SmsAlreadyReceived);
                 }
                 OrderEvent::Cancelled { at: now }
             }

@@ -187,6 +187,22 @@ fn cancel_is_refused_in_the_first_two_minutes() {
 }
 
 #[test]
+fn an_admin_may_cancel_inside_the_window_but_not_after_the_sms() {
+    let o = order();
+    o.given(&o.waiting())
+        .when(OrderCommand::ForceCancel { now: at(5_000) })
+        .then(vec![OrderEvent::Cancelled { at: at(5_000) }]);
+    o.given(&o.with_sms())
+        .when(OrderCommand::ForceCancel { now: at(40_000) })
+        .then_fails(OrderError::SmsAlreadyReceived);
+    let mut closed = o.waiting();
+    closed.push(OrderEvent::Expired { at: at(1_300_000) });
+    o.given(&closed)
+        .when(OrderCommand::ForceCancel { now: at(1_400_000) })
+        .then_fails(OrderError::Closed(OrderStatus::Expired));
+}
+
+#[test]
 fn closed_orders_refuse_everything() {
     let o = order();
     let mut history = o.waiting();

@@ -8,6 +8,7 @@
 mod admin;
 mod admin_dashboard;
 mod admin_ledger;
+mod admin_orders;
 mod admin_payments;
 mod admin_pricing;
 mod auth;
@@ -205,6 +206,8 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(recharge::approve))
         .routes(routes!(recharge::reject))
         .routes(routes!(admin_dashboard::dashboard))
+        .routes(routes!(admin_orders::list))
+        .routes(routes!(admin_orders::cancel))
         .routes(routes!(admin_ledger::verify))
         .routes(routes!(admin_ledger::trial_balance))
         .routes(routes!(admin_ledger::balance))

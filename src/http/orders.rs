@@ -165,7 +165,7 @@ impl From<OrderFailure> for ApiError {
     }
 }
 
-fn parse_status(text: &str) -> Result<OrderStatus, ApiError> {
+pub(super) fn parse_status(text: &str) -> Result<OrderStatus, ApiError> {
     serde_json::from_value(json!(text)).map_err(|_| {
         ApiError::bad_request(format!(
             "unknown status {text:?}: use placed, number_assigned, sms_received, finished, cancelled, expired or provider_failed"

@@ -321,6 +321,23 @@ impl Orders {
         self.view(order_id).await?.ok_or(OrderFailure::NotFound)
     }
 
+    /// An admin's cancel of any user's order, inside the cancel window too: the provider is
+    /// told (best effort: the admin decides to refund the user whatever the provider says),
+    /// then the hold is released. Refused once an SMS arrived (that money is captured).
+    pub async fn force_cancel(&self, order_id: OrderId, metadata: Metadata) -> Result<OrderView, OrderFailure> {
+        let view = self.view(order_id).await?.ok_or(OrderFailure::NotFound)?;
+        let view = self.refresh(view, &metadata).await?;
+        let cancel = OrderCommand::ForceCancel { now: now() };
+        self.ledger.order(order_id).await?.state.decide(cancel.clone()).map_err(ServiceError::Order)?;
+        if let Some((provider, rental)) = self.provider(&view)
+            && let Err(error) = provider.cancel(&rental).await
+        {
+            tracing::warn!(%order_id, %error, "order.provider_cancel_failed");
+        }
+        self.ledger.order_command(order_id, cancel, None, metadata).await?;
+        self.view(order_id).await?.ok_or(OrderFailure::NotFound)
+    }
+
     /// Closes an order that got its SMS (asking the provider first, if it is still waiting);
     /// the provider is told afterwards.
     pub async fn finish(&self, user: UserId, order_id: OrderId, metadata: Metadata) -> Result<OrderView, OrderFailure> {

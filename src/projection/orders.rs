@@ -57,6 +57,20 @@ fn parse_view(text: &str) -> Result<OrderView, sqlx::Error> {
     serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
+/// What admins narrow the orders list by; `None` matches all.
+#[derive(Clone, Debug, Default)]
+pub struct AdminFilter {
+    pub user: Option<UserId>,
+    pub status: Option<OrderStatus>,
+    pub provider: Option<String>,
+    pub service: Option<String>,
+    pub country: Option<String>,
+    /// Placed at or after.
+    pub placed_from: Option<domain::Timestamp>,
+    /// Placed before.
+    pub placed_before: Option<domain::Timestamp>,
+}
+
 /// A page of orders and how many match in all.
 #[derive(Debug)]
 pub struct OrderPage {
@@ -109,8 +123,8 @@ macro_rules! engine_orders {
                     let view = &views[&id];
                     let json = serde_json::to_string(view).expect("an order view serializes");
                     sqlx::query(
-                        "INSERT INTO orders (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
+                        "INSERT INTO orders (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
                          provider_id = excluded.provider_id, provider_order_id = excluded.provider_order_id, \
                          expires_at = excluded.expires_at, position = excluded.position, view = excluded.view",
                     )
@@ -123,6 +137,8 @@ macro_rules! engine_orders {
                     .bind(view.expires_at.0)
                     .bind(position)
                     .bind(json)
+                    .bind(view.service.as_str())
+                    .bind(view.country.as_str())
                     .execute(&mut *connection)
                     .await?;
                 }
@@ -153,6 +169,38 @@ macro_rules! engine_orders {
                     .bind(offset)
                     .fetch_all(&mut *connection)
                     .await?;
+                let orders = rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
+                Ok(OrderPage { orders, total: total.0 })
+            }
+
+            /// Every user's orders, newest first, narrowed by the filter.
+            pub async fn search(
+                connection: &mut $connection,
+                filter: &AdminFilter,
+                offset: i64,
+                limit: i64,
+            ) -> Result<OrderPage, sqlx::Error> {
+                let conditions = "($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR provider_id = $3) \
+                     AND ($4 IS NULL OR service = $4) AND ($5 IS NULL OR country = $5) AND ($6 IS NULL OR placed_at >= $6) \
+                     AND ($7 IS NULL OR placed_at < $7)";
+                macro_rules! bind_filter {
+                    ($query:expr) => {
+                        $query
+                            .bind(filter.user.map(|u| u.0))
+                            .bind(filter.status.map(status_text))
+                            .bind(filter.provider.as_deref())
+                            .bind(filter.service.as_deref())
+                            .bind(filter.country.as_deref())
+                            .bind(filter.placed_from.map(|t| t.0))
+                            .bind(filter.placed_before.map(|t| t.0))
+                    };
+                }
+                let count = format!("SELECT count(*) FROM orders WHERE {conditions}");
+                let total: (i64,) = bind_filter!(sqlx::query_as(sink::sql(count))).fetch_one(&mut *connection).await?;
+                let text = format!(
+                    "SELECT view FROM orders WHERE {conditions} ORDER BY placed_at DESC, order_id DESC LIMIT $8 OFFSET $9"
+                );
+                let rows = bind_filter!(sqlx::query(sink::sql(text))).bind(limit).bind(offset).fetch_all(&mut *connection).await?;
                 let orders = rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
                 Ok(OrderPage { orders, total: total.0 })
             }
@@ -217,6 +265,16 @@ pub async fn list_for_user(
     limit: i64,
 ) -> Result<OrderPage, sqlx::Error> {
     on_engine!(engine, for_user(user, status, offset, limit))
+}
+
+/// Every user's orders, newest first, narrowed by the filter.
+pub async fn search_orders(
+    engine: &Engine,
+    filter: &AdminFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<OrderPage, sqlx::Error> {
+    on_engine!(engine, search(filter, offset, limit))
 }
 
 /// Open orders, the soonest to expire first.
