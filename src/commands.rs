@@ -151,6 +151,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     println!("projection        orders compared up to position {}", report.orders_view);
     println!("projection        deposits compared up to position {}", report.deposits_view);
     println!("projection        analytics compared up to position {}", report.analytics_view);
+    println!("projection        users compared up to position {}", report.users_view);
     if report.is_ok() {
         println!("OK: hash chain, aggregates and projections agree with the log");
         return Ok(true);

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::projection::{
     Target, analytics as analytics_view, checkpoint_name, deposits as deposits_view, orders as orders_view, sink,
+    users as users_view,
 };
 use crate::store::canonical::{GENESIS_HASH, chain_hash};
 use crate::store::{Engine, EventStore, LogReader, StoreError};
@@ -36,6 +37,8 @@ pub struct Report {
     pub deposits_view: i64,
     /// Position the analytics view was compared up to.
     pub analytics_view: i64,
+    /// Position the users directory was compared up to.
+    pub users_view: i64,
     /// Problems in log order; empty means the ledger verified.
     pub problems: Vec<Problem>,
 }
@@ -84,18 +87,24 @@ struct Folds {
     /// The analytics view, likewise.
     analytics_checkpoint: i64,
     analytics: projections::AnalyticsFold,
+    /// The users directory, likewise.
+    users_checkpoint: i64,
+    users: BTreeMap<UserId, projections::UserRow>,
 }
 
 pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     let mut report = Report::default();
     // The stored views are read on another task while the log is replayed.
     let (checkpoints, stored) = spawn_projection_read(store.engine().clone());
-    let (checkpoints, [orders_checkpoint, deposits_checkpoint, analytics_checkpoint]) = match checkpoints.await {
-        Ok(checkpoints) => checkpoints,
-        Err(_) => {
-            return Err(join(stored.await).err().unwrap_or(StoreError::TaskFailed("projection read stopped".into())));
-        }
-    };
+    let (checkpoints, [orders_checkpoint, deposits_checkpoint, analytics_checkpoint, users_checkpoint]) =
+        match checkpoints.await {
+            Ok(checkpoints) => checkpoints,
+            Err(_) => {
+                return Err(join(stored.await)
+                    .err()
+                    .unwrap_or(StoreError::TaskFailed("projection read stopped".into())));
+            }
+        };
     let mut folds = Folds {
         views: checkpoints
             .iter()
@@ -104,6 +113,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
         orders_checkpoint,
         deposits_checkpoint,
         analytics_checkpoint,
+        users_checkpoint,
         ..Folds::default()
     };
     let mut previous = GENESIS_HASH;
@@ -168,6 +178,19 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             if position <= folds.analytics_checkpoint {
                 folds.analytics.apply(event.recorded_at.timestamp_micros(), &decoded);
             }
+            if let DomainEvent::User(user) = &decoded
+                && position <= folds.users_checkpoint
+                && let Some(id) = event.stream_id.strip_prefix("user-").and_then(|id| id.parse().ok()).map(UserId)
+            {
+                match folds.users.get_mut(&id) {
+                    Some(row) => row.apply(user),
+                    None => {
+                        if let Some(row) = projections::UserRow::registered(user) {
+                            folds.users.insert(id, row);
+                        }
+                    }
+                }
+            }
             if let Some(entry) =
                 LedgerEntry::new(position, event.recorded_at.timestamp_micros(), &event.event_type, &decoded)
             {
@@ -223,11 +246,13 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
             .map(|((day, metric, key, currency), value)| (format!("{day} {metric} {key} {currency}"), *value))
             .collect();
         compare_views(&mut report, "analytics", "row", &analytics, &stored_orders.analytics, analytics_checkpoint);
+        compare_views(&mut report, "users", "user", &folds.users, &stored_orders.users, users_checkpoint);
     }
     report.projections = checkpoints;
     report.orders_view = orders_checkpoint;
     report.deposits_view = deposits_checkpoint;
     report.analytics_view = analytics_checkpoint;
+    report.users_view = users_checkpoint;
     Ok(report)
 }
 
@@ -288,13 +313,14 @@ struct StoredOrders {
     deposits: BTreeMap<DepositId, DepositView>,
     /// Rows by `"{day} {metric} {key} {currency}"`.
     analytics: BTreeMap<String, Decimal>,
+    users: BTreeMap<UserId, projections::UserRow>,
 }
 
 type SnapshotTask = tokio::task::JoinHandle<Result<(sink::Snapshot, StoredOrders), StoreError>>;
 
 /// Checkpoints and tables, read in one snapshot so a running projector cannot skew them.
 /// The checkpoints arrive first (the replay needs them); the tables follow.
-fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, [i64; 3])>, SnapshotTask) {
+fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, [i64; 4])>, SnapshotTask) {
     let (send_checkpoints, checkpoints) = oneshot::channel();
     let task = tokio::spawn(async move {
         macro_rules! read {
@@ -309,8 +335,10 @@ fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, [i6
                 let orders_checkpoint = sink::$sink::checkpoint(&mut *tx, orders_view::NAME).await?;
                 let deposits_checkpoint = sink::$sink::checkpoint(&mut *tx, deposits_view::NAME).await?;
                 let analytics_checkpoint = sink::$sink::checkpoint(&mut *tx, analytics_view::NAME).await?;
-                let _ = send_checkpoints
-                    .send((checkpoints, [orders_checkpoint, deposits_checkpoint, analytics_checkpoint]));
+                let users_checkpoint = sink::$sink::checkpoint(&mut *tx, users_view::NAME).await?;
+                let views_checkpoints =
+                    [orders_checkpoint, deposits_checkpoint, analytics_checkpoint, users_checkpoint];
+                let _ = send_checkpoints.send((checkpoints, views_checkpoints));
                 let snapshot = sink::$sink::snapshot(&mut *tx).await?;
                 let views = orders_view::$sink::all(&mut *tx).await?;
                 let deposits = deposits_view::$sink::all(&mut *tx).await?;
@@ -319,7 +347,8 @@ fn spawn_projection_read(engine: Engine) -> (oneshot::Receiver<(Checkpoints, [i6
                     .into_iter()
                     .map(|(day, metric, key, currency, value)| (format!("{day} {metric} {key} {currency}"), value))
                     .collect();
-                (snapshot, StoredOrders { views, deposits, analytics })
+                let users = users_view::$sink::all(&mut *tx).await?;
+                (snapshot, StoredOrders { views, deposits, analytics, users })
             }};
         }
         Ok(match engine {

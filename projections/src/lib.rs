@@ -12,11 +12,13 @@ mod analytics;
 mod deposits;
 mod folds;
 mod orders;
+mod users;
 
 pub use analytics::{AnalyticsFold, AnalyticsKey, day_of};
 pub use deposits::{DepositView, status_text as deposit_status_text};
 pub use folds::*;
 pub use orders::{OrderView, SmsView};
+pub use users::UserRow;
 
 /// The projections the service keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

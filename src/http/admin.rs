@@ -1,5 +1,4 @@
-//! `/api/v1/admin/*`: what admins do in this scope: maintenance modes and blocking
-//! accounts. Every route needs an admin session opened with a second factor.
+//! `/api/v1/admin/*`: maintenance modes and blocking accounts. Every route needs an admin session opened with a second factor.
 
 use std::sync::Arc;
 
@@ -70,28 +69,6 @@ pub async fn set_maintenance(
     state.maintenance.set(scope.clone(), window, admin.user_id, metadata).await?;
     let state_word = if body.enabled { "on" } else { "off" };
     Ok(ApiOk(Message::new(format!("maintenance {scope} {state_word}"))))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/admin/users/{id}",
-    tag = "admin",
-    summary = "One user",
-    security(("bearer" = [])),
-    params(("id" = String, Path, format = Uuid, description = "user id")),
-    responses(
-        (status = 200, body = Envelope<UserData>),
-        (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody),
-        AdminRefusals,
-    )
-)]
-pub async fn user(
-    State(state): State<Arc<AppState>>,
-    Admin(_): Admin,
-    ApiPath(user_id): ApiPath<UserId>,
-) -> Result<ApiOk<UserData>, ApiError> {
-    Ok(ApiOk(UserData { user: state.identity.user_view(user_id).await? }))
 }
 
 /// Blocks sign-in and API keys and ends every session; open orders finish normally.

@@ -127,6 +127,7 @@ pub async fn verify(State(state): State<Arc<AppState>>, Admin(_): Admin) -> Resu
     projections.insert("orders".into(), report.orders_view);
     projections.insert("deposits".into(), report.deposits_view);
     projections.insert("analytics".into(), report.analytics_view);
+    projections.insert("users_directory".into(), report.users_view);
     Ok(ApiOk(VerifyReport {
         ok: report.is_ok(),
         events: report.events,

@@ -62,6 +62,26 @@ pub struct WalletsData {
     pub wallets: Vec<WalletBody>,
 }
 
+/// A user's wallet in every currency kept.
+pub(super) async fn wallet_bodies(state: &AppState, user_id: UserId) -> Result<Vec<WalletBody>, ApiError> {
+    let mut wallets = Vec::new();
+    for currency in &state.currencies {
+        let wallet = state.payments.ledger().wallet(user_id, *currency).await?.state;
+        wallets.push(WalletBody {
+            currency: currency.to_string(),
+            available: wallet.available.to_string(),
+            held: wallet.held.to_string(),
+            debt: wallet.debt.to_string(),
+            pending_withdrawals: wallet
+                .pending_withdrawals
+                .iter()
+                .map(|(id, amount)| PendingWithdrawal { withdrawal_id: id.to_string(), amount: amount.to_string() })
+                .collect(),
+        });
+    }
+    Ok(wallets)
+}
+
 fn currency_of(state: &AppState, currency: Option<&str>) -> Result<domain::Currency, ApiError> {
     let code = currency.map(str::trim).unwrap_or(state.currencies[0].as_str()).to_ascii_uppercase();
     domain::Currency::parse(&code).map_err(|e| field_error("currency", e))
@@ -81,21 +101,7 @@ pub async fn wallets(
     Admin(_): Admin,
     ApiPath(user_id): ApiPath<UserId>,
 ) -> Result<ApiOk<WalletsData>, ApiError> {
-    let mut wallets = Vec::new();
-    for currency in &state.currencies {
-        let wallet = state.payments.ledger().wallet(user_id, *currency).await?.state;
-        wallets.push(WalletBody {
-            currency: currency.to_string(),
-            available: wallet.available.to_string(),
-            held: wallet.held.to_string(),
-            debt: wallet.debt.to_string(),
-            pending_withdrawals: wallet
-                .pending_withdrawals
-                .iter()
-                .map(|(id, amount)| PendingWithdrawal { withdrawal_id: id.to_string(), amount: amount.to_string() })
-                .collect(),
-        });
-    }
+    let wallets = wallet_bodies(&state, user_id).await?;
     Ok(ApiOk(WalletsData { wallets }))
 }
 

@@ -11,6 +11,7 @@ mod admin_ledger;
 mod admin_orders;
 mod admin_payments;
 mod admin_pricing;
+mod admin_users;
 mod auth;
 pub mod bodies;
 mod catalog;
@@ -177,7 +178,9 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(user::api_keys, user::create_api_key))
         .routes(routes!(user::revoke_api_key))
         .routes(routes!(admin::set_maintenance))
-        .routes(routes!(admin::user))
+        .routes(routes!(admin_users::user))
+        .routes(routes!(admin_users::list))
+        .routes(routes!(admin_users::role))
         .routes(routes!(admin::block))
         .routes(routes!(admin::unblock))
         .routes(routes!(admin_pricing::list, admin_pricing::set, admin_pricing::remove))

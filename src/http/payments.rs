@@ -142,6 +142,21 @@ pub struct HistoryLine {
     pub at: String,
 }
 
+impl From<projections::StatementLine> for HistoryLine {
+    fn from(line: projections::StatementLine) -> Self {
+        HistoryLine {
+            kind: line.event_type,
+            reference: line.reference,
+            currency: line.currency.to_string(),
+            available_change: line.available_change.to_string(),
+            held_change: line.held_change.to_string(),
+            available_after: line.available_after.to_string(),
+            position: line.position,
+            at: chrono::DateTime::from_timestamp_micros(line.recorded_at_micros).unwrap_or_default().to_rfc3339(),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct HistoryPage {
     pub lines: Vec<HistoryLine>,
@@ -354,18 +369,6 @@ pub async fn history(
             crate::read::ReadError::Stale { .. } => ApiError::unavailable("history is catching up; retry shortly", 1),
             other => ApiError::internal(other),
         })?;
-    let lines = lines
-        .into_iter()
-        .map(|line| HistoryLine {
-            kind: line.event_type,
-            reference: line.reference,
-            currency: line.currency.to_string(),
-            available_change: line.available_change.to_string(),
-            held_change: line.held_change.to_string(),
-            available_after: line.available_after.to_string(),
-            position: line.position,
-            at: chrono::DateTime::from_timestamp_micros(line.recorded_at_micros).unwrap_or_default().to_rfc3339(),
-        })
-        .collect();
+    let lines = lines.into_iter().map(HistoryLine::from).collect();
     Ok(ApiOk(HistoryPage { lines, page, per_page, total }))
 }

@@ -334,6 +334,19 @@ impl Identity {
         self.user_view(user_id).await
     }
 
+    /// An admin gives a user a role; it takes effect at the user's next request.
+    pub async fn set_role(
+        &self,
+        admin: &Principal,
+        user_id: UserId,
+        role: Role,
+        caller: &Caller,
+    ) -> Result<UserView, AuthError> {
+        let command = UserCommand::SetRole { role, at: now() };
+        self.decide_user(user_id, command, vec![], caller.metadata(Some(admin.user_id))).await?;
+        self.user_view(user_id).await
+    }
+
     pub async fn unblock(&self, admin: &Principal, user_id: UserId, caller: &Caller) -> Result<UserView, AuthError> {
         let command = UserCommand::Unblock { by: Some(admin.user_id), at: now() };
         self.decide_user(user_id, command, vec![], caller.metadata(Some(admin.user_id))).await?;

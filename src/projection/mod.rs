@@ -6,6 +6,7 @@ pub mod orders;
 mod runner;
 pub mod sink;
 pub mod sql_types;
+pub mod users;
 pub mod views;
 
 pub use runner::{

@@ -1,5 +1,5 @@
 //! Views kept apart from the ledger views: one JSON document per aggregate (orders, deposits),
-//! each with the columns it is searched by, and the analytics rows per day. Each has its own projector and checkpoint (named as its table), with the
+//! each with the columns it is searched by, the users directory, and the analytics rows per day. Each has its own projector and checkpoint (named as its table), with the
 //! discipline of the ledger views: a batch and its checkpoint commit together; a rebuild resets
 //! rows and checkpoint in one transaction and refolds the log.
 
@@ -12,10 +12,11 @@ pub enum View {
     Orders,
     Deposits,
     Analytics,
+    Users,
 }
 
 impl View {
-    pub const ALL: [View; 3] = [View::Orders, View::Deposits, View::Analytics];
+    pub const ALL: [View; 4] = [View::Orders, View::Deposits, View::Analytics, View::Users];
 
     /// Its table and checkpoint name.
     pub const fn name(self) -> &'static str {
@@ -23,6 +24,7 @@ impl View {
             View::Orders => "orders",
             View::Deposits => "deposits",
             View::Analytics => "analytics",
+            View::Users => "users_directory",
         }
     }
 
@@ -40,6 +42,7 @@ async fn apply_postgres(
         View::Orders => super::orders::postgres::apply_page(connection, events).await,
         View::Deposits => super::deposits::postgres::apply_page(connection, events).await,
         View::Analytics => super::analytics::postgres::apply_page(connection, events).await,
+        View::Users => super::users::postgres::apply_page(connection, events).await,
     }
 }
 
@@ -52,6 +55,7 @@ async fn apply_sqlite(
         View::Orders => super::orders::sqlite::apply_page(connection, events).await,
         View::Deposits => super::deposits::sqlite::apply_page(connection, events).await,
         View::Analytics => super::analytics::sqlite::apply_page(connection, events).await,
+        View::Users => super::users::sqlite::apply_page(connection, events).await,
     }
 }
 

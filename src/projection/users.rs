@@ -1,0 +1,193 @@
+//! The users directory table: one row per account (the `UserRow` as JSON, plus the columns it is
+//! searched by), kept by a projector of its own, for admins to find users.
+
+use std::collections::BTreeMap;
+
+use domain::identity::{Role, UserEvent};
+use domain::{DomainEvent, UserId};
+use projections::UserRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::runner::ProjectionError;
+use super::sink::{self, placeholders};
+use crate::store::{Engine, RecordedEvent};
+
+/// The checkpoint name of the live users directory.
+pub const NAME: &str = super::views::View::Users.name();
+
+/// The user events of a page, by user, oldest first.
+fn user_events(events: &mut [RecordedEvent]) -> Result<BTreeMap<UserId, Vec<(i64, UserEvent)>>, ProjectionError> {
+    let mut by_user: BTreeMap<UserId, Vec<(i64, UserEvent)>> = BTreeMap::new();
+    for event in events.iter_mut().filter(|e| e.event_type.starts_with("user.")) {
+        let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
+        let id = event
+            .stream_id
+            .strip_prefix("user-")
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or_else(|| undecodable(format!("user event in stream {}", event.stream_id)))?;
+        let payload = std::mem::take(&mut event.payload);
+        match DomainEvent::decode_owned(&event.event_type, event.schema_version, payload) {
+            Ok(DomainEvent::User(user)) => by_user.entry(UserId(id)).or_default().push((event.position, user)),
+            Ok(_) => return Err(undecodable("not a user event".into())),
+            Err(error) => return Err(undecodable(error.to_string())),
+        }
+    }
+    Ok(by_user)
+}
+
+fn parse_row(text: &str) -> Result<UserRow, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::User => "user",
+        Role::Admin => "admin",
+    }
+}
+
+/// What admins search users by; `None` matches all.
+#[derive(Clone, Debug, Default)]
+pub struct UserFilter {
+    /// Part of the email address (lowercase).
+    pub email_contains: Option<String>,
+    pub role: Option<Role>,
+    pub blocked: Option<bool>,
+}
+
+/// A page of users and how many match in all.
+#[derive(Debug)]
+pub struct UserPage {
+    pub users: Vec<UserRow>,
+    pub total: i64,
+}
+
+/// `%text%` for LIKE, with `\` escaping the pattern characters in the text.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+macro_rules! engine_users {
+    ($module:ident, $connection:ty) => {
+        pub mod $module {
+            use super::*;
+
+            /// Applies a page's user events to the rows they touch.
+            pub async fn apply_page(
+                connection: &mut $connection,
+                events: &mut [RecordedEvent],
+            ) -> Result<(), ProjectionError> {
+                let by_user = user_events(events)?;
+                let ids: Vec<UserId> = by_user.keys().copied().collect();
+                let mut rows: BTreeMap<UserId, UserRow> = BTreeMap::new();
+                for chunk in ids.chunks(500) {
+                    let text = format!("SELECT view FROM users_directory WHERE user_id IN {}", placeholders(1, chunk.len()));
+                    let mut query = sqlx::query(sink::sql(text));
+                    for id in chunk {
+                        query = query.bind(id.0);
+                    }
+                    for row in query.fetch_all(&mut *connection).await? {
+                        let user = parse_row(&row.try_get::<String, _>(0)?)?;
+                        rows.insert(user.user_id, user);
+                    }
+                }
+                for (id, events) in by_user {
+                    let mut position = 0;
+                    for (at, event) in &events {
+                        position = *at;
+                        match rows.get_mut(&id) {
+                            Some(row) => row.apply(event),
+                            None => {
+                                let row = UserRow::registered(event).ok_or_else(|| ProjectionError::Undecodable {
+                                    position: *at,
+                                    reason: format!("user {id} has events before user.registered"),
+                                })?;
+                                rows.insert(id, row);
+                            }
+                        }
+                    }
+                    let row = &rows[&id];
+                    sqlx::query(
+                        "INSERT INTO users_directory (user_id, email, role, blocked, registered_at, position, view) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, \
+                         role = excluded.role, blocked = excluded.blocked, position = excluded.position, view = excluded.view",
+                    )
+                    .bind(id.0)
+                    .bind(row.email.as_str())
+                    .bind(role_text(row.role))
+                    .bind(row.blocked)
+                    .bind(row.registered_at.0)
+                    .bind(position)
+                    .bind(serde_json::to_string(row).expect("a user row serializes"))
+                    .execute(&mut *connection)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Users newest first, narrowed by the filter.
+            pub async fn search(
+                connection: &mut $connection,
+                filter: &UserFilter,
+                offset: i64,
+                limit: i64,
+            ) -> Result<UserPage, sqlx::Error> {
+                let conditions = "($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR role = $2) \
+                                  AND ($3 IS NULL OR blocked = $3)";
+                let pattern = filter.email_contains.as_deref().map(contains_pattern);
+                let total: (i64,) =
+                    sqlx::query_as(sink::sql(format!("SELECT count(*) FROM users_directory WHERE {conditions}")))
+                        .bind(pattern.as_deref())
+                        .bind(filter.role.map(role_text))
+                        .bind(filter.blocked)
+                        .fetch_one(&mut *connection)
+                        .await?;
+                let text = format!(
+                    "SELECT view FROM users_directory WHERE {conditions} ORDER BY registered_at DESC, user_id DESC LIMIT $4 OFFSET $5"
+                );
+                let rows = sqlx::query(sink::sql(text))
+                    .bind(pattern.as_deref())
+                    .bind(filter.role.map(role_text))
+                    .bind(filter.blocked)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&mut *connection)
+                    .await?;
+                let users = rows.iter().map(|row| parse_row(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
+                Ok(UserPage { users, total: total.0 })
+            }
+
+            /// Every row, for `verify` to compare with the log.
+            pub async fn all(connection: &mut $connection) -> Result<BTreeMap<UserId, UserRow>, sqlx::Error> {
+                let rows = sqlx::query("SELECT view FROM users_directory").fetch_all(&mut *connection).await?;
+                rows.iter()
+                    .map(|row| parse_row(&row.try_get::<String, _>(0)?).map(|user| (user.user_id, user)))
+                    .collect()
+            }
+        }
+    };
+}
+
+engine_users!(postgres, sqlx::PgConnection);
+engine_users!(sqlite, sqlx::SqliteConnection);
+
+/// Users newest first, narrowed by the filter.
+pub async fn search_users(
+    engine: &Engine,
+    filter: &UserFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<UserPage, sqlx::Error> {
+    crate::on_engine!(engine, search(filter, offset, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_escape_their_wildcards() {
+        assert_eq!(super::contains_pattern("ann"), "%ann%");
+        assert_eq!(super::contains_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
+    }
+}
