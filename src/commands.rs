@@ -116,7 +116,8 @@ pub async fn rebuild(settings: &Settings, name: Option<&str>) -> anyhow::Result<
     }
     for view in projection::views::View::ALL {
         if name.is_none_or(|name| name == view.name()) {
-            let position = projection::views::rebuild(store.engine(), view, settings.projection_batch_max).await?;
+            let batch = settings.projection_batch_max;
+            let position = projection::views::rebuild(store.engine(), view, batch, &|_| {}).await?;
             println!("rebuilt {} to position {position}", view.name());
         }
     }

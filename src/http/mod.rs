@@ -11,6 +11,7 @@ mod admin_ledger;
 mod admin_orders;
 mod admin_payments;
 mod admin_pricing;
+mod admin_projections;
 mod admin_users;
 mod auth;
 pub mod bodies;
@@ -63,6 +64,10 @@ pub struct AppState {
     /// TextVerified's webhook secret (`TEXTVERIFIED_WEBHOOK_SECRET`).
     pub textverified_webhook_secret: Option<String>,
     pub trust_forwarded_for: bool,
+    /// Online rebuilds started by admins, with their progress.
+    pub rebuilds: admin_projections::Rebuilds,
+    /// Events a projector folds per transaction (`PROJECTION_BATCH_MAX`).
+    pub projection_batch_max: u32,
     pub public_config: system::PublicConfig,
     pub metrics: PrometheusHandle,
 }
@@ -108,6 +113,8 @@ impl AppState {
             textverified_webhook_secret: settings.providers.textverified_webhook_secret.clone(),
             store,
             trust_forwarded_for: settings.auth.trust_forwarded_for,
+            rebuilds: Default::default(),
+            projection_batch_max: settings.projection_batch_max,
             public_config,
             metrics: crate::metrics::install(),
         }
@@ -209,6 +216,8 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(recharge::approve))
         .routes(routes!(recharge::reject))
         .routes(routes!(admin_dashboard::dashboard))
+        .routes(routes!(admin_projections::list))
+        .routes(routes!(admin_projections::rebuild))
         .routes(routes!(admin_orders::list))
         .routes(routes!(admin_orders::cancel))
         .routes(routes!(admin_ledger::verify))

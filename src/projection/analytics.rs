@@ -43,6 +43,7 @@ macro_rules! engine_analytics {
             /// Adds a page's analytics to the stored rows.
             pub async fn apply_page(
                 connection: &mut $connection,
+                table: &str,
                 events: &mut [RecordedEvent],
             ) -> Result<(), ProjectionError> {
                 let fold = fold_page(events)?;
@@ -50,7 +51,7 @@ macro_rules! engine_analytics {
                 let mut stored: BTreeMap<(String, String, String, String), Decimal> = BTreeMap::new();
                 for chunk in keys.chunks(ROWS_PER_STATEMENT) {
                     let text = format!(
-                        "SELECT day, metric, key, currency, value FROM analytics WHERE (day, metric, key, currency) IN (VALUES {})",
+                        "SELECT day, metric, key, currency, value FROM {table} WHERE (day, metric, key, currency) IN (VALUES {})",
                         placeholders(chunk.len(), 4)
                     );
                     let mut query = sqlx::query(sink::sql(text));
@@ -72,7 +73,7 @@ macro_rules! engine_analytics {
                     .collect();
                 for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     let text = format!(
-                        "INSERT INTO analytics (day, metric, key, currency, value) VALUES {} \
+                        "INSERT INTO {table} (day, metric, key, currency, value) VALUES {} \
                          ON CONFLICT (day, metric, key, currency) DO UPDATE SET value = excluded.value",
                         placeholders(chunk.len(), 5)
                     );

@@ -60,13 +60,14 @@ macro_rules! engine_deposits {
             /// Applies a page's deposit events to the rows they touch.
             pub async fn apply_page(
                 connection: &mut $connection,
+                table: &str,
                 events: &mut [RecordedEvent],
             ) -> Result<(), ProjectionError> {
                 let by_deposit = deposit_events(events)?;
                 let ids: Vec<DepositId> = by_deposit.keys().copied().collect();
                 let mut views: BTreeMap<DepositId, DepositView> = BTreeMap::new();
                 for chunk in ids.chunks(500) {
-                    let text = format!("SELECT view FROM deposits WHERE deposit_id IN {}", placeholders(1, chunk.len()));
+                    let text = format!("SELECT view FROM {table} WHERE deposit_id IN {}", placeholders(1, chunk.len()));
                     let mut query = sqlx::query(sink::sql(text));
                     for id in chunk {
                         query = query.bind(id.0);
@@ -92,11 +93,11 @@ macro_rules! engine_deposits {
                         }
                     }
                     let view = &views[&id];
-                    sqlx::query(
-                        "INSERT INTO deposits (deposit_id, user_id, method, status, created_at, position, view) \
+                    sqlx::query(sink::sql(format!(
+                        "INSERT INTO {table} (deposit_id, user_id, method, status, created_at, position, view) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (deposit_id) DO UPDATE SET \
                          status = excluded.status, position = excluded.position, view = excluded.view",
-                    )
+                    )))
                     .bind(id.0)
                     .bind(view.user_id.0)
                     .bind(view.method.as_str())

@@ -86,6 +86,7 @@ macro_rules! engine_orders {
             /// Applies a page's order events to the rows they touch.
             pub async fn apply_page(
                 connection: &mut $connection,
+                table: &str,
                 events: &mut [RecordedEvent],
             ) -> Result<(), ProjectionError> {
                 let by_order = order_events(events)?;
@@ -95,7 +96,7 @@ macro_rules! engine_orders {
                 let ids: Vec<OrderId> = by_order.keys().copied().collect();
                 let mut views: BTreeMap<OrderId, OrderView> = BTreeMap::new();
                 for chunk in ids.chunks(500) {
-                    let text = format!("SELECT view FROM orders WHERE order_id IN {}", placeholders(1, chunk.len()));
+                    let text = format!("SELECT view FROM {table} WHERE order_id IN {}", placeholders(1, chunk.len()));
                     let mut query = sqlx::query(sink::sql(text));
                     for id in chunk {
                         query = query.bind(id.0);
@@ -122,12 +123,12 @@ macro_rules! engine_orders {
                     }
                     let view = &views[&id];
                     let json = serde_json::to_string(view).expect("an order view serializes");
-                    sqlx::query(
-                        "INSERT INTO orders (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country) \
+                    sqlx::query(sink::sql(format!(
+                        "INSERT INTO {table} (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
                          provider_id = excluded.provider_id, provider_order_id = excluded.provider_order_id, \
                          expires_at = excluded.expires_at, position = excluded.position, view = excluded.view",
-                    )
+                    )))
                     .bind(id.0)
                     .bind(view.user_id.0)
                     .bind(status_text(view.status))

@@ -298,8 +298,17 @@ async fn write_with_checkpoint(
 }
 
 async fn prepare_aside(engine: &Engine, projection: ProjectionName) -> Result<(), ProjectionError> {
-    let live = table(projection, Target::Live);
-    let aside = table(projection, Target::Aside);
+    let (live, aside) = (table(projection, Target::Live), table(projection, Target::Aside));
+    prepare_aside_table(engine, &live, &aside, &checkpoint_name(projection, Target::Aside)).await
+}
+
+/// Creates `aside` empty, shaped like `live` (columns, keys and indexes), with its checkpoint at 0.
+pub(super) async fn prepare_aside_table(
+    engine: &Engine,
+    live: &str,
+    aside: &str,
+    aside_checkpoint: &str,
+) -> Result<(), ProjectionError> {
     let drop = sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {aside}"));
     match engine {
         Engine::Postgres(pool) => {
@@ -308,7 +317,7 @@ async fn prepare_aside(engine: &Engine, projection: ProjectionName) -> Result<()
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {aside} (LIKE {live} INCLUDING ALL)")))
                 .execute(&mut *tx)
                 .await?;
-            sink::postgres::set_checkpoint(&mut tx, &checkpoint_name(projection, Target::Aside), 0).await?;
+            sink::postgres::set_checkpoint(&mut tx, aside_checkpoint, 0).await?;
             tx.commit().await?;
         }
         Engine::Sqlite(pool) => {
@@ -316,7 +325,7 @@ async fn prepare_aside(engine: &Engine, projection: ProjectionName) -> Result<()
             sqlx::query(drop).execute(&mut *tx).await?;
             let (definition,): (String,) =
                 sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
-                    .bind(&live)
+                    .bind(live)
                     .fetch_one(&mut *tx)
                     .await?;
             let columns = definition
@@ -324,7 +333,23 @@ async fn prepare_aside(engine: &Engine, projection: ProjectionName) -> Result<()
                 .map(|at| &definition[at..])
                 .ok_or_else(|| sqlx::Error::Protocol(format!("unexpected definition of table {live}")))?;
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {aside} {columns}"))).execute(&mut *tx).await?;
-            sink::sqlite::set_checkpoint(&mut tx, &checkpoint_name(projection, Target::Aside), 0).await?;
+            // Index names are global in SQLite: the aside copy of `i` is `i_aside` (and back).
+            let indexes: Vec<(String, String)> = sqlx::query_as(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 AND sql IS NOT NULL",
+            )
+            .bind(live)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (name, sql) in indexes {
+                let renamed = name.strip_suffix("_aside").map_or_else(|| format!("{name}_aside"), str::to_owned);
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {renamed}"))).execute(&mut *tx).await?;
+                let Some(on) = sql.find(" ON ") else { continue };
+                let columns = sql[on..].find('(').map(|at| &sql[on + at..]).unwrap_or_default();
+                let unique = if sql.to_ascii_uppercase().starts_with("CREATE UNIQUE") { "UNIQUE " } else { "" };
+                let create = format!("CREATE {unique}INDEX {renamed} ON {aside} {columns}");
+                sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut *tx).await?;
+            }
+            sink::sqlite::set_checkpoint(&mut tx, aside_checkpoint, 0).await?;
             tx.commit().await?;
         }
     }

@@ -77,13 +77,14 @@ macro_rules! engine_users {
             /// Applies a page's user events to the rows they touch.
             pub async fn apply_page(
                 connection: &mut $connection,
+                table: &str,
                 events: &mut [RecordedEvent],
             ) -> Result<(), ProjectionError> {
                 let by_user = user_events(events)?;
                 let ids: Vec<UserId> = by_user.keys().copied().collect();
                 let mut rows: BTreeMap<UserId, UserRow> = BTreeMap::new();
                 for chunk in ids.chunks(500) {
-                    let text = format!("SELECT view FROM users_directory WHERE user_id IN {}", placeholders(1, chunk.len()));
+                    let text = format!("SELECT view FROM {table} WHERE user_id IN {}", placeholders(1, chunk.len()));
                     let mut query = sqlx::query(sink::sql(text));
                     for id in chunk {
                         query = query.bind(id.0);
@@ -109,11 +110,11 @@ macro_rules! engine_users {
                         }
                     }
                     let row = &rows[&id];
-                    sqlx::query(
-                        "INSERT INTO users_directory (user_id, email, role, blocked, registered_at, position, view) \
+                    sqlx::query(sink::sql(format!(
+                        "INSERT INTO {table} (user_id, email, role, blocked, registered_at, position, view) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, \
                          role = excluded.role, blocked = excluded.blocked, position = excluded.position, view = excluded.view",
-                    )
+                    )))
                     .bind(id.0)
                     .bind(row.email.as_str())
                     .bind(role_text(row.role))

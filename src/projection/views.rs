@@ -1,7 +1,7 @@
 //! Views kept apart from the ledger views: one JSON document per aggregate (orders, deposits),
 //! each with the columns it is searched by, the users directory, and the analytics rows per day. Each has its own projector and checkpoint (named as its table), with the
-//! discipline of the ledger views: a batch and its checkpoint commit together; a rebuild resets
-//! rows and checkpoint in one transaction and refolds the log.
+//! discipline of the ledger views: a batch and its checkpoint commit together; a rebuild folds
+//! the log into a table aside and swaps it in.
 
 use super::runner::{ProjectionError, lock_postgres_checkpoint};
 use super::sink;
@@ -36,32 +36,44 @@ impl View {
 async fn apply_postgres(
     view: View,
     connection: &mut sqlx::PgConnection,
+    table: &str,
     events: &mut [RecordedEvent],
 ) -> Result<(), ProjectionError> {
     match view {
-        View::Orders => super::orders::postgres::apply_page(connection, events).await,
-        View::Deposits => super::deposits::postgres::apply_page(connection, events).await,
-        View::Analytics => super::analytics::postgres::apply_page(connection, events).await,
-        View::Users => super::users::postgres::apply_page(connection, events).await,
+        View::Orders => super::orders::postgres::apply_page(connection, table, events).await,
+        View::Deposits => super::deposits::postgres::apply_page(connection, table, events).await,
+        View::Analytics => super::analytics::postgres::apply_page(connection, table, events).await,
+        View::Users => super::users::postgres::apply_page(connection, table, events).await,
     }
 }
 
 async fn apply_sqlite(
     view: View,
     connection: &mut sqlx::SqliteConnection,
+    table: &str,
     events: &mut [RecordedEvent],
 ) -> Result<(), ProjectionError> {
     match view {
-        View::Orders => super::orders::sqlite::apply_page(connection, events).await,
-        View::Deposits => super::deposits::sqlite::apply_page(connection, events).await,
-        View::Analytics => super::analytics::sqlite::apply_page(connection, events).await,
-        View::Users => super::users::sqlite::apply_page(connection, events).await,
+        View::Orders => super::orders::sqlite::apply_page(connection, table, events).await,
+        View::Deposits => super::deposits::sqlite::apply_page(connection, table, events).await,
+        View::Analytics => super::analytics::sqlite::apply_page(connection, table, events).await,
+        View::Users => super::users::sqlite::apply_page(connection, table, events).await,
     }
 }
 
 /// Runs one batch of a view's projector; returns how many events it read (0: caught up).
 pub async fn run_batch(engine: &Engine, view: View, batch_max: u32) -> Result<usize, ProjectionError> {
-    let name = view.name();
+    run_batch_into(engine, view, view.name(), view.name(), batch_max).await
+}
+
+/// One batch into `table`, from and to the checkpoint `name`.
+async fn run_batch_into(
+    engine: &Engine,
+    view: View,
+    table: &str,
+    name: &str,
+    batch_max: u32,
+) -> Result<usize, ProjectionError> {
     let seen = super::checkpoint(engine, name).await?;
     if store::read_all(engine, seen, 1).await?.is_empty() {
         return Ok(0);
@@ -72,7 +84,7 @@ pub async fn run_batch(engine: &Engine, view: View, batch_max: u32) -> Result<us
             let position = lock_postgres_checkpoint(&mut tx, name).await?;
             let mut events = store::read_all(engine, position, batch_max).await?;
             let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            apply_postgres(view, &mut tx, &mut events).await?;
+            apply_postgres(view, &mut tx, table, &mut events).await?;
             sink::postgres::set_checkpoint(&mut tx, name, last).await?;
             tx.commit().await?;
             Ok(events.len())
@@ -82,7 +94,7 @@ pub async fn run_batch(engine: &Engine, view: View, batch_max: u32) -> Result<us
             let position = sink::sqlite::checkpoint(&mut tx, name).await?;
             let mut events = store::read_all(engine, position, batch_max).await?;
             let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            apply_sqlite(view, &mut tx, &mut events).await?;
+            apply_sqlite(view, &mut tx, table, &mut events).await?;
             sink::sqlite::set_checkpoint(&mut tx, name, last).await?;
             tx.commit().await?;
             Ok(events.len())
@@ -90,26 +102,55 @@ pub async fn run_batch(engine: &Engine, view: View, batch_max: u32) -> Result<us
     }
 }
 
-/// Rebuilds a view from the log: rows and checkpoint are reset in one transaction, then
-/// batches run until the view has caught up.
-pub async fn rebuild(engine: &Engine, view: View, batch_max: u32) -> Result<i64, ProjectionError> {
-    let name = view.name();
-    let delete = sink::sql(format!("DELETE FROM {name}"));
-    match engine {
+/// Rebuilds a view from the log aside (`{name}_rebuild`, with its own checkpoint), then, in
+/// one transaction, catches it up to the head and swaps it in: readers see the old view or the
+/// new one, never a half-built one. `progress(position)` after each batch.
+pub async fn rebuild(
+    engine: &Engine,
+    view: View,
+    batch_max: u32,
+    progress: &(dyn Fn(i64) + Sync),
+) -> Result<i64, ProjectionError> {
+    let live = view.name();
+    let aside = format!("{live}_rebuild");
+    super::runner::prepare_aside_table(engine, live, &aside, &aside).await?;
+    while run_batch_into(engine, view, &aside, &aside, batch_max).await? > 0 {
+        progress(super::checkpoint(engine, &aside).await?);
+    }
+    let drop_live = sink::sql(format!("DROP TABLE {live}"));
+    let rename = sink::sql(format!("ALTER TABLE {aside} RENAME TO {live}"));
+    macro_rules! swap_on {
+        ($engine_sink:ident, $apply:ident, $tx:expr) => {{
+            let tx = $tx;
+            let mut position = sink::$engine_sink::checkpoint(&mut *tx, &aside).await?;
+            loop {
+                let mut events = store::read_all(engine, position, batch_max).await?;
+                let Some(last) = events.last().map(|e| e.position) else { break };
+                $apply(view, &mut *tx, &aside, &mut events).await?;
+                position = last;
+            }
+            sqlx::query(drop_live).execute(&mut *tx).await?;
+            sqlx::query(rename).execute(&mut *tx).await?;
+            sink::$engine_sink::set_checkpoint(&mut *tx, live, position).await?;
+            sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1").bind(&aside).execute(&mut *tx).await?;
+            position
+        }};
+    }
+    let position = match engine {
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            lock_postgres_checkpoint(&mut tx, name).await?;
-            sqlx::query(delete).execute(&mut *tx).await?;
-            sink::postgres::set_checkpoint(&mut tx, name, 0).await?;
+            lock_postgres_checkpoint(&mut tx, live).await?;
+            let position = swap_on!(postgres, apply_postgres, &mut *tx);
             tx.commit().await?;
+            position
         }
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query(delete).execute(&mut *tx).await?;
-            sink::sqlite::set_checkpoint(&mut tx, name, 0).await?;
+            let position = swap_on!(sqlite, apply_sqlite, &mut *tx);
             tx.commit().await?;
+            position
         }
-    }
-    while run_batch(engine, view, batch_max).await? > 0 {}
-    Ok(super::checkpoint(engine, name).await?)
+    };
+    progress(position);
+    Ok(position)
 }
