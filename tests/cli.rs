@@ -146,7 +146,19 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     let names: Vec<&str> =
         health["projections"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["balances", "statement", "trial_balance", "orders", "deposits", "analytics", "users_directory"]);
+    assert_eq!(
+        names,
+        [
+            "balances",
+            "statement",
+            "trial_balance",
+            "orders",
+            "deposits",
+            "analytics",
+            "users_directory",
+            "activity_log"
+        ]
+    );
     assert_eq!(health["projections"][0]["lag"], 0);
     let (status, body) = get(&address, "/nope");
     assert_eq!(status, 404);
@@ -163,8 +175,8 @@ async fn serve_answers_health_and_stops_on_sigterm(db: TestDatabase) {
     assert_eq!(system["data"]["ok"], live_redis.is_some());
     assert_eq!(
         system["data"]["projections"].as_array().unwrap().len(),
-        7,
-        "balances, statement, trial balance, orders, deposits, analytics, users directory"
+        8,
+        "balances, statement, trial balance, orders, deposits, analytics, users directory, activity log"
     );
 
     let (status, body) = get(&address, "/metrics");

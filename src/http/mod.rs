@@ -8,6 +8,7 @@
 mod admin;
 mod admin_dashboard;
 mod admin_ledger;
+mod admin_logs;
 mod admin_orders;
 mod admin_payments;
 mod admin_pricing;
@@ -216,6 +217,7 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(recharge::approve))
         .routes(routes!(recharge::reject))
         .routes(routes!(admin_dashboard::dashboard))
+        .routes(routes!(admin_logs::activity))
         .routes(routes!(admin_projections::list))
         .routes(routes!(admin_projections::rebuild))
         .routes(routes!(admin_orders::list))

@@ -112,6 +112,7 @@ impl Caller {
         Metadata {
             actor: actor.map(|id| format!("user:{id}")),
             request_id: self.request_id.clone(),
+            ip: self.ip.clone(),
             ..Metadata::default()
         }
     }

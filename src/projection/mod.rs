@@ -1,5 +1,6 @@
 //! Projection sinks and runners: where the pure folds of the `projections` crate meet SQL.
 
+pub mod activity;
 pub mod analytics;
 pub mod deposits;
 pub mod orders;

@@ -1,5 +1,6 @@
 //! Views kept apart from the ledger views: one JSON document per aggregate (orders, deposits),
-//! each with the columns it is searched by, the users directory, and the analytics rows per day. Each has its own projector and checkpoint (named as its table), with the
+//! each with the columns it is searched by, the users directory, the analytics rows per day,
+//! and the activity log. Each has its own projector and checkpoint (named as its table), with the
 //! discipline of the ledger views: a batch and its checkpoint commit together; a rebuild folds
 //! the log into a table aside and swaps it in.
 
@@ -13,10 +14,11 @@ pub enum View {
     Deposits,
     Analytics,
     Users,
+    Activity,
 }
 
 impl View {
-    pub const ALL: [View; 4] = [View::Orders, View::Deposits, View::Analytics, View::Users];
+    pub const ALL: [View; 5] = [View::Orders, View::Deposits, View::Analytics, View::Users, View::Activity];
 
     /// Its table and checkpoint name.
     pub const fn name(self) -> &'static str {
@@ -25,6 +27,7 @@ impl View {
             View::Deposits => "deposits",
             View::Analytics => "analytics",
             View::Users => "users_directory",
+            View::Activity => "activity_log",
         }
     }
 
@@ -44,6 +47,7 @@ async fn apply_postgres(
         View::Deposits => super::deposits::postgres::apply_page(connection, table, events).await,
         View::Analytics => super::analytics::postgres::apply_page(connection, table, events).await,
         View::Users => super::users::postgres::apply_page(connection, table, events).await,
+        View::Activity => super::activity::postgres::apply_page(connection, table, events).await,
     }
 }
 
@@ -58,6 +62,7 @@ async fn apply_sqlite(
         View::Deposits => super::deposits::sqlite::apply_page(connection, table, events).await,
         View::Analytics => super::analytics::sqlite::apply_page(connection, table, events).await,
         View::Users => super::users::sqlite::apply_page(connection, table, events).await,
+        View::Activity => super::activity::sqlite::apply_page(connection, table, events).await,
     }
 }
 

@@ -1,0 +1,151 @@
+//! The activity log: one row per event whose metadata names an actor (a user, an admin, a
+//! provider, a job), with the address and request it came from. Admins read who did what.
+
+use sqlx::Row;
+
+use super::runner::ProjectionError;
+use super::sink::{self, placeholders};
+use crate::store::{Engine, RecordedEvent};
+
+/// The checkpoint name of the live activity log.
+pub const NAME: &str = super::views::View::Activity.name();
+
+/// Rows of 7 parameters per statement.
+const ROWS_PER_STATEMENT: usize = 100;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Activity {
+    pub position: i64,
+    /// RFC 3339.
+    pub at: String,
+    /// `user:<id>`, `stripe:<event>`, `provider:<id>`, `system:<job>`.
+    pub actor: String,
+    pub event_type: String,
+    pub stream_id: String,
+    pub ip: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// What admins narrow the activity log by; `None` matches all.
+#[derive(Clone, Debug, Default)]
+pub struct ActivityFilter {
+    pub actor: Option<String>,
+    /// Event types starting with this, e.g. `order.`.
+    pub event_type_prefix: Option<String>,
+    /// Recorded at or after, microseconds.
+    pub from_micros: Option<i64>,
+    /// Recorded before, microseconds.
+    pub before_micros: Option<i64>,
+}
+
+struct Entry<'a> {
+    event: &'a RecordedEvent,
+    actor: &'a str,
+}
+
+fn entries(events: &[RecordedEvent]) -> Vec<Entry<'_>> {
+    events.iter().filter_map(|event| Some(Entry { event, actor: event.metadata.get("actor")?.as_str()? })).collect()
+}
+
+fn text_of<'a>(event: &'a RecordedEvent, key: &str) -> Option<&'a str> {
+    event.metadata.get(key).and_then(|value| value.as_str())
+}
+
+macro_rules! engine_activity {
+    ($module:ident, $connection:ty) => {
+        pub mod $module {
+            use super::*;
+
+            /// Adds a page's attributed events to the log.
+            pub async fn apply_page(
+                connection: &mut $connection,
+                table: &str,
+                events: &mut [RecordedEvent],
+            ) -> Result<(), ProjectionError> {
+                let entries = entries(events);
+                for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+                    let text = format!(
+                        "INSERT INTO {table} (position, recorded_at, actor, event_type, stream_id, ip, request_id) \
+                         VALUES {} ON CONFLICT (position) DO NOTHING",
+                        placeholders(chunk.len(), 7)
+                    );
+                    let mut query = sqlx::query(sink::sql(text));
+                    for entry in chunk {
+                        query = query
+                            .bind(entry.event.position)
+                            .bind(entry.event.recorded_at.timestamp_micros())
+                            .bind(entry.actor)
+                            .bind(entry.event.event_type.as_str())
+                            .bind(entry.event.stream_id.as_str())
+                            .bind(text_of(entry.event, "ip"))
+                            .bind(text_of(entry.event, "request_id"));
+                    }
+                    query.execute(&mut *connection).await?;
+                }
+                Ok(())
+            }
+
+            /// Newest first, narrowed by the filter; and how many match.
+            pub async fn search(
+                connection: &mut $connection,
+                filter: &ActivityFilter,
+                offset: i64,
+                limit: i64,
+            ) -> Result<(Vec<Activity>, i64), sqlx::Error> {
+                let conditions = "($1 IS NULL OR actor = $1) AND ($2 IS NULL OR event_type LIKE $2 ESCAPE '\\') \
+                                  AND ($3 IS NULL OR recorded_at >= $3) AND ($4 IS NULL OR recorded_at < $4)";
+                let prefix =
+                    filter.event_type_prefix.as_ref().map(|p| format!("{}%", p.replace('%', "").replace('_', "\\_")));
+                macro_rules! bind_filter {
+                    ($query:expr) => {
+                        $query
+                            .bind(filter.actor.as_deref())
+                            .bind(prefix.as_deref())
+                            .bind(filter.from_micros)
+                            .bind(filter.before_micros)
+                    };
+                }
+                let count = format!("SELECT count(*) FROM activity_log WHERE {conditions}");
+                let total: (i64,) = bind_filter!(sqlx::query_as(sink::sql(count))).fetch_one(&mut *connection).await?;
+                let text = format!(
+                    "SELECT position, recorded_at, actor, event_type, stream_id, ip, request_id FROM activity_log \
+                     WHERE {conditions} ORDER BY position DESC LIMIT $5 OFFSET $6"
+                );
+                let rows = bind_filter!(sqlx::query(sink::sql(text)))
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&mut *connection)
+                    .await?;
+                let entries = rows
+                    .iter()
+                    .map(|row| {
+                        let micros: i64 = row.try_get(1)?;
+                        Ok(Activity {
+                            position: row.try_get(0)?,
+                            at: chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default().to_rfc3339(),
+                            actor: row.try_get(2)?,
+                            event_type: row.try_get(3)?,
+                            stream_id: row.try_get(4)?,
+                            ip: row.try_get(5)?,
+                            request_id: row.try_get(6)?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()?;
+                Ok((entries, total.0))
+            }
+        }
+    };
+}
+
+engine_activity!(postgres, sqlx::PgConnection);
+engine_activity!(sqlite, sqlx::SqliteConnection);
+
+/// Newest first, narrowed by the filter; and how many match.
+pub async fn search_activity(
+    engine: &Engine,
+    filter: &ActivityFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Activity>, i64), sqlx::Error> {
+    crate::on_engine!(engine, search(filter, offset, limit))
+}
