@@ -88,7 +88,7 @@ impl CatalogCache {
     }
 
     /// Syncs every `every` until the process ends.
-    pub fn spawn_sync(self: &Arc<Self>, every: Duration) {
+    pub fn spawn_sync(self: &Arc<Self>, every: Duration, log: crate::store::system_log::SystemLog) {
         let cache = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
@@ -97,8 +97,20 @@ impl CatalogCache {
                 ticks.tick().await;
                 let synced = cache.sync().await;
                 tracing::info!(offers = synced.catalog.offers.len(), "catalog.synced");
+                record_sync(&log, &synced);
             }
         });
+    }
+}
+
+/// A sync in the system log: the run, and each provider that did not answer.
+fn record_sync(log: &crate::store::system_log::SystemLog, synced: &Synced) {
+    let answered = synced.health.iter().filter(|provider| provider.healthy).count();
+    let message =
+        format!("{} offers from {answered} of {} providers", synced.catalog.offers.len(), synced.health.len());
+    log.record("job", "catalog-sync", "info", message);
+    for provider in synced.health.iter().filter(|provider| !provider.healthy) {
+        log.record("provider", provider.provider, "warn", provider.error.clone().unwrap_or_default());
     }
 }
 

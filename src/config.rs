@@ -91,6 +91,8 @@ pub struct JobSettings {
     pub order_poll: Duration,
     /// Open orders the monitor works on at once (`ORDER_POLL_CONCURRENCY`, default 8).
     pub order_poll_concurrency: usize,
+    /// How long system log entries are kept (`SYSTEM_LOG_RETENTION_DAYS`, default 30).
+    pub system_log_retention: Duration,
 }
 
 /// Upstream providers. With no provider keys, the sandbox is on so everything works locally.
@@ -276,6 +278,9 @@ impl Settings {
             catalog_sync: Duration::from_millis(parse(&get, "CATALOG_SYNC_MS", 300_000, 1_000..=86_400_000)?),
             order_poll: Duration::from_millis(parse(&get, "ORDER_POLL_MS", 10_000, 10..=3_600_000)?),
             order_poll_concurrency: parse(&get, "ORDER_POLL_CONCURRENCY", 8, 1..=256)?,
+            system_log_retention: Duration::from_secs(
+                86_400 * parse(&get, "SYSTEM_LOG_RETENTION_DAYS", 30_u64, 1..=3_650)?,
+            ),
         };
         Ok(Settings {
             payments,

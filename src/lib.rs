@@ -5,6 +5,7 @@
 
 pub mod cached_fold;
 pub mod catalog;
+pub mod cleanup;
 pub mod commands;
 pub mod config;
 pub mod export;

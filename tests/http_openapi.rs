@@ -61,6 +61,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_has_its_shapes() {
                     "another-sms",
                     "extend",
                     "approve",
+                    "rebuild",
                     "webhooks/textverified",
                     "payments/webhook",
                     "handler_api.php",

@@ -1,4 +1,5 @@
-//! `/api/v1/admin/logs/*`: who did what (the activity log, from the events' metadata).
+//! `/api/v1/admin/logs/*`: who did what (the activity log, from the events' metadata) and what
+//! the service's jobs and integrations did (the system log).
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::json::ApiQuery;
 use super::orders::field_error;
 use super::principal::Admin;
 use crate::projection::activity::{self as activity_view, Activity, ActivityFilter};
+use crate::store::system_log::{self, LogEntry, LogFilter};
 
 /// Entries per page at most.
 const PAGE_SIZE_MAX: i64 = 200;
@@ -92,4 +94,57 @@ pub async fn activity(
         .await
         .map_err(ApiError::internal)?;
     Ok(ApiOk(ActivityPage { entries, page, per_page, total }))
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct SystemQuery {
+    /// `job`, `provider` or `webhook`.
+    pub kind: Option<String>,
+    /// e.g. `catalog-sync`, `order-monitor`, `cleanup`, `smsman`, `stripe`.
+    pub source: Option<String>,
+    /// `info`, `warn` or `error`.
+    pub level: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SystemPage {
+    pub entries: Vec<LogEntry>,
+    pub page: i64,
+    pub per_page: i64,
+    pub total: i64,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/logs/system",
+    tag = "admin",
+    summary = "What the service's jobs and integrations did: job runs, provider errors, refused webhooks; newest first",
+    params(SystemQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Envelope<SystemPage>), (status = 400, body = ErrorBody), AdminRefusals)
+)]
+pub async fn system(
+    State(state): State<Arc<AppState>>,
+    Admin(_): Admin,
+    ApiQuery(query): ApiQuery<SystemQuery>,
+) -> Result<ApiOk<SystemPage>, ApiError> {
+    let (page, per_page) = (query.page.unwrap_or(1), query.per_page.unwrap_or(50));
+    if page < 1 || !(1..=PAGE_SIZE_MAX).contains(&per_page) {
+        return Err(ApiError::bad_request(format!("page starts at 1; per_page is 1 to {PAGE_SIZE_MAX}")));
+    }
+    let kind = query.kind.filter(|k| !k.is_empty());
+    if kind.as_deref().is_some_and(|k| !["job", "provider", "webhook"].contains(&k)) {
+        return Err(field_error("kind", "use job, provider or webhook"));
+    }
+    let level = query.level.filter(|l| !l.is_empty());
+    if level.as_deref().is_some_and(|l| !["info", "warn", "error"].contains(&l)) {
+        return Err(field_error("level", "use info, warn or error"));
+    }
+    let filter = LogFilter { kind, source: query.source.filter(|s| !s.is_empty()), level };
+    let offset = (page - 1).saturating_mul(per_page);
+    let (entries, total) =
+        system_log::search(state.store.engine(), &filter, offset, per_page).await.map_err(ApiError::internal)?;
+    Ok(ApiOk(SystemPage { entries, page, per_page, total }))
 }

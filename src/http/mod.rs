@@ -65,6 +65,8 @@ pub struct AppState {
     /// TextVerified's webhook secret (`TEXTVERIFIED_WEBHOOK_SECRET`).
     pub textverified_webhook_secret: Option<String>,
     pub trust_forwarded_for: bool,
+    /// Job runs, provider errors and refused webhooks, for `/admin/logs/system`.
+    pub system_log: crate::store::system_log::SystemLog,
     /// Online rebuilds started by admins, with their progress.
     pub rebuilds: admin_projections::Rebuilds,
     /// Events a projector folds per transaction (`PROJECTION_BATCH_MAX`).
@@ -92,6 +94,7 @@ impl AppState {
             Identity::new(store.clone(), &secrets.jwt_secret, &secrets.secrets_key, mailer, &settings.auth.link_base);
         let ledger = crate::service::Ledger::new(store.clone(), settings.order_policy);
         AppState {
+            system_log: crate::store::system_log::SystemLog::start(store.engine().clone()),
             payments: crate::payments::Payments::new(
                 ledger.clone(),
                 settings.payments.clone(),
@@ -123,14 +126,16 @@ impl AppState {
 }
 
 impl AppState {
-    /// Starts the background jobs: the catalog sync and the order monitor.
+    /// Starts the background jobs: the catalog sync, the order monitor and the cleanup.
     pub fn start_jobs(&self, jobs: &crate::config::JobSettings) {
-        self.orders.catalog.spawn_sync(jobs.catalog_sync);
+        self.orders.catalog.spawn_sync(jobs.catalog_sync, self.system_log.clone());
+        crate::cleanup::spawn(self.store.engine().clone(), self.system_log.clone(), jobs.system_log_retention);
         crate::orders::monitor::spawn(
             Arc::clone(&self.orders),
             self.store.clone(),
             jobs.order_poll,
             jobs.order_poll_concurrency,
+            self.system_log.clone(),
         );
     }
 }
@@ -218,6 +223,7 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(recharge::reject))
         .routes(routes!(admin_dashboard::dashboard))
         .routes(routes!(admin_logs::activity))
+        .routes(routes!(admin_logs::system))
         .routes(routes!(admin_projections::list))
         .routes(routes!(admin_projections::rebuild))
         .routes(routes!(admin_orders::list))

@@ -304,6 +304,7 @@ pub async fn stripe_webhook(
         Err(WebhookError::Disabled) => Err(ApiError::not_found("Stripe is not configured")),
         Err(error @ (WebhookError::Signature(_) | WebhookError::Malformed(_))) => {
             metrics::counter!("payments_webhook_refused_total").increment(1);
+            state.system_log.record("webhook", "stripe", "warn", format!("refused: {error}"));
             Err(ApiError::bad_request(error.to_string()))
         }
         Err(WebhookError::NotYet(why)) => Err(ApiError::conflict(why)),

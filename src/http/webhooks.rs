@@ -36,8 +36,10 @@ pub async fn textverified(
         return Err(ApiError::not_found("TextVerified webhooks are not configured (TEXTVERIFIED_WEBHOOK_SECRET)"));
     };
     let signature = headers.get("x-webhook-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let (rental, sms) = textverified::verify_webhook(secret.as_bytes(), signature, &body)
-        .map_err(|error| ApiError::unauthorized(error.to_string()))?;
+    let (rental, sms) = textverified::verify_webhook(secret.as_bytes(), signature, &body).map_err(|error| {
+        state.system_log.record("webhook", "textverified", "warn", format!("refused: {error}"));
+        ApiError::unauthorized(error.to_string())
+    })?;
     // The rental was recorded before the provider could send an SMS to it; the view may lag.
     crate::read::wait_for_checkpoint(&state.store, orders_view::NAME, orders_view::NAME)
         .await

@@ -126,7 +126,13 @@ impl Leader {
 }
 
 /// Runs the monitor until the process ends: while this instance leads, a scan every `every`.
-pub fn spawn(orders: Arc<Orders>, store: EventStore, every: Duration, concurrency: usize) {
+pub fn spawn(
+    orders: Arc<Orders>,
+    store: EventStore,
+    every: Duration,
+    concurrency: usize,
+    log: crate::store::system_log::SystemLog,
+) {
     tokio::spawn(async move {
         loop {
             let mut leader = match Leader::try_acquire(store.engine()).await {
@@ -146,9 +152,17 @@ pub fn spawn(orders: Arc<Orders>, store: EventStore, every: Duration, concurrenc
                 match scan(&orders, &store, concurrency).await {
                     Ok(report) if report.expired + report.failed > 0 => {
                         tracing::info!(?report, "monitor.scan");
+                        let message = format!(
+                            "{} open, {} polled, {} expired and refunded, {} failed",
+                            report.open, report.polled, report.expired, report.failed
+                        );
+                        log.record("job", "order-monitor", "info", message);
                     }
                     Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, "monitor.scan_failed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "monitor.scan_failed");
+                        log.record("job", "order-monitor", "error", format!("scan failed: {error}"));
+                    }
                 }
                 tokio::time::sleep(every).await;
             }

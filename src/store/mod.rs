@@ -9,6 +9,7 @@ pub mod canonical;
 mod plan;
 mod postgres;
 mod sqlite;
+pub mod system_log;
 mod types;
 mod writer;
 
