@@ -209,6 +209,21 @@ async fn pricing_rules_are_set_listed_and_removed_by_admins_only(database: TestD
     app.put("/admin/pricing-rules", As::Bearer(&admin), json!({"markup_percent": "50"})).await.expect(StatusCode::OK);
     let set = app.put("/admin/pricing-rules", As::Bearer(&admin), rule).await.expect(StatusCode::OK);
     assert_eq!(set.data()["rules"].as_array().unwrap().len(), 2);
+    // The preview prices the sandbox's offer (0.10) with the most specific rule: +25%.
+    let preview = app.get("/admin/pricing-rules/preview?service=tg&country=gb", As::Bearer(&admin)).await;
+    let preview = preview.expect(StatusCode::OK);
+    let offer = &preview.data()["offers"][0];
+    assert_eq!(
+        (offer["provider"].as_str(), offer["price"].as_str()),
+        (Some("sandbox"), Some("0.13")),
+        "{}",
+        preview.body
+    );
+    assert_eq!(offer["rule"]["service"], "tg");
+    app.get("/admin/pricing-rules/preview?service=tg", As::Bearer(&admin)).await.expect(StatusCode::BAD_REQUEST);
+    app.get("/admin/pricing-rules/preview?service=tg&country=GB", As::Bearer(&user))
+        .await
+        .expect(StatusCode::FORBIDDEN);
     let listed = app.get("/admin/pricing-rules", As::Bearer(&admin)).await.expect(StatusCode::OK);
     let rules = listed.data()["rules"].as_array().unwrap().clone();
     let tg = rules.iter().find(|r| r["service"] == "tg").expect("the tg rule").clone();

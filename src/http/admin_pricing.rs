@@ -146,3 +146,86 @@ pub async fn remove(
         None => Err(ApiError::not_found("no rule for this scope")),
     }
 }
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct PreviewQuery {
+    #[param(example = "tg")]
+    pub service: String,
+    #[param(example = "GB")]
+    pub country: String,
+}
+
+/// One provider's offer as the rules price it.
+#[derive(Serialize, ToSchema)]
+pub struct PricedOffer {
+    pub provider: String,
+    /// What the provider charges us.
+    pub cost: String,
+    /// What users pay; absent when the rule refuses (it would sell below cost).
+    pub price: Option<String>,
+    pub currency: String,
+    /// Why there is no price.
+    pub refused: Option<String>,
+    /// Numbers free at the last catalog sync.
+    pub available: u32,
+    /// The scope of the rule applied; absent: no rule (sold at cost).
+    pub rule: Option<RuleScope>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PricePreview {
+    pub service: String,
+    pub country: String,
+    /// Every provider's offer, in the order routing tries them (sellable first, cheapest first).
+    pub offers: Vec<PricedOffer>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/pricing-rules/preview",
+    tag = "admin",
+    summary = "What a service in a country sells at from each provider under the current rules",
+    params(PreviewQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = Envelope<PricePreview>), (status = 400, body = ErrorBody), AdminRefusals)
+)]
+pub async fn preview(
+    State(state): State<Arc<AppState>>,
+    Admin(_): Admin,
+    super::json::ApiQuery(query): super::json::ApiQuery<PreviewQuery>,
+) -> Result<ApiOk<PricePreview>, ApiError> {
+    let service = ServiceCode::parse(query.service.trim()).map_err(|e| super::orders::field_error("service", e))?;
+    let country = CountryCode::parse(&query.country.trim().to_ascii_uppercase())
+        .map_err(|e| super::orders::field_error("country", e))?;
+    let pricing = state.pricing.state().await?;
+    let synced = state.orders.catalog.current().await;
+    let mut offers: Vec<PricedOffer> = synced
+        .catalog
+        .offers
+        .iter()
+        .filter(|(_, offer)| offer.service == service && offer.country == country)
+        .map(|(provider, offer)| {
+            let applied = pricing.rule_for(provider.id(), &service, &country).map(|(scope, _)| RuleScope {
+                provider: scope.provider.clone(),
+                service: scope.service.as_ref().map(ToString::to_string),
+                country: scope.country.as_ref().map(ToString::to_string),
+            });
+            let priced = pricing.price(provider.id(), &service, &country, offer.cost);
+            PricedOffer {
+                provider: provider.id().to_owned(),
+                cost: offer.cost.amount.to_string(),
+                price: priced.as_ref().ok().map(|price| price.amount.to_string()),
+                currency: offer.cost.currency.to_string(),
+                refused: priced.err().map(|error| error.to_string()),
+                available: offer.available,
+                rule: applied,
+            }
+        })
+        .collect();
+    let sort_key = |offer: &PricedOffer| {
+        let price = offer.price.as_deref().and_then(|p| p.parse::<Decimal>().ok());
+        (price.is_none() || offer.available == 0, price.unwrap_or_default())
+    };
+    offers.sort_by_key(sort_key);
+    Ok(ApiOk(PricePreview { service: service.to_string(), country: country.to_string(), offers }))
+}

@@ -197,6 +197,7 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin::block))
         .routes(routes!(admin::unblock))
         .routes(routes!(admin_pricing::list, admin_pricing::set, admin_pricing::remove))
+        .routes(routes!(admin_pricing::preview))
         .routes(routes!(catalog::services))
         .routes(routes!(catalog::countries))
         .routes(routes!(catalog::price_table))
