@@ -37,6 +37,19 @@ impl Pricing {
         self.rules.append(event.into(), metadata).await
     }
 
+    /// Enables or disables a provider for routing and sets its priority.
+    pub async fn set_provider(
+        &self,
+        provider: &str,
+        routing: domain::pricing::ProviderRouting,
+        by: UserId,
+        metadata: Metadata,
+    ) -> Result<PricingState, StoreError> {
+        let event =
+            PricingEvent::ProviderRoutingSet { provider: provider.to_owned(), routing, by, at: crate::identity::now() };
+        self.rules.append(event.into(), metadata).await
+    }
+
     /// Removes the rule of `scope`; `Ok(None)` when there was none.
     pub async fn remove(
         &self,

@@ -327,7 +327,7 @@ async fn failover_to_the_next_provider(database: TestDatabase) {
     let (url, fake) = common::fake_smsman::fake_smsman().await;
     fake.lock().unwrap().get_number = "500".into();
     let smsman = common::fake_smsman::client(&url, common::fake_smsman::TOKEN);
-    let sandbox = sandbox_provider("0.30");
+    let sandbox = common::sandbox_provider("0.30");
     let options = Options { providers: Some(vec![smsman, sandbox]), ..Options::default() };
     let app = spawn_with(database, options).await;
     let token = customer(&app, "ann@example.com", "1.00").await;
@@ -450,14 +450,6 @@ async fn a_slow_provider_does_not_hold_up_reading_an_order(database: TestDatabas
     app.post(&format!("/orders/{id}/finish"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
     assert!(!fake.lock().unwrap().statuses.is_empty(), "SMS-Man was told the number is done");
     app.assert_ledger_sound().await;
-}
-
-fn sandbox_provider(cost: &str) -> Provider {
-    use smsledger::providers::{Sandbox, SandboxSettings};
-    let clock: smsledger::providers::sandbox::Clock =
-        std::sync::Arc::new(|| domain::Timestamp(chrono::Utc::now().timestamp_millis()));
-    let settings = SandboxSettings::new(domain::Money::parse(cost, "USD").unwrap(), Duration::ZERO, clock);
-    Provider::Sandbox(std::sync::Arc::new(Sandbox::new(settings)))
 }
 
 on_both_engines!(

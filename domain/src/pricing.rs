@@ -105,11 +105,34 @@ pub enum PricingEvent {
     RuleSet { scope: Scope, rule: Rule, by: UserId, at: Timestamp },
     #[serde(rename = "pricing.rule_removed")]
     RuleRemoved { scope: Scope, by: UserId, at: Timestamp },
+    /// Whether routing may use a provider, and how it ranks among them.
+    #[serde(rename = "pricing.provider_routing_set")]
+    ProviderRoutingSet { provider: String, routing: ProviderRouting, by: UserId, at: Timestamp },
 }
 
+/// Priority a provider has until an admin sets one.
+pub const PROVIDER_PRIORITY_DEFAULT: u32 = 100;
+
+/// How routing treats one provider: disabled ones are never offered; among enabled ones a
+/// lower priority is tried first, and within a priority the cheapest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderRouting {
+    pub enabled: bool,
+    pub priority: u32,
+}
+
+impl Default for ProviderRouting {
+    fn default() -> Self {
+        ProviderRouting { enabled: true, priority: PROVIDER_PRIORITY_DEFAULT }
+    }
+}
+
+/// The settings of pricing and routing: the rules, and each provider's routing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PricingState {
     pub rules: BTreeMap<Scope, Rule>,
+    /// Providers an admin set; the others have the default.
+    pub providers: BTreeMap<String, ProviderRouting>,
 }
 
 impl PricingState {
@@ -121,8 +144,16 @@ impl PricingState {
             PricingEvent::RuleRemoved { scope, .. } => {
                 self.rules.remove(scope);
             }
+            PricingEvent::ProviderRoutingSet { provider, routing, .. } => {
+                self.providers.insert(provider.clone(), *routing);
+            }
         }
         self
+    }
+
+    /// How routing treats `provider`.
+    pub fn routing(&self, provider: &str) -> ProviderRouting {
+        self.providers.get(provider).copied().unwrap_or_default()
     }
 
     /// The most specific rule for an offer, if any applies.

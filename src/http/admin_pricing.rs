@@ -170,13 +170,18 @@ pub struct PricedOffer {
     pub available: u32,
     /// The scope of the rule applied; absent: no rule (sold at cost).
     pub rule: Option<RuleScope>,
+    /// Disabled providers are never used.
+    pub enabled: bool,
+    /// Lower is tried first.
+    pub priority: u32,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct PricePreview {
     pub service: String,
     pub country: String,
-    /// Every provider's offer, in the order routing tries them (sellable first, cheapest first).
+    /// Every provider's offer, in the order routing tries them (usable first, then by priority,
+    /// then cheapest first).
     pub offers: Vec<PricedOffer>,
 }
 
@@ -219,12 +224,14 @@ pub async fn preview(
                 refused: priced.err().map(|error| error.to_string()),
                 available: offer.available,
                 rule: applied,
+                enabled: pricing.routing(provider.id()).enabled,
+                priority: pricing.routing(provider.id()).priority,
             }
         })
         .collect();
     let sort_key = |offer: &PricedOffer| {
         let price = offer.price.as_deref().and_then(|p| p.parse::<Decimal>().ok());
-        (price.is_none() || offer.available == 0, price.unwrap_or_default())
+        (price.is_none() || offer.available == 0 || !offer.enabled, offer.priority, price.unwrap_or_default())
     };
     offers.sort_by_key(sort_key);
     Ok(ApiOk(PricePreview { service: service.to_string(), country: country.to_string(), offers }))

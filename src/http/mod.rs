@@ -13,6 +13,7 @@ mod admin_orders;
 mod admin_payments;
 mod admin_pricing;
 mod admin_projections;
+mod admin_providers;
 mod admin_users;
 mod auth;
 pub mod bodies;
@@ -198,6 +199,8 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin::unblock))
         .routes(routes!(admin_pricing::list, admin_pricing::set, admin_pricing::remove))
         .routes(routes!(admin_pricing::preview))
+        .routes(routes!(admin_providers::list))
+        .routes(routes!(admin_providers::update))
         .routes(routes!(catalog::services))
         .routes(routes!(catalog::countries))
         .routes(routes!(catalog::price_table))

@@ -179,6 +179,15 @@ impl Provider {
         }
     }
 
+    /// What we hold at the provider, where its API tells (SMS-Man); `None` where it does not
+    /// (the sandbox has no money; the TextVerified client does not read it yet).
+    pub async fn balance(&self) -> Result<Option<Money>, ProviderError> {
+        match self {
+            Provider::Sandbox(_) | Provider::TextVerified(_) => Ok(None),
+            Provider::SmsMan(smsman) => smsman.balance().await.map(Some),
+        }
+    }
+
     pub async fn offers(&self) -> Result<Vec<Offer>, ProviderError> {
         match self {
             Provider::Sandbox(sandbox) => sandbox.offers(),

@@ -46,8 +46,9 @@ pub enum RoutingError {
     Exhausted(ProviderError),
 }
 
-/// The sellable offers for `service` in `country` with free numbers and a positive cost, priced, cheapest first
-/// (ties keep the providers' configured order); at most `max_price` when given.
+/// The sellable offers for `service` in `country` from enabled providers with free numbers and a
+/// positive cost, priced, by provider priority (lower first) and then cheapest first (ties keep
+/// the providers' configured order); at most `max_price` when given.
 pub fn candidates(
     catalog: &Catalog,
     pricing: &PricingState,
@@ -59,6 +60,7 @@ pub fn candidates(
         .offers
         .iter()
         .filter(|(_, offer)| &offer.service == service && &offer.country == country && offer.available > 0)
+        .filter(|(provider, _)| pricing.routing(provider.id()).enabled)
         .filter_map(|(provider, offer)| {
             let price = pricing.price(provider.id(), service, country, offer.cost).ok()?;
             Some(Candidate { provider: provider.clone(), cost: offer.cost, price })
@@ -67,7 +69,7 @@ pub fn candidates(
         .filter(|c| c.cost.is_positive() && c.price.is_positive())
         .filter(|c| max_price.is_none_or(|max| max.currency == c.price.currency && c.price.amount <= max.amount))
         .collect();
-    found.sort_by_key(|c| c.price.amount);
+    found.sort_by_key(|c| (pricing.routing(c.provider.id()).priority, c.price.amount));
     found
 }
 

@@ -152,3 +152,12 @@ pub async fn redis_url(test: &str) -> Option<String> {
         }
     }
 }
+
+/// A sandbox provider selling at `cost` that delivers codes at once, on the real clock.
+pub fn sandbox_provider(cost: &str) -> smsledger::providers::Provider {
+    use smsledger::providers::{Provider, Sandbox, SandboxSettings};
+    let clock: smsledger::providers::sandbox::Clock =
+        std::sync::Arc::new(|| domain::Timestamp(chrono::Utc::now().timestamp_millis()));
+    let settings = SandboxSettings::new(domain::Money::parse(cost, "USD").unwrap(), std::time::Duration::ZERO, clock);
+    Provider::Sandbox(std::sync::Arc::new(Sandbox::new(settings)))
+}
