@@ -192,7 +192,8 @@ pub async fn balance(settings: &Settings, account: &str, at: Option<&str>) -> an
     Ok(())
 }
 
-/// `smsledger export`: streams postings to stdout a page at a time; the totals close it.
+/// `smsledger export`: streams postings, orders or deposits to stdout a page at a time; the
+/// totals close it.
 pub async fn export(
     settings: &Settings,
     from: Option<&str>,
@@ -203,14 +204,12 @@ pub async fn export(
     use std::io::Write as _;
     let format = crate::export::Format::parse(format)
         .with_context(|| format!("--format must be csv or jsonl, got {format:?}"))?;
-    if kind != "postings" {
-        bail!("--kind must be postings, got {kind:?}");
-    }
+    let kind = crate::export::Kind::parse(kind)
+        .with_context(|| format!("--kind must be postings, orders or deposits, got {kind:?}"))?;
     let from = from.map(crate::export::Bound::parse).transpose()?;
     let to = to.map(crate::export::Bound::parse).transpose()?;
     let store = open(settings).await?;
-    let (after, up_to) = crate::export::positions(&store, from, to).await?;
-    let (mut chunks, task) = crate::export::spawn_postings(store, after, up_to, format);
+    let (mut chunks, task) = crate::export::spawn(store, kind, from, to, format).await?;
     let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = chunks.recv().await {
         stdout.write_all(chunk.as_bytes())?;

@@ -16,6 +16,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::projection::views::View;
 use crate::store::{EventStore, LogReader, StoreError};
 
 /// Events read per page.
@@ -153,18 +154,6 @@ fn totals_text(totals: &Totals, format: Format) -> String {
     text
 }
 
-/// Starts an export on its own task; the receiver yields its chunks in order.
-pub fn spawn_postings(
-    store: EventStore,
-    after: i64,
-    up_to: i64,
-    format: Format,
-) -> (mpsc::Receiver<String>, tokio::task::JoinHandle<Result<Totals, StoreError>>) {
-    let (sender, receiver) = mpsc::channel(EXPORT_PAGES_AHEAD_MAX);
-    let task = tokio::spawn(async move { postings(&store, after, up_to, format, sender).await });
-    (receiver, task)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,4 +209,235 @@ pub async fn positions(store: &EventStore, from: Option<Bound>, to: Option<Bound
         Some(Bound::Instant(instant)) => store.position_at(before(instant)).await?,
     };
     Ok((after, up_to.max(after)))
+}
+
+/// What an export holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// One row per posting leg (the ledger).
+    Postings,
+    /// One row per order placed in the range (the orders view).
+    Orders,
+    /// One row per deposit started in the range (the deposits view).
+    Deposits,
+}
+
+impl Kind {
+    pub fn parse(text: &str) -> Option<Kind> {
+        match text {
+            "postings" => Some(Kind::Postings),
+            "orders" => Some(Kind::Orders),
+            "deposits" => Some(Kind::Deposits),
+            _ => None,
+        }
+    }
+}
+
+/// Events a view folds per transaction while an export catches it up.
+const CATCH_UP_BATCH_MAX: u32 = 1_000;
+
+/// Documents read per page.
+const DOCUMENT_PAGE_ROWS: i64 = 1_000;
+
+const ORDERS_HEADER: &str =
+    "order_id,serial,user_id,status,service,country,provider,price,cost,currency,placed_at,closed_at\n";
+const DEPOSITS_HEADER: &str =
+    "deposit_id,user_id,method,status,amount,received,refunded,disputed,currency,reference,created_at,updated_at\n";
+
+fn time(at: domain::Timestamp) -> String {
+    crate::identity::rfc3339(at)
+}
+
+/// Per (status or method/status, currency): count and money sums.
+type DocumentTotals = BTreeMap<(String, String), (u64, [Decimal; 4])>;
+
+fn order_row(view: &projections::OrderView, format: Format, totals: &mut DocumentTotals) -> String {
+    let status = crate::projection::orders::status_text(view.status);
+    let cost = view.cost.map(|c| c.amount);
+    let entry = totals.entry((status.to_owned(), view.price.currency.to_string())).or_default();
+    entry.0 += 1;
+    entry.1[0] += view.price.amount;
+    entry.1[1] += cost.unwrap_or_default();
+    match format {
+        Format::Csv => format!(
+            "{},{},{},{status},{},{},{},{},{},{},{},{}\n",
+            view.order_id,
+            view.serial,
+            view.user_id,
+            view.service,
+            view.country,
+            view.provider_id.as_deref().map(csv_field).unwrap_or_default(),
+            view.price.amount,
+            cost.map(|c| c.to_string()).unwrap_or_default(),
+            view.price.currency,
+            time(view.placed_at),
+            view.closed_at.map(time).unwrap_or_default(),
+        ),
+        Format::Jsonl => format!("{}\n", serde_json::to_string(view).expect("an order view serializes")),
+    }
+}
+
+fn deposit_row(view: &projections::DepositView, format: Format, totals: &mut DocumentTotals) -> String {
+    let status = projections::deposit_status_text(view.status);
+    let received = view.received.map(|r| r.amount);
+    let key = (format!("{}/{status}", view.method.as_str()), view.amount.currency.to_string());
+    let entry = totals.entry(key).or_default();
+    entry.0 += 1;
+    entry.1[0] += view.amount.amount;
+    entry.1[1] += received.unwrap_or_default();
+    entry.1[2] += view.refunded;
+    entry.1[3] += view.disputed;
+    match format {
+        Format::Csv => format!(
+            "{},{},{},{status},{},{},{},{},{},{},{},{}\n",
+            view.deposit_id,
+            view.user_id,
+            view.method.as_str(),
+            view.amount.amount,
+            received.map(|r| r.to_string()).unwrap_or_default(),
+            view.refunded,
+            view.disputed,
+            view.amount.currency,
+            view.reference.as_deref().map(csv_field).unwrap_or_default(),
+            time(view.created_at),
+            time(view.updated_at),
+        ),
+        Format::Jsonl => format!("{}\n", serde_json::to_string(view).expect("a deposit view serializes")),
+    }
+}
+
+/// The trailer of an orders or deposits export: count and sums per group and currency.
+/// CSV: the first column says `total`, the second the count; orders put the price and cost
+/// sums in the price and cost columns, deposits the amount, received, refunded and disputed sums
+/// in theirs, and the group (status, or method/status) in the status column.
+fn document_totals(kind: Kind, totals: &DocumentTotals, format: Format) -> String {
+    let mut text = String::new();
+    for ((group, currency), (count, sums)) in totals {
+        let line = match (format, kind) {
+            (Format::Csv, Kind::Orders) => format!("total,{count},,{group},,,,{},{},{currency},,\n", sums[0], sums[1]),
+            (Format::Csv, _) => {
+                format!("total,{count},,{group},{},{},{},{},{currency},,,\n", sums[0], sums[1], sums[2], sums[3])
+            }
+            (Format::Jsonl, Kind::Orders) => format!(
+                "{}\n",
+                json!({"total": {"status": group, "currency": currency, "count": count,
+                    "price": sums[0].to_string(), "cost": sums[1].to_string()}})
+            ),
+            (Format::Jsonl, _) => format!(
+                "{}\n",
+                json!({"total": {"group": group, "currency": currency, "count": count, "amount": sums[0].to_string(),
+                    "received": sums[1].to_string(), "refunded": sums[2].to_string(), "disputed": sums[3].to_string()}})
+            ),
+        };
+        text.push_str(&line);
+    }
+    text
+}
+
+/// Streams the orders placed (or deposits started) in `[from_ms, before_ms)` into `out`, a page
+/// at a time, oldest first, and the totals last.
+pub async fn documents(
+    engine: &crate::store::Engine,
+    kind: Kind,
+    from_ms: i64,
+    before_ms: i64,
+    format: Format,
+    out: mpsc::Sender<String>,
+) -> Result<(), StoreError> {
+    let header = if kind == Kind::Orders { ORDERS_HEADER } else { DEPOSITS_HEADER };
+    if format == Format::Csv && out.send(header.to_owned()).await.is_err() {
+        return Ok(());
+    }
+    let mut totals = DocumentTotals::new();
+    let mut after = None;
+    loop {
+        let database = |e: sqlx::Error| StoreError::from(e);
+        let (chunk, last, count) = match kind {
+            Kind::Orders => {
+                let page = crate::projection::orders::orders_placed_between(
+                    engine,
+                    from_ms,
+                    before_ms,
+                    after,
+                    DOCUMENT_PAGE_ROWS,
+                )
+                .await
+                .map_err(database)?;
+                let last = page.last().map(|v| (v.placed_at.0, v.order_id.0));
+                (page.iter().map(|v| order_row(v, format, &mut totals)).collect::<String>(), last, page.len())
+            }
+            _ => {
+                let page = crate::projection::deposits::deposits_created_between(
+                    engine,
+                    from_ms,
+                    before_ms,
+                    after,
+                    DOCUMENT_PAGE_ROWS,
+                )
+                .await
+                .map_err(database)?;
+                let last = page.last().map(|v| (v.created_at.0, v.deposit_id.0));
+                (page.iter().map(|v| deposit_row(v, format, &mut totals)).collect::<String>(), last, page.len())
+            }
+        };
+        if !send(&out, chunk).await {
+            return Ok(());
+        }
+        if (count as i64) < DOCUMENT_PAGE_ROWS {
+            break;
+        }
+        after = last;
+    }
+    send(&out, document_totals(kind, &totals, format)).await;
+    Ok(())
+}
+
+/// Milliseconds of a bound for a document export: instants and dates only.
+pub fn bound_ms(bound: Option<Bound>, default: i64) -> Result<i64, BadBound> {
+    match bound {
+        None => Ok(default),
+        Some(Bound::Instant(instant)) => Ok(instant.timestamp_millis()),
+        Some(Bound::Position(position)) => {
+            Err(BadBound(format!("{position} (orders and deposits take dates or instants)")))
+        }
+    }
+}
+
+/// Starts an export of any kind on its own task; the receiver yields its chunks in order.
+pub async fn spawn(
+    store: EventStore,
+    kind: Kind,
+    from: Option<Bound>,
+    to: Option<Bound>,
+    format: Format,
+) -> Result<(mpsc::Receiver<String>, tokio::task::JoinHandle<Result<(), StoreError>>), ExportError> {
+    let (sender, receiver) = mpsc::channel(EXPORT_PAGES_AHEAD_MAX);
+    let task = match kind {
+        Kind::Postings => {
+            let (after, up_to) = positions(&store, from, to).await?;
+            tokio::spawn(async move { postings(&store, after, up_to, format, sender).await.map(|_| ()) })
+        }
+        Kind::Orders | Kind::Deposits => {
+            let (from_ms, before_ms) = (bound_ms(from, i64::MIN)?, bound_ms(to, i64::MAX)?);
+            // The view first catches up with the log (a CLI process runs no projector; in
+            // `serve` this is the live projector's own next batch, under its checkpoint lock).
+            let view = if kind == Kind::Orders { View::Orders } else { View::Deposits };
+            while crate::projection::views::run_batch(store.engine(), view, CATCH_UP_BATCH_MAX)
+                .await
+                .map_err(|e| StoreError::TaskFailed(format!("catching up {}: {e}", view.name())))?
+                > 0
+            {}
+            let engine = store.engine().clone();
+            tokio::spawn(async move { documents(&engine, kind, from_ms, before_ms, format, sender).await })
+        }
+    };
+    Ok((receiver, task))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Bound(#[from] BadBound),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }

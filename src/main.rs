@@ -45,7 +45,7 @@ enum Command {
         /// csv or jsonl.
         #[arg(long, default_value = "csv")]
         format: String,
-        /// What to export: postings.
+        /// What to export: postings, orders or deposits (orders and deposits take dates or instants).
         #[arg(long, default_value = "postings")]
         kind: String,
     },

@@ -330,6 +330,12 @@ async fn export_streams_postings_that_reconcile_to_the_trial_balance(db: TestDat
     let bad = smsledger(&db, &["export", "--format", "xlsx"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--format must be csv or jsonl"));
+    let orders = smsledger(&db, &["export", "--kind", "orders", "--format", "jsonl"]);
+    assert!(orders.status.success(), "{orders:?}");
+    assert!(stdout(&orders).lines().last().unwrap_or_default().starts_with("{\"total\""), "{}", stdout(&orders));
+    let positions = smsledger(&db, &["export", "--kind", "deposits", "--from", "5"]);
+    assert_eq!(positions.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&positions.stderr).contains("take dates or instants"));
 }
 
 on_both_engines!(

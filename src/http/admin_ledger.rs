@@ -185,31 +185,39 @@ pub async fn balance(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/admin/exports/postings",
+    path = "/api/v1/admin/exports/{kind}",
     tag = "admin",
-    summary = "Stream the postings between two bounds as CSV or JSON lines, with totals per account at the end",
-    description = "One row per posting leg: position, recorded_at, event_id, event_type, stream_id, account, \
-                   currency, amount; then one `total` row per account and currency. Streamed a page at a time: \
-                   memory stays flat however many rows.",
-    params(ExportQuery),
+    summary = "Stream postings, orders or deposits between two bounds as CSV or JSON lines, with totals at the end",
+    description = "postings: one row per posting leg (position, recorded_at, event_id, event_type, stream_id, account, \
+                   currency, amount), then one `total` row per account and currency, which from the start reconcile to the \
+                   trial balance. orders / deposits: one row per order placed / deposit started in the range (dates or \
+                   instants), then totals per status (and method). Streamed a page at a time: memory stays flat.",
+    params(("kind" = String, Path, description = "postings, orders or deposits"), ExportQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, content_type = "text/csv", body = String),
         (status = 400, body = ErrorBody),
+        (status = 404, description = "no such export", body = ErrorBody),
         AdminRefusals,
     )
 )]
-pub async fn export_postings(
+pub async fn export(
     State(state): State<Arc<AppState>>,
     Admin(_): Admin,
+    super::json::ApiPath(kind_text): super::json::ApiPath<String>,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
+    let kind = crate::export::Kind::parse(&kind_text)
+        .ok_or_else(|| ApiError::not_found(format!("no export {kind_text:?}: use postings, orders or deposits")))?;
     let format_text = query.format.as_deref().unwrap_or("csv");
     let format = Format::parse(format_text).ok_or_else(|| field_error("format", "use csv or jsonl"))?;
     let from = bound("from", query.from.as_deref())?;
     let to = bound("to", query.to.as_deref())?;
-    let (after, up_to) = crate::export::positions(&state.store, from, to).await.map_err(ApiError::internal)?;
-    let (chunks, task) = crate::export::spawn_postings(state.store.clone(), after, up_to, format);
+    let (chunks, task) = match crate::export::spawn(state.store.clone(), kind, from, to, format).await {
+        Ok(started) => started,
+        Err(crate::export::ExportError::Bound(error)) => return Err(field_error("from", error)),
+        Err(crate::export::ExportError::Store(error)) => return Err(ApiError::internal(error)),
+    };
     tokio::spawn(async move {
         if let Ok(Err(error)) = task.await {
             tracing::error!(%error, "export.failed");
@@ -221,7 +229,7 @@ pub async fn export_postings(
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    let file = format!("attachment; filename=\"postings-{after}-{up_to}.{}\"", format.extension());
+    let file = format!("attachment; filename=\"{kind_text}.{}\"", format.extension());
     if let Ok(value) = HeaderValue::from_str(&file) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }

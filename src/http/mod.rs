@@ -235,7 +235,7 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin_ledger::verify))
         .routes(routes!(admin_ledger::trial_balance))
         .routes(routes!(admin_ledger::balance))
-        .routes(routes!(admin_ledger::export_postings))
+        .routes(routes!(admin_ledger::export))
         .routes(routes!(admin_payments::wallets))
         .routes(routes!(admin_payments::adjust))
         .routes(routes!(admin_payments::pay_withdrawal))

@@ -141,6 +141,29 @@ macro_rules! engine_deposits {
                 Ok(DepositPage { deposits, total: total.0 })
             }
 
+            /// Deposits created in `[from, before)` (ms), oldest first, after the key `(created_at, id)`.
+            pub async fn created_between(
+                connection: &mut $connection,
+                from: i64,
+                before: i64,
+                after: Option<(i64, Uuid)>,
+                limit: i64,
+            ) -> Result<Vec<DepositView>, sqlx::Error> {
+                let (at, id) = after.unwrap_or((i64::MIN, Uuid::nil()));
+                let rows = sqlx::query(
+                    "SELECT view FROM deposits WHERE created_at >= $1 AND created_at < $2 \
+                     AND (created_at > $3 OR (created_at = $3 AND deposit_id > $4)) ORDER BY created_at, deposit_id LIMIT $5",
+                )
+                .bind(from)
+                .bind(before)
+                .bind(at)
+                .bind(id)
+                .bind(limit)
+                .fetch_all(&mut *connection)
+                .await?;
+                rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect()
+            }
+
             /// Every deposit view, for `verify` to compare with the log.
             pub async fn all(connection: &mut $connection) -> Result<BTreeMap<DepositId, DepositView>, sqlx::Error> {
                 let rows = sqlx::query("SELECT view FROM deposits").fetch_all(&mut *connection).await?;
@@ -157,6 +180,17 @@ macro_rules! engine_deposits {
 
 engine_deposits!(postgres, sqlx::PgConnection);
 engine_deposits!(sqlite, sqlx::SqliteConnection);
+
+/// A page of the deposits created in `[from, before)` (ms), oldest first, after the key given.
+pub async fn deposits_created_between(
+    engine: &Engine,
+    from: i64,
+    before: i64,
+    after: Option<(i64, Uuid)>,
+    limit: i64,
+) -> Result<Vec<DepositView>, sqlx::Error> {
+    crate::on_engine!(engine, created_between(from, before, after, limit))
+}
 
 /// Deposits newest first: one user's (or everyone's), optionally of one status and method.
 pub async fn list(

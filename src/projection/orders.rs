@@ -206,6 +206,29 @@ macro_rules! engine_orders {
                 Ok(OrderPage { orders, total: total.0 })
             }
 
+            /// Orders placed in `[from, before)` (ms), oldest first, after the key `(placed_at, id)`.
+            pub async fn placed_between(
+                connection: &mut $connection,
+                from: i64,
+                before: i64,
+                after: Option<(i64, Uuid)>,
+                limit: i64,
+            ) -> Result<Vec<OrderView>, sqlx::Error> {
+                let (at, id) = after.unwrap_or((i64::MIN, Uuid::nil()));
+                let rows = sqlx::query(
+                    "SELECT view FROM orders WHERE placed_at >= $1 AND placed_at < $2 \
+                     AND (placed_at > $3 OR (placed_at = $3 AND order_id > $4)) ORDER BY placed_at, order_id LIMIT $5",
+                )
+                .bind(from)
+                .bind(before)
+                .bind(at)
+                .bind(id)
+                .bind(limit)
+                .fetch_all(&mut *connection)
+                .await?;
+                rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect()
+            }
+
             /// Open orders, the soonest to expire first.
             pub async fn open(connection: &mut $connection, limit: i64) -> Result<Vec<OrderView>, sqlx::Error> {
                 let text = format!("SELECT view FROM orders WHERE status IN {OPEN} ORDER BY expires_at LIMIT $1");
@@ -276,6 +299,17 @@ pub async fn search_orders(
     limit: i64,
 ) -> Result<OrderPage, sqlx::Error> {
     on_engine!(engine, search(filter, offset, limit))
+}
+
+/// A page of the orders placed in `[from, before)` (ms), oldest first, after the key given.
+pub async fn orders_placed_between(
+    engine: &Engine,
+    from: i64,
+    before: i64,
+    after: Option<(i64, Uuid)>,
+    limit: i64,
+) -> Result<Vec<OrderView>, sqlx::Error> {
+    on_engine!(engine, placed_between(from, before, after, limit))
 }
 
 /// Open orders, the soonest to expire first.
