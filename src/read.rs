@@ -41,6 +41,12 @@ pub async fn wait_until_fresh(store: &EventStore, projection: ProjectionName) ->
     wait_for_checkpoint(store, projection.as_str(), &projection::checkpoint_name(projection, Target::Live)).await
 }
 
+/// Waits until a view whose checkpoint is named as the view (orders, deposits, analytics, users
+/// directory, activity log) has reached the log head as of this call.
+pub async fn wait_for_view(store: &EventStore, view: &'static str) -> Result<(), ReadError> {
+    wait_for_checkpoint(store, view, view).await
+}
+
 /// Waits until the view `projection`, kept at checkpoint `name`, has reached the log head
 /// as of this call.
 pub async fn wait_for_checkpoint(store: &EventStore, projection: &'static str, name: &str) -> Result<(), ReadError> {

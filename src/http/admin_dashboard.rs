@@ -160,14 +160,7 @@ pub async fn dashboard(
         ));
     }
     let (from, to) = (from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string());
-    crate::read::wait_for_checkpoint(&state.store, analytics_view::NAME, analytics_view::NAME).await.map_err(
-        |error| match error {
-            crate::read::ReadError::Stale { .. } => {
-                ApiError::unavailable("analytics are catching up; retry shortly", 1)
-            }
-            other => ApiError::internal(other),
-        },
-    )?;
+    crate::read::wait_for_view(&state.store, analytics_view::NAME).await?;
     let rows = analytics_view::rows_between(state.store.engine(), &from, &to).await.map_err(ApiError::internal)?;
     let mut totals = Sums::default();
     let mut days: BTreeMap<String, Sums> = BTreeMap::new();

@@ -83,12 +83,7 @@ pub async fn activity(
         from_micros: query.from.as_deref().map(|d| day_micros("from", d)).transpose()?,
         before_micros: query.to.as_deref().map(|d| day_micros("to", d)).transpose()?,
     };
-    crate::read::wait_for_checkpoint(&state.store, activity_view::NAME, activity_view::NAME).await.map_err(
-        |error| match error {
-            crate::read::ReadError::Stale { .. } => ApiError::unavailable("the log is catching up; retry shortly", 1),
-            other => ApiError::internal(other),
-        },
-    )?;
+    crate::read::wait_for_view(&state.store, activity_view::NAME).await?;
     let offset = (page - 1).saturating_mul(per_page);
     let (entries, total) = activity_view::search_activity(state.store.engine(), &filter, offset, per_page)
         .await

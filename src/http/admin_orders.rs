@@ -127,12 +127,7 @@ pub async fn list(
     if page < 1 || !(1..=PAGE_SIZE_MAX).contains(&per_page) {
         return Err(ApiError::bad_request(format!("page starts at 1; per_page is 1 to {PAGE_SIZE_MAX}")));
     }
-    crate::read::wait_for_checkpoint(&state.store, orders_view::NAME, orders_view::NAME).await.map_err(|error| {
-        match error {
-            crate::read::ReadError::Stale { .. } => ApiError::unavailable("orders are catching up; retry shortly", 1),
-            other => ApiError::internal(other),
-        }
-    })?;
+    crate::read::wait_for_view(&state.store, orders_view::NAME).await?;
     let offset = (page - 1).saturating_mul(per_page);
     let found = orders_view::search_orders(state.store.engine(), &filter, offset, per_page)
         .await

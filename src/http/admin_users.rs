@@ -107,13 +107,6 @@ fn parse_role(text: &str) -> Result<Role, ApiError> {
     }
 }
 
-fn stale(error: crate::read::ReadError) -> ApiError {
-    match error {
-        crate::read::ReadError::Stale { .. } => ApiError::unavailable("views are catching up; retry shortly", 1),
-        other => ApiError::internal(other),
-    }
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/admin/users",
@@ -137,7 +130,7 @@ pub async fn list(
         role: query.role.as_deref().map(parse_role).transpose()?,
         blocked: query.blocked,
     };
-    crate::read::wait_for_checkpoint(&state.store, users_view::NAME, users_view::NAME).await.map_err(stale)?;
+    crate::read::wait_for_view(&state.store, users_view::NAME).await?;
     let offset = (page - 1).saturating_mul(per_page);
     let found =
         users_view::search_users(state.store.engine(), &filter, offset, per_page).await.map_err(ApiError::internal)?;
@@ -166,11 +159,11 @@ pub async fn user(
 ) -> Result<ApiOk<AdminUserData>, ApiError> {
     let user = state.identity.user_view(user_id).await?;
     let wallets = wallet_bodies(&state, user_id).await?;
-    crate::read::wait_for_checkpoint(&state.store, orders_view::NAME, orders_view::NAME).await.map_err(stale)?;
+    crate::read::wait_for_view(&state.store, orders_view::NAME).await?;
     let filter = AdminFilter { user: Some(user_id), ..AdminFilter::default() };
     let found =
         orders_view::search_orders(state.store.engine(), &filter, 0, RECENT_MAX).await.map_err(ApiError::internal)?;
-    let (lines, _) = crate::read::history(&state.store, user_id, RECENT_MAX, 0).await.map_err(stale)?;
+    let (lines, _) = crate::read::history(&state.store, user_id, RECENT_MAX, 0).await?;
     Ok(ApiOk(AdminUserData {
         user,
         wallets,

@@ -133,3 +133,16 @@ impl From<crate::service::ServiceError> for ApiError {
         }
     }
 }
+
+/// A read that waited for its view: a view that did not catch up in time is a 503 (retry
+/// shortly); anything else is ours.
+impl From<crate::read::ReadError> for ApiError {
+    fn from(error: crate::read::ReadError) -> Self {
+        match error {
+            crate::read::ReadError::Stale { projection, .. } => {
+                ApiError::unavailable(format!("the {projection} view is catching up; retry shortly"), 1)
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -269,7 +269,16 @@ pub async fn get_deposit(
     Auth(principal): Auth,
     ApiPath(deposit_id): ApiPath<DepositId>,
 ) -> Result<ApiOk<DepositData>, ApiError> {
-    let deposit = state.payments.deposit_view(Some(principal.user_id), deposit_id).await?;
+    own_deposit(&state, principal.user_id, deposit_id).await
+}
+
+/// One of the user's deposits as its owner sees it; someone else's is a 404 like an unknown one.
+pub(super) async fn own_deposit(
+    state: &AppState,
+    user: domain::UserId,
+    deposit_id: DepositId,
+) -> Result<ApiOk<DepositData>, ApiError> {
+    let deposit = state.payments.deposit_view(Some(user), deposit_id).await?;
     let deposit = deposit.as_ref().map(DepositBody::from).ok_or_else(|| ApiError::not_found("no such deposit"))?;
     Ok(ApiOk(DepositData { deposit, client_secret: None }))
 }
@@ -365,11 +374,7 @@ pub async fn history(
         return Err(ApiError::bad_request(format!("page starts at 1; per_page is 1 to {PAGE_SIZE_MAX}")));
     }
     let offset = (page - 1).saturating_mul(per_page);
-    let (lines, total) =
-        crate::read::history(&state.store, principal.user_id, per_page, offset).await.map_err(|error| match error {
-            crate::read::ReadError::Stale { .. } => ApiError::unavailable("history is catching up; retry shortly", 1),
-            other => ApiError::internal(other),
-        })?;
+    let (lines, total) = crate::read::history(&state.store, principal.user_id, per_page, offset).await?;
     let lines = lines.into_iter().map(HistoryLine::from).collect();
     Ok(ApiOk(HistoryPage { lines, page, per_page, total }))
 }

@@ -75,15 +75,6 @@ fn paging(page: Option<i64>, per_page: Option<i64>) -> Result<(i64, i64), ApiErr
     Ok((page, per_page))
 }
 
-async fn fresh_deposits(state: &AppState) -> Result<(), ApiError> {
-    crate::read::wait_for_checkpoint(&state.store, deposits_view::NAME, deposits_view::NAME).await.map_err(|error| {
-        match error {
-            crate::read::ReadError::Stale { .. } => ApiError::unavailable("deposits are catching up; retry shortly", 1),
-            other => ApiError::internal(other),
-        }
-    })
-}
-
 async fn page_of(
     state: &AppState,
     user: Option<domain::UserId>,
@@ -91,7 +82,7 @@ async fn page_of(
     method: Option<DepositMethod>,
     (page, per_page): (i64, i64),
 ) -> Result<DepositsPage, ApiError> {
-    fresh_deposits(state).await?;
+    crate::read::wait_for_view(&state.store, deposits_view::NAME).await?;
     let offset = (page - 1).saturating_mul(per_page);
     let found = deposits_view::list(state.store.engine(), user, status, method, offset, per_page)
         .await
@@ -175,9 +166,7 @@ pub async fn status(
     Auth(principal): Auth,
     ApiPath(deposit_id): ApiPath<DepositId>,
 ) -> Result<ApiOk<DepositData>, ApiError> {
-    let deposit = state.payments.deposit_view(Some(principal.user_id), deposit_id).await?;
-    let deposit = deposit.as_ref().map(DepositBody::from).ok_or_else(|| ApiError::not_found("no such deposit"))?;
-    Ok(ApiOk(DepositData { deposit, client_secret: None }))
+    super::payments::own_deposit(&state, principal.user_id, deposit_id).await
 }
 
 #[utoipa::path(

@@ -16,7 +16,7 @@ use super::error::{ApiCreated, ApiError, ApiOk};
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::principal::Auth;
 use crate::identity::Caller;
-use crate::read::{self, ReadError};
+use crate::read;
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 pub struct ProfileUpdate {
@@ -109,10 +109,7 @@ pub async fn balance(
     };
     let mut balances = Vec::with_capacity(currencies.len());
     for currency in currencies {
-        let balance = read::balance(&state.store, principal.user_id, currency).await.map_err(|error| match error {
-            ReadError::Stale { .. } => ApiError::unavailable("balances are catching up; retry shortly", 1),
-            other => ApiError::internal(other),
-        })?;
+        let balance = read::balance(&state.store, principal.user_id, currency).await?;
         balances.push(BalanceLine {
             currency: currency.to_string(),
             available: balance.available.to_string(),

@@ -41,9 +41,7 @@ pub async fn textverified(
         ApiError::unauthorized(error.to_string())
     })?;
     // The rental was recorded before the provider could send an SMS to it; the view may lag.
-    crate::read::wait_for_checkpoint(&state.store, orders_view::NAME, orders_view::NAME)
-        .await
-        .map_err(|error| ApiError::unavailable(error.to_string(), 1))?;
+    crate::read::wait_for_view(&state.store, orders_view::NAME).await?;
     let order = orders_view::find_rental(state.store.engine(), textverified::PROVIDER_ID, &rental)
         .await
         .map_err(ApiError::internal)?

@@ -21,24 +21,11 @@ pub const NAME: &str = super::views::View::Deposits.name();
 fn deposit_events(
     events: &mut [RecordedEvent],
 ) -> Result<BTreeMap<DepositId, Vec<(i64, DepositEvent)>>, ProjectionError> {
-    let mut by_deposit: BTreeMap<DepositId, Vec<(i64, DepositEvent)>> = BTreeMap::new();
-    for event in events.iter_mut().filter(|e| e.event_type.starts_with("deposit.")) {
-        let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
-        let id = event
-            .stream_id
-            .strip_prefix("deposit-")
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .ok_or_else(|| undecodable(format!("deposit event in stream {}", event.stream_id)))?;
-        let payload = std::mem::take(&mut event.payload);
-        match DomainEvent::decode_owned(&event.event_type, event.schema_version, payload) {
-            Ok(DomainEvent::Deposit(deposit)) => {
-                by_deposit.entry(DepositId(id)).or_default().push((event.position, deposit))
-            }
-            Ok(_) => return Err(undecodable("not a deposit event".into())),
-            Err(error) => return Err(undecodable(error.to_string())),
-        }
-    }
-    Ok(by_deposit)
+    let by_stream = super::views::events_by_stream(events, "deposit.", "deposit-", |event| match event {
+        DomainEvent::Deposit(deposit) => Some(deposit),
+        _ => None,
+    })?;
+    Ok(by_stream.into_iter().map(|(id, events)| (DepositId(id), events)).collect())
 }
 
 fn parse_view(text: &str) -> Result<DepositView, sqlx::Error> {

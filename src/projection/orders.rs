@@ -35,22 +35,11 @@ pub fn status_text(status: OrderStatus) -> &'static str {
 
 /// The order events of a page, by order, oldest first.
 fn order_events(events: &mut [RecordedEvent]) -> Result<BTreeMap<OrderId, Vec<(i64, OrderEvent)>>, ProjectionError> {
-    let mut by_order: BTreeMap<OrderId, Vec<(i64, OrderEvent)>> = BTreeMap::new();
-    for event in events.iter_mut().filter(|e| e.event_type.starts_with("order.")) {
-        let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
-        let id = event
-            .stream_id
-            .strip_prefix("order-")
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .ok_or_else(|| undecodable(format!("order event in stream {}", event.stream_id)))?;
-        let payload = std::mem::take(&mut event.payload);
-        match DomainEvent::decode_owned(&event.event_type, event.schema_version, payload) {
-            Ok(DomainEvent::Order(order)) => by_order.entry(OrderId(id)).or_default().push((event.position, order)),
-            Ok(_) => return Err(undecodable("not an order event".into())),
-            Err(error) => return Err(undecodable(error.to_string())),
-        }
-    }
-    Ok(by_order)
+    let by_stream = super::views::events_by_stream(events, "order.", "order-", |event| match event {
+        DomainEvent::Order(order) => Some(order),
+        _ => None,
+    })?;
+    Ok(by_stream.into_iter().map(|(id, events)| (OrderId(id), events)).collect())
 }
 
 fn parse_view(text: &str) -> Result<OrderView, sqlx::Error> {

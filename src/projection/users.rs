@@ -7,7 +7,6 @@ use domain::identity::{Role, UserEvent};
 use domain::{DomainEvent, UserId};
 use projections::UserRow;
 use sqlx::Row;
-use uuid::Uuid;
 
 use super::runner::ProjectionError;
 use super::sink::{self, placeholders};
@@ -18,22 +17,11 @@ pub const NAME: &str = super::views::View::Users.name();
 
 /// The user events of a page, by user, oldest first.
 fn user_events(events: &mut [RecordedEvent]) -> Result<BTreeMap<UserId, Vec<(i64, UserEvent)>>, ProjectionError> {
-    let mut by_user: BTreeMap<UserId, Vec<(i64, UserEvent)>> = BTreeMap::new();
-    for event in events.iter_mut().filter(|e| e.event_type.starts_with("user.")) {
-        let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
-        let id = event
-            .stream_id
-            .strip_prefix("user-")
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .ok_or_else(|| undecodable(format!("user event in stream {}", event.stream_id)))?;
-        let payload = std::mem::take(&mut event.payload);
-        match DomainEvent::decode_owned(&event.event_type, event.schema_version, payload) {
-            Ok(DomainEvent::User(user)) => by_user.entry(UserId(id)).or_default().push((event.position, user)),
-            Ok(_) => return Err(undecodable("not a user event".into())),
-            Err(error) => return Err(undecodable(error.to_string())),
-        }
-    }
-    Ok(by_user)
+    let by_stream = super::views::events_by_stream(events, "user.", "user-", |event| match event {
+        DomainEvent::User(user) => Some(user),
+        _ => None,
+    })?;
+    Ok(by_stream.into_iter().map(|(id, events)| (UserId(id), events)).collect())
 }
 
 fn parse_row(text: &str) -> Result<UserRow, sqlx::Error> {

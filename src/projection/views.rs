@@ -4,6 +4,11 @@
 //! discipline of the ledger views: a batch and its checkpoint commit together; a rebuild folds
 //! the log into a table aside and swaps it in.
 
+use std::collections::BTreeMap;
+
+use domain::DomainEvent;
+use uuid::Uuid;
+
 use super::runner::{ProjectionError, lock_postgres_checkpoint};
 use super::sink;
 use crate::store::{self, Engine, RecordedEvent};
@@ -34,6 +39,32 @@ impl View {
     pub fn parse(name: &str) -> Option<View> {
         View::ALL.into_iter().find(|view| view.name() == name)
     }
+}
+
+/// The events of a page whose type starts with `type_prefix`, decoded and picked, by the id
+/// their stream names (`{stream_prefix}{uuid}`), oldest first. An event in a stream of another
+/// shape, or one that does not decode or is not picked, is refused: the view stops there.
+pub(super) fn events_by_stream<T>(
+    events: &mut [RecordedEvent],
+    type_prefix: &str,
+    stream_prefix: &str,
+    pick: impl Fn(DomainEvent) -> Option<T>,
+) -> Result<BTreeMap<Uuid, Vec<(i64, T)>>, ProjectionError> {
+    let mut by_stream: BTreeMap<Uuid, Vec<(i64, T)>> = BTreeMap::new();
+    for event in events.iter_mut().filter(|e| e.event_type.starts_with(type_prefix)) {
+        let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
+        let id = event
+            .stream_id
+            .strip_prefix(stream_prefix)
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .ok_or_else(|| undecodable(format!("{type_prefix} event in stream {}", event.stream_id)))?;
+        let payload = std::mem::take(&mut event.payload);
+        let decoded = DomainEvent::decode_owned(&event.event_type, event.schema_version, payload)
+            .map_err(|error| undecodable(error.to_string()))?;
+        let picked = pick(decoded).ok_or_else(|| undecodable(format!("not a {type_prefix} event")))?;
+        by_stream.entry(id).or_default().push((event.position, picked));
+    }
+    Ok(by_stream)
 }
 
 async fn apply_postgres(
