@@ -60,6 +60,7 @@ pub struct Settings {
     pub providers: ProviderSettings,
     pub jobs: JobSettings,
     pub payments: PaymentSettings,
+    pub notifications: crate::notifications::NotificationSettings,
 }
 
 /// How money comes in and goes out.
@@ -282,7 +283,26 @@ impl Settings {
                 86_400 * parse(&get, "SYSTEM_LOG_RETENTION_DAYS", 30_u64, 1..=3_650)?,
             ),
         };
+        let telegram = match (
+            get("TELEGRAM_BOT_TOKEN").filter(|v| !v.is_empty()),
+            get("TELEGRAM_CHAT_ID").filter(|v| !v.is_empty()),
+        ) {
+            (Some(token), Some(chat_id)) => Some(crate::notifications::telegram::TelegramSettings {
+                base_url: get("TELEGRAM_API_BASE")
+                    .unwrap_or_else(|| crate::notifications::telegram::API_BASE_DEFAULT.into()),
+                token,
+                chat_id,
+                timeout: Duration::from_millis(parse(&get, "TELEGRAM_TIMEOUT_MS", 10_000, 100..=120_000)?),
+            }),
+            (None, None) => None,
+            _ => bail!("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID are set together or not at all"),
+        };
+        let notifications = crate::notifications::NotificationSettings {
+            telegram,
+            retry_base_ms: parse(&get, "NOTIFY_RETRY_BASE_MS", 1_000, 1..=3_600_000)?,
+        };
         Ok(Settings {
+            notifications,
             payments,
             jobs,
             providers,

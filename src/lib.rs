@@ -26,6 +26,7 @@ pub mod verify;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod metrics;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod rate_limit;

@@ -62,6 +62,8 @@ async fn the_document_is_openapi_3_1_and_every_operation_has_its_shapes() {
                     "extend",
                     "approve",
                     "rebuild",
+                    "/read",
+                    "read-all",
                     "webhooks/textverified",
                     "payments/webhook",
                     "handler_api.php",

@@ -21,6 +21,7 @@ mod catalog;
 pub mod conventions;
 pub mod error;
 pub mod json;
+mod notifications;
 pub mod openapi;
 mod orders;
 mod payments;
@@ -51,6 +52,9 @@ use crate::projection;
 use crate::rate_limit::{Quotas, RateLimiter};
 use crate::store::EventStore;
 
+/// How often the outbox sender looks for messages due.
+const NOTIFY_SEND_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct AppState {
     pub store: EventStore,
     pub limiter: RateLimiter,
@@ -68,6 +72,8 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// Job runs, provider errors and refused webhooks, for `/admin/logs/system`.
     pub system_log: crate::store::system_log::SystemLog,
+    /// Where admin alerts go and how failed sends are retried.
+    pub notifications: crate::notifications::NotificationSettings,
     /// Online rebuilds started by admins, with their progress.
     pub rebuilds: admin_projections::Rebuilds,
     /// Events a projector folds per transaction (`PROJECTION_BATCH_MAX`).
@@ -94,6 +100,12 @@ impl AppState {
         let identity =
             Identity::new(store.clone(), &secrets.jwt_secret, &secrets.secrets_key, mailer, &settings.auth.link_base);
         let ledger = crate::service::Ledger::new(store.clone(), settings.order_policy);
+        crate::notifications::spawn_notifier(
+            &store,
+            &settings.notifications,
+            settings.projection_batch_max,
+            settings.projection_poll,
+        );
         AppState {
             system_log: crate::store::system_log::SystemLog::start(store.engine().clone()),
             payments: crate::payments::Payments::new(
@@ -119,6 +131,7 @@ impl AppState {
             store,
             trust_forwarded_for: settings.auth.trust_forwarded_for,
             rebuilds: Default::default(),
+            notifications: settings.notifications.clone(),
             projection_batch_max: settings.projection_batch_max,
             public_config,
             metrics: crate::metrics::install(),
@@ -131,6 +144,12 @@ impl AppState {
     pub fn start_jobs(&self, jobs: &crate::config::JobSettings) {
         self.orders.catalog.spawn_sync(jobs.catalog_sync, self.system_log.clone());
         crate::cleanup::spawn(self.store.engine().clone(), self.system_log.clone(), jobs.system_log_retention);
+        crate::notifications::spawn_sender(
+            &self.store,
+            &self.notifications,
+            NOTIFY_SEND_EVERY,
+            self.system_log.clone(),
+        );
         crate::orders::monitor::spawn(
             Arc::clone(&self.orders),
             self.store.clone(),
@@ -212,6 +231,9 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(orders::extend))
         .routes(routes!(webhooks::textverified))
         .routes(routes!(sms_activate::handler_get, sms_activate::handler_post))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::read_one))
+        .routes(routes!(notifications::read_all))
         .routes(routes!(payments::methods))
         .routes(routes!(payments::deposit))
         .routes(routes!(payments::get_deposit))

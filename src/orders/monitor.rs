@@ -105,14 +105,17 @@ pub struct Leader {
 }
 
 impl Leader {
-    /// Becomes the leader if no other instance is; SQLite always is.
+    /// Becomes the monitor's leader if no other instance is; SQLite always is.
     pub async fn try_acquire(engine: &Engine) -> Result<Option<Leader>, sqlx::Error> {
+        Leader::try_acquire_key(engine, ADVISORY_LOCK_KEY).await
+    }
+
+    /// Becomes the holder of the advisory lock `key` if no other instance is; SQLite always is.
+    pub async fn try_acquire_key(engine: &Engine, key: i64) -> Result<Option<Leader>, sqlx::Error> {
         let Engine::Postgres(pool) = engine else { return Ok(Some(Leader { connection: None })) };
         let mut connection = pool.acquire().await?.detach();
-        let (acquired,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-            .bind(ADVISORY_LOCK_KEY)
-            .fetch_one(&mut connection)
-            .await?;
+        let (acquired,): (bool,) =
+            sqlx::query_as("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut connection).await?;
         Ok(acquired.then_some(Leader { connection: Some(connection) }))
     }
 

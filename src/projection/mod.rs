@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod analytics;
 pub mod deposits;
+pub mod notifications;
 pub mod orders;
 mod runner;
 pub mod sink;
@@ -10,6 +11,7 @@ pub mod sql_types;
 pub mod users;
 pub mod views;
 
+pub(crate) use runner::keep_running;
 pub use runner::{
     ProjectionError, ProjectionStatus, Target, checkpoint, checkpoint_name, rebuild, run_batch, run_live,
     spawn_all_live, status, table,

@@ -161,7 +161,7 @@ pub async fn run_live(
 
 /// Calls `batch` forever: again at once while it finds work, else when the writer announces
 /// a new head or `poll` passes (for other processes' writes); a failure waits a second.
-pub(super) async fn keep_running<F, Fut>(name: &str, batch: F, mut head: watch::Receiver<i64>, poll: Duration)
+pub(crate) async fn keep_running<F, Fut>(name: &str, batch: F, mut head: watch::Receiver<i64>, poll: Duration)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<usize, ProjectionError>>,

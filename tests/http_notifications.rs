@@ -1,0 +1,129 @@
+//! Notifications over HTTP, on PostgreSQL and the embedded SQLite store: in-app notifications
+//! with read marks, and admin alerts through the outbox to a local fake of the Telegram Bot
+//! API, delivered at least once with a retry after a failure, never twice after success.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode as AxumStatus;
+use axum::response::IntoResponse;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::TestDatabase;
+use common::app::{As, Options, spawn_with, text};
+
+const TOKEN: &str = "123456:test-bot-token";
+const CHAT: &str = "-1001234567890";
+
+#[derive(Default)]
+struct FakeTelegram {
+    /// Calls still to fail with a 500.
+    failures: usize,
+    /// (chat_id, text) of the messages accepted.
+    delivered: Vec<(String, String)>,
+}
+
+type Shared = Arc<Mutex<FakeTelegram>>;
+
+async fn send_message(
+    State(fake): State<Shared>,
+    Path(bot): Path<String>,
+    body: axum::Json<Value>,
+) -> axum::response::Response {
+    let mut fake = fake.lock().unwrap();
+    if bot != format!("bot{TOKEN}") {
+        let refused = json!({"ok": false, "error_code": 401, "description": "Unauthorized"});
+        return (AxumStatus::UNAUTHORIZED, axum::Json(refused)).into_response();
+    }
+    if fake.failures > 0 {
+        fake.failures -= 1;
+        let busy = json!({"ok": false, "error_code": 500, "description": "Internal Server Error"});
+        return (AxumStatus::INTERNAL_SERVER_ERROR, axum::Json(busy)).into_response();
+    }
+    fake.delivered.push((text(&body["chat_id"]), text(&body["text"])));
+    axum::Json(json!({"ok": true, "result": {"message_id": fake.delivered.len(), "text": body["text"]}}))
+        .into_response()
+}
+
+async fn fake_telegram() -> (String, Shared) {
+    let fake: Shared = Arc::new(Mutex::new(FakeTelegram { failures: 1, ..FakeTelegram::default() }));
+    let app =
+        axum::Router::new().route("/{bot}/sendMessage", axum::routing::post(send_message)).with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}"), fake)
+}
+
+async fn users_and_admins_are_notified(database: TestDatabase) {
+    let (url, fake) = fake_telegram().await;
+    let env = vec![
+        ("TELEGRAM_BOT_TOKEN", TOKEN.to_owned()),
+        ("TELEGRAM_CHAT_ID", CHAT.to_owned()),
+        ("TELEGRAM_API_BASE", url.clone()),
+    ];
+    let app = spawn_with(database, Options { env, ..Options::default() }).await;
+    let (admin, _, _) = app.admin("root@example.com").await;
+    let (ann, _, ann_id) = app.signed_in("ann@example.com").await;
+    let (bob, _, _) = app.signed_in("bob@example.com").await;
+    app.fund(&ann_id, "150.00").await;
+    let debit = json!({"amount": "-10", "reason": "duplicate top-up"});
+    app.post(&format!("/admin/users/{ann_id}/adjust"), As::Bearer(&admin), debit).await.expect(StatusCode::CREATED);
+
+    // In-app: newest first, unread until marked.
+    let listed = app.get("/notifications", As::Bearer(&ann)).await.expect(StatusCode::OK);
+    let notes = listed.data()["notifications"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = notes.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["adjustment", "deposit"], "{}", listed.body);
+    assert!(text(&notes[1]["message"]).contains("150 USD credited"), "{}", notes[1]);
+    assert!(text(&notes[0]["message"]).contains("10 USD debited by support: duplicate top-up"), "{}", notes[0]);
+    assert!(notes.iter().all(|n| n["read"] == false));
+    let newest = notes[0]["id"].as_i64().unwrap();
+    let other = app.post(&format!("/notifications/{newest}/read"), As::Bearer(&bob), json!({})).await;
+    assert_eq!(other.expect(StatusCode::OK).data()["updated"], 0, "not bob's");
+    let mine = app.post(&format!("/notifications/{newest}/read"), As::Bearer(&ann), json!({})).await;
+    assert_eq!(mine.expect(StatusCode::OK).data()["updated"], 1);
+    let unread = app.get("/notifications?unread=true", As::Bearer(&ann)).await.expect(StatusCode::OK);
+    assert_eq!(unread.data()["total"], 1);
+    let all = app.post("/notifications/read-all", As::Bearer(&ann), json!({})).await.expect(StatusCode::OK);
+    assert_eq!(all.data()["updated"], 1);
+    assert_eq!(app.get("/notifications?unread=true", As::Bearer(&ann)).await.expect(StatusCode::OK).data()["total"], 0);
+    app.get("/notifications?per_page=0", As::Bearer(&ann)).await.expect(StatusCode::BAD_REQUEST);
+    app.get("/notifications", As::Nobody).await.expect(StatusCode::UNAUTHORIZED);
+
+    // Admin alerts: three registrations and a large deposit; the first send fails and is retried.
+    let client =
+        smsledger::notifications::telegram::Telegram::new(smsledger::notifications::telegram::TelegramSettings {
+            base_url: url,
+            token: TOKEN.into(),
+            chat_id: CHAT.into(),
+            timeout: Duration::from_secs(5),
+        });
+    let log = smsledger::store::system_log::SystemLog::disabled();
+    let engine = app.store.engine();
+    let first = smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap();
+    assert_eq!(first, (3, 1), "one failed");
+    assert_eq!(smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap(), (0, 0), "not due yet");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap(), (1, 0), "retried");
+    assert_eq!(smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap(), (0, 0), "sent once");
+    let delivered = fake.lock().unwrap().delivered.clone();
+    assert_eq!(delivered.len(), 4, "{delivered:?}");
+    assert!(delivered.iter().all(|(chat, _)| chat == CHAT));
+    let texts: Vec<&str> = delivered.iter().map(|(_, text)| text.as_str()).collect();
+    assert!(texts.iter().any(|t| *t == "New registration: ann@example.com"), "{texts:?}");
+    assert!(texts.iter().any(|t| t.starts_with("Large deposit: 150 USD by user ")), "{texts:?}");
+}
+
+#[test]
+fn retries_wait_longer_each_time_up_to_an_hour() {
+    use smsledger::notifications::retry_wait_ms;
+    assert_eq!((retry_wait_ms(1_000, 0), retry_wait_ms(1_000, 1), retry_wait_ms(1_000, 3)), (1_000, 2_000, 8_000));
+    assert_eq!(retry_wait_ms(1_000, 40), 3_600_000);
+}
+
+on_both_engines!(users_and_admins_are_notified);
