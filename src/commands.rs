@@ -209,6 +209,7 @@ pub async fn export(
     let from = from.map(crate::export::Bound::parse).transpose()?;
     let to = to.map(crate::export::Bound::parse).transpose()?;
     let store = open(settings).await?;
+    crate::export::catch_up(&store, kind).await?;
     let (mut chunks, task) = crate::export::spawn(store, kind, from, to, format).await?;
     let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = chunks.recv().await {

@@ -233,7 +233,7 @@ impl Kind {
     }
 }
 
-/// Events a view folds per transaction while an export catches it up.
+/// Events a view folds per transaction while the CLI catches it up for an export.
 const CATCH_UP_BATCH_MAX: u32 = 1_000;
 
 /// Documents read per page.
@@ -419,19 +419,32 @@ pub async fn spawn(
         }
         Kind::Orders | Kind::Deposits => {
             let (from_ms, before_ms) = (bound_ms(from, i64::MIN)?, bound_ms(to, i64::MAX)?);
-            // The view first catches up with the log (a CLI process runs no projector; in
-            // `serve` this is the live projector's own next batch, under its checkpoint lock).
-            let view = if kind == Kind::Orders { View::Orders } else { View::Deposits };
-            while crate::projection::views::run_batch(store.engine(), view, CATCH_UP_BATCH_MAX)
-                .await
-                .map_err(|e| StoreError::TaskFailed(format!("catching up {}: {e}", view.name())))?
-                > 0
-            {}
             let engine = store.engine().clone();
             tokio::spawn(async move { documents(&engine, kind, from_ms, before_ms, format, sender).await })
         }
     };
     Ok((receiver, task))
+}
+
+/// The view an export of `kind` reads, if it reads one.
+pub fn view_of(kind: Kind) -> Option<View> {
+    match kind {
+        Kind::Postings => None,
+        Kind::Orders => Some(View::Orders),
+        Kind::Deposits => Some(View::Deposits),
+    }
+}
+
+/// Brings the view an export reads up to the log head, for a process that runs no projector
+/// (the CLI); `serve` waits for its live projector instead (`read::wait_for_view`).
+pub async fn catch_up(store: &EventStore, kind: Kind) -> Result<(), StoreError> {
+    let Some(view) = view_of(kind) else { return Ok(()) };
+    while crate::projection::views::run_batch(store.engine(), view, CATCH_UP_BATCH_MAX)
+        .await
+        .map_err(|e| StoreError::TaskFailed(format!("catching up {}: {e}", view.name())))?
+        > 0
+    {}
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]

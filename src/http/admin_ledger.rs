@@ -213,6 +213,9 @@ pub async fn export(
     let format = Format::parse(format_text).ok_or_else(|| field_error("format", "use csv or jsonl"))?;
     let from = bound("from", query.from.as_deref())?;
     let to = bound("to", query.to.as_deref())?;
+    if let Some(view) = crate::export::view_of(kind) {
+        crate::read::wait_for_view(&state.store, view.name()).await?;
+    }
     let (chunks, task) = match crate::export::spawn(state.store.clone(), kind, from, to, format).await {
         Ok(started) => started,
         Err(crate::export::ExportError::Bound(error)) => return Err(field_error("from", error)),

@@ -55,14 +55,26 @@ pub struct ProviderUpdate {
 async fn bodies(state: &AppState) -> Result<Vec<ProviderBody>, ApiError> {
     let pricing = state.pricing.state().await?;
     let synced = state.orders.catalog.current().await;
+    // Every provider is asked at once: one slow provider costs one wait, not one each.
+    let asking: Vec<_> = state
+        .orders
+        .catalog
+        .providers()
+        .iter()
+        .map(|provider| {
+            let provider = provider.clone();
+            tokio::spawn(async move { tokio::time::timeout(BALANCE_WAIT, provider.balance()).await })
+        })
+        .collect();
     let mut bodies = Vec::new();
-    for provider in state.orders.catalog.providers() {
+    for (provider, asked) in state.orders.catalog.providers().iter().zip(asking) {
         let routing = pricing.routing(provider.id());
         let health = synced.health.iter().find(|h| h.provider == provider.id());
-        let (balance, balance_error) = match tokio::time::timeout(BALANCE_WAIT, provider.balance()).await {
-            Ok(Ok(balance)) => (balance, None),
-            Ok(Err(error)) => (None, Some(error.to_string())),
-            Err(_) => (None, Some("timed out".to_owned())),
+        let (balance, balance_error) = match asked.await {
+            Ok(Ok(Ok(balance))) => (balance, None),
+            Ok(Ok(Err(error))) => (None, Some(error.to_string())),
+            Ok(Err(_)) => (None, Some("timed out".to_owned())),
+            Err(_) => (None, Some("the balance request stopped".to_owned())),
         };
         bodies.push(ProviderBody {
             id: provider.id().to_owned(),
