@@ -65,21 +65,15 @@ macro_rules! engine_deposits {
                     }
                 }
                 for (id, events) in by_deposit {
-                    let mut position = 0;
-                    for (at, event) in &events {
-                        position = *at;
-                        match views.get_mut(&id) {
-                            Some(view) => view.apply(event),
-                            None => {
-                                let view = DepositView::initiated(event).ok_or_else(|| ProjectionError::Undecodable {
-                                    position: *at,
-                                    reason: format!("deposit {id} has events before deposit.initiated"),
-                                })?;
-                                views.insert(id, view);
-                            }
-                        }
-                    }
-                    let view = &views[&id];
+                    let (view, position) = crate::projection::views::fold_document(
+                        id,
+                        views.remove(&id),
+                        &events,
+                        |event, _| DepositView::initiated(event),
+                        DepositView::apply,
+                        "deposit.initiated",
+                    )?;
+                    let view = &view;
                     sqlx::query(sink::sql(format!(
                         "INSERT INTO {table} (deposit_id, user_id, method, status, created_at, position, view) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (deposit_id) DO UPDATE SET \

@@ -96,21 +96,15 @@ macro_rules! engine_orders {
                     }
                 }
                 for (id, events) in by_order {
-                    let mut position = 0;
-                    for (at, event) in &events {
-                        position = *at;
-                        match views.get_mut(&id) {
-                            Some(view) => view.apply(event),
-                            None => {
-                                let view = OrderView::placed(event, *at).ok_or_else(|| ProjectionError::Undecodable {
-                                    position: *at,
-                                    reason: format!("order {id} has events before order.placed"),
-                                })?;
-                                views.insert(id, view);
-                            }
-                        }
-                    }
-                    let view = &views[&id];
+                    let (view, position) = crate::projection::views::fold_document(
+                        id,
+                        views.remove(&id),
+                        &events,
+                        OrderView::placed,
+                        OrderView::apply,
+                        "order.placed",
+                    )?;
+                    let view = &view;
                     let json = serde_json::to_string(view).expect("an order view serializes");
                     sqlx::query(sink::sql(format!(
                         "INSERT INTO {table} (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country) \

@@ -83,21 +83,15 @@ macro_rules! engine_users {
                     }
                 }
                 for (id, events) in by_user {
-                    let mut position = 0;
-                    for (at, event) in &events {
-                        position = *at;
-                        match rows.get_mut(&id) {
-                            Some(row) => row.apply(event),
-                            None => {
-                                let row = UserRow::registered(event).ok_or_else(|| ProjectionError::Undecodable {
-                                    position: *at,
-                                    reason: format!("user {id} has events before user.registered"),
-                                })?;
-                                rows.insert(id, row);
-                            }
-                        }
-                    }
-                    let row = &rows[&id];
+                    let (row, position) = crate::projection::views::fold_document(
+                        id,
+                        rows.remove(&id),
+                        &events,
+                        |event, _| UserRow::registered(event),
+                        UserRow::apply,
+                        "user.registered",
+                    )?;
+                    let row = &row;
                     sqlx::query(sink::sql(format!(
                         "INSERT INTO {table} (user_id, email, role, blocked, registered_at, position, view) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, \

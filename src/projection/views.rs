@@ -67,6 +67,37 @@ pub(super) fn events_by_stream<T>(
     Ok(by_stream)
 }
 
+/// Folds one document's events of a page onto the stored document (or a new one that its first
+/// event starts); returns it with the position of its last event. A document whose stream
+/// does not begin with its starting event (`first`) is refused.
+pub(crate) fn fold_document<K: std::fmt::Display, D, E>(
+    id: K,
+    stored: Option<D>,
+    events: &[(i64, E)],
+    start: impl Fn(&E, i64) -> Option<D>,
+    apply: impl Fn(&mut D, &E),
+    first: &str,
+) -> Result<(D, i64), ProjectionError> {
+    let mut document = stored;
+    let mut position = 0;
+    for (at, event) in events {
+        position = *at;
+        match document.as_mut() {
+            Some(document) => apply(document, event),
+            None => {
+                let started = start(event, *at).ok_or_else(|| ProjectionError::Undecodable {
+                    position: *at,
+                    reason: format!("{id} has events before {first}"),
+                })?;
+                document = Some(started);
+            }
+        }
+    }
+    let document =
+        document.ok_or_else(|| ProjectionError::Undecodable { position, reason: format!("{id} has no events") })?;
+    Ok((document, position))
+}
+
 async fn apply_postgres(
     view: View,
     connection: &mut sqlx::PgConnection,
