@@ -59,7 +59,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let (jwt_secret, secrets_key) = crate::config::resolve_secrets(&settings)?;
     let secrets = crate::http::Secrets { jwt_secret, secrets_key };
-    let state = AppState::new(store, limiter, &settings, &secrets, crate::identity::Mailer::Log);
+    let mailer = crate::identity::Mailer::for_settings(&settings.notifications, store.engine());
+    let state = AppState::new(store, limiter, &settings, &secrets, mailer);
     state.start_jobs(&settings.jobs);
     crate::http::serve(listener, router(state, &settings.http), shutdown_signal()).await?;
     tracing::info!("smsledger.stopped");

@@ -8,6 +8,7 @@ use axum::http::HeaderValue;
 
 use domain::Currency;
 use domain::order::{CANCEL_WINDOW_MS_DEFAULT, ORDER_LIFETIME_MS_DEFAULT, OrderPolicy};
+use rust_decimal::Decimal;
 
 use crate::http::conventions::HttpLimits;
 
@@ -297,9 +298,34 @@ impl Settings {
             (None, None) => None,
             _ => bail!("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID are set together or not at all"),
         };
+        let smtp = match get("SMTP_URL").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(url) => {
+                let from = get("MAIL_FROM")
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("SMTP_URL is set: MAIL_FROM must say who mail is from"))?;
+                let timeout = Duration::from_millis(parse(&get, "SMTP_TIMEOUT_MS", 10_000, 100..=120_000)?);
+                let smtp = crate::notifications::mail::SmtpSettings { url, from, timeout };
+                crate::notifications::mail::Smtp::new(&smtp).map_err(|e| anyhow::anyhow!(e))?;
+                Some(smtp)
+            }
+        };
+        let mut per_provider = Vec::new();
+        for provider in ["smsman", "textverified"] {
+            let key = format!("{}_LOW_BALANCE", provider.to_uppercase());
+            if get(&key).is_some() {
+                per_provider.push((provider, parse(&get, &key, Decimal::ZERO, Decimal::ZERO..=Decimal::MAX)?));
+            }
+        }
+        let low_balance = crate::notifications::low_balance::Thresholds {
+            default: parse(&get, "PROVIDER_LOW_BALANCE", Decimal::TEN, Decimal::ZERO..=Decimal::MAX)?,
+            per_provider,
+        };
         let notifications = crate::notifications::NotificationSettings {
             telegram,
+            smtp,
             retry_base_ms: parse(&get, "NOTIFY_RETRY_BASE_MS", 1_000, 1..=3_600_000)?,
+            low_balance,
         };
         Ok(Settings {
             notifications,

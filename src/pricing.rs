@@ -37,6 +37,20 @@ impl Pricing {
         self.rules.append(event.into(), metadata).await
     }
 
+    /// Adds the rule of a scope that has none; `Ok(None)` when it has one.
+    pub async fn create(
+        &self,
+        scope: Scope,
+        rule: Rule,
+        by: UserId,
+        metadata: Metadata,
+    ) -> Result<Option<PricingState>, StoreError> {
+        if self.state().await?.rules.contains_key(&scope) {
+            return Ok(None);
+        }
+        Ok(Some(self.set(scope, rule, by, metadata).await?))
+    }
+
     /// Enables or disables a provider for routing and sets its priority.
     pub async fn set_provider(
         &self,

@@ -94,26 +94,17 @@ impl Ledger {
         key: Option<String>,
         metadata: Metadata,
     ) -> Result<AppendOutcome, ServiceError> {
-        let mut attempt = 0;
-        loop {
-            if let Some(first) = self.first_outcome(&key).await? {
-                return Ok(first);
-            }
-            let wallet = self.wallet(user, currency).await?;
-            let events = match wallet.state.decide(command.clone()) {
-                Ok(events) => events,
-                Err(refused) => return self.first_outcome(&key).await?.ok_or(refused.into()),
-            };
-            let request = AppendRequest {
-                streams: vec![wallet_append(user, currency, wallet.version, &events)],
-                idempotency_key: key.clone(),
-                metadata: metadata.clone(),
-            };
-            match self.store.append(request).await {
-                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => attempt += 1,
-                result => return Ok(result?),
-            }
-        }
+        let command = &command;
+        let outcome = self
+            .decide_and_append(key, metadata, move || async move {
+                let wallet = self.wallet(user, currency).await?;
+                Ok(match wallet.state.decide(command.clone()) {
+                    Ok(events) => Decided::append(vec![wallet_append(user, currency, wallet.version, &events)]),
+                    Err(refused) => Decided::Refused(refused.into()),
+                })
+            })
+            .await?;
+        outcome.ok_or_else(|| StoreError::Invalid("a wallet command decided nothing".into()).into())
     }
 
     /// Decides an order command; the wallet effect it implies (hold, capture, release) is
@@ -138,11 +129,8 @@ impl Ledger {
         key: Option<String>,
         metadata: Metadata,
     ) -> Result<Option<AppendOutcome>, ServiceError> {
-        let mut attempt = 0;
-        loop {
-            if let Some(first) = self.first_outcome(&key).await? {
-                return Ok(Some(first));
-            }
+        let commands = &commands;
+        self.decide_and_append(key, metadata, move || async move {
             let order = self.order(order_id).await?;
             let mut state = order.state.clone();
             let mut events = Vec::new();
@@ -152,11 +140,11 @@ impl Ledger {
                         state = state.apply_all(&decided);
                         events.extend(decided);
                     }
-                    Err(refused) => return self.first_outcome(&key).await?.map(Some).ok_or(refused.into()),
+                    Err(refused) => return Ok(Decided::Refused(refused.into())),
                 }
             }
             if events.is_empty() {
-                return Ok(None);
+                return Ok(Decided::Nothing);
             }
             let mut streams = vec![StreamAppend {
                 stream_id: order_stream(order_id),
@@ -166,12 +154,9 @@ impl Ledger {
             if let Some(wallet) = self.wallet_effects(&order.state, &events).await? {
                 streams.push(wallet);
             }
-            let request = AppendRequest { streams, idempotency_key: key.clone(), metadata: metadata.clone() };
-            match self.store.append(request).await {
-                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => attempt += 1,
-                result => return Ok(Some(result?)),
-            }
-        }
+            Ok(Decided::append(streams))
+        })
+        .await
     }
 
     pub async fn deposit(&self, deposit_id: DepositId) -> Result<Loaded<DepositState>, ServiceError> {
@@ -192,15 +177,12 @@ impl Ledger {
         key: Option<String>,
         metadata: Metadata,
     ) -> Result<Option<AppendOutcome>, ServiceError> {
-        let mut attempt = 0;
-        loop {
-            if let Some(first) = self.first_outcome(&key).await? {
-                return Ok(Some(first));
-            }
+        let command = &command;
+        self.decide_and_append(key, metadata, move || async move {
             let deposit = self.deposit(deposit_id).await?;
             let events = match deposit.state.decide(command.clone()) {
                 Ok(events) => events,
-                Err(refused) => return self.first_outcome(&key).await?.map(Some).ok_or(refused.into()),
+                Err(refused) => return Ok(Decided::Refused(refused.into())),
             };
             let mut streams = vec![StreamAppend {
                 stream_id: deposit_stream(deposit_id),
@@ -227,6 +209,34 @@ impl Ledger {
                 let (user, currency) = (initiated.user_id, initiated.amount.currency());
                 streams.push(self.decide_wallet(user, currency, effects).await?);
             }
+            Ok(Decided::Append { streams, claim })
+        })
+        .await
+    }
+
+    /// The one loop every command runs: a keyed command already applied answers its first
+    /// outcome; otherwise `decide` reads the state and says what to append, and a conflict
+    /// (someone appended meanwhile) decides again on the new state, a few times at most. A
+    /// conflict on the stream `decide` names as its claim means the claim was taken.
+    async fn decide_and_append<Decision>(
+        &self,
+        key: Option<String>,
+        metadata: Metadata,
+        mut decide: impl FnMut() -> Decision,
+    ) -> Result<Option<AppendOutcome>, ServiceError>
+    where
+        Decision: Future<Output = Result<Decided, ServiceError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            if let Some(first) = self.first_outcome(&key).await? {
+                return Ok(Some(first));
+            }
+            let (streams, claim) = match decide().await? {
+                Decided::Append { streams, claim } => (streams, claim),
+                Decided::Nothing => return Ok(None),
+                Decided::Refused(refused) => return self.first_outcome(&key).await?.map(Some).ok_or(refused),
+            };
             let request = AppendRequest { streams, idempotency_key: key.clone(), metadata: metadata.clone() };
             match self.store.append(request).await {
                 Err(StoreError::Conflict { stream_id, .. }) if Some(&stream_id) == claim.as_ref() => {
@@ -284,6 +294,24 @@ impl Ledger {
             events.extend(decided);
         }
         Ok(wallet_append(user, currency, wallet.version, &events))
+    }
+}
+
+/// What one decision of a command comes to.
+enum Decided {
+    /// Append these streams atomically; `claim`: a stream created to claim something once.
+    Append {
+        streams: Vec<StreamAppend>,
+        claim: Option<String>,
+    },
+    /// Nothing to do (a repeated SMS, say).
+    Nothing,
+    Refused(ServiceError),
+}
+
+impl Decided {
+    fn append(streams: Vec<StreamAppend>) -> Decided {
+        Decided::Append { streams, claim: None }
     }
 }
 

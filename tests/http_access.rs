@@ -206,9 +206,18 @@ async fn pricing_rules_are_set_listed_and_removed_by_admins_only(database: TestD
     ] {
         app.put("/admin/pricing-rules", As::Bearer(&admin), bad).await.expect(StatusCode::BAD_REQUEST);
     }
-    app.put("/admin/pricing-rules", As::Bearer(&admin), json!({"markup_percent": "50"})).await.expect(StatusCode::OK);
+    app.post("/admin/pricing-rules", As::Bearer(&admin), json!({"markup_percent": "50"}))
+        .await
+        .expect(StatusCode::CREATED);
+    let taken = app.post("/admin/pricing-rules", As::Bearer(&admin), json!({"markup_percent": "60"})).await;
+    taken.expect(StatusCode::CONFLICT);
+    app.post("/admin/pricing-rules", As::Bearer(&admin), json!({"markup_percent": "lots"}))
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    app.post("/admin/pricing-rules", As::Bearer(&user), rule.clone()).await.expect(StatusCode::FORBIDDEN);
     let set = app.put("/admin/pricing-rules", As::Bearer(&admin), rule).await.expect(StatusCode::OK);
     assert_eq!(set.data()["rules"].as_array().unwrap().len(), 2);
+    assert_eq!(set.data()["rules"][0]["markup_percent"], "50", "the refused add changed nothing: {}", set.body);
     // The preview prices the sandbox's offer (0.10) with the most specific rule: +25%.
     let preview = app.get("/admin/pricing-rules/preview?service=tg&country=gb", As::Bearer(&admin)).await;
     let preview = preview.expect(StatusCode::OK);

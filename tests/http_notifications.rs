@@ -64,7 +64,7 @@ async fn users_and_admins_are_notified(database: TestDatabase) {
     let env = vec![
         ("TELEGRAM_BOT_TOKEN", TOKEN.to_owned()),
         ("TELEGRAM_CHAT_ID", CHAT.to_owned()),
-        ("TELEGRAM_API_BASE", url.clone()),
+        ("TELEGRAM_API_BASE", url),
     ];
     let app = spawn_with(database, Options { env, ..Options::default() }).await;
     let (admin, _, _) = app.admin("root@example.com").await;
@@ -96,13 +96,7 @@ async fn users_and_admins_are_notified(database: TestDatabase) {
     app.get("/notifications", As::Nobody).await.expect(StatusCode::UNAUTHORIZED);
 
     // Admin alerts: three registrations and a large deposit; the first send fails and is retried.
-    let client =
-        smsledger::notifications::telegram::Telegram::new(smsledger::notifications::telegram::TelegramSettings {
-            base_url: url,
-            token: TOKEN.into(),
-            chat_id: CHAT.into(),
-            timeout: Duration::from_secs(5),
-        });
+    let client = smsledger::notifications::Senders::new(&app.notifications).unwrap();
     let log = smsledger::store::system_log::SystemLog::disabled();
     let engine = app.store.engine();
     let first = smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap();
@@ -119,6 +113,47 @@ async fn users_and_admins_are_notified(database: TestDatabase) {
     assert!(texts.iter().any(|t| t.starts_with("Large deposit: 150 USD by user ")), "{texts:?}");
 }
 
+/// SMS-Man holds 12.34 (its fake), TextVerified 3.50; SMS-Man's own threshold is 20, the
+/// default 10: both are low. One alert each per day, however often the check runs.
+async fn a_low_provider_balance_alerts_the_admins_once_a_day(database: TestDatabase) {
+    let (url, fake) = fake_telegram().await;
+    let env = vec![
+        ("TELEGRAM_BOT_TOKEN", TOKEN.to_owned()),
+        ("TELEGRAM_CHAT_ID", CHAT.to_owned()),
+        ("TELEGRAM_API_BASE", url),
+        ("SMSMAN_LOW_BALANCE", "20".to_owned()),
+    ];
+    let app = spawn_with(database, Options { env, ..Options::default() }).await;
+    let (smsman_url, _smsman) = common::fake_smsman::fake_smsman().await;
+    let (textverified_url, textverified) = common::fake_textverified::fake_textverified().await;
+    textverified.lock().unwrap().balance = 3.5;
+    let providers = vec![
+        common::fake_smsman::client(&smsman_url, common::fake_smsman::TOKEN),
+        common::fake_textverified::client(&textverified_url, "key-1"),
+        common::sandbox_provider("0.10"),
+    ];
+    use smsledger::notifications::low_balance::check;
+    let (engine, thresholds) = (app.store.engine(), &app.notifications.low_balance);
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    assert_eq!(check(engine, &providers, thresholds, CHAT, today).await.unwrap(), 2);
+    assert_eq!(check(engine, &providers, thresholds, CHAT, today).await.unwrap(), 0, "once a day");
+    textverified.lock().unwrap().balance = 10.0;
+    let tomorrow = today.succ_opt().unwrap();
+    assert_eq!(check(engine, &providers, thresholds, CHAT, tomorrow).await.unwrap(), 1, "TextVerified is topped up");
+
+    fake.lock().unwrap().failures = 0;
+    let senders = smsledger::notifications::Senders::new(&app.notifications).unwrap();
+    let log = smsledger::store::system_log::SystemLog::disabled();
+    smsledger::notifications::send_due(engine, &senders, 50, &log).await.unwrap();
+    let texts: Vec<String> = fake.lock().unwrap().delivered.iter().map(|(_, text)| text.clone()).collect();
+    let low: Vec<&String> = texts.iter().filter(|t| t.starts_with("Low balance")).collect();
+    assert_eq!(low.len(), 3, "{texts:?}");
+    assert!(low[0].starts_with("Low balance at smsman: 12.34 "), "{low:?}");
+    assert!(low[0].contains("(alert below 20 "), "{low:?}");
+    assert!(low[1].starts_with("Low balance at textverified: 3.5"), "{low:?}");
+    assert!(low[1].contains(" USD left (alert below 10 USD)"), "{low:?}");
+}
+
 #[test]
 fn retries_wait_longer_each_time_up_to_an_hour() {
     use smsledger::notifications::retry_wait_ms;
@@ -126,4 +161,4 @@ fn retries_wait_longer_each_time_up_to_an_hour() {
     assert_eq!(retry_wait_ms(1_000, 40), 3_600_000);
 }
 
-on_both_engines!(users_and_admins_are_notified);
+on_both_engines!(users_and_admins_are_notified, a_low_provider_balance_alerts_the_admins_once_a_day);

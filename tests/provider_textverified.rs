@@ -35,6 +35,8 @@ async fn a_verification_from_price_to_code() {
     assert_eq!(rental.cost, Money::parse("0.75", "USD").unwrap());
     assert_eq!(fake.lock().unwrap().created_with[0]["serviceName"], "telegram");
     assert_eq!(fake.lock().unwrap().auths, 1, "one token for every call so far");
+    fake.lock().unwrap().balance = 12.3;
+    assert_eq!(provider.balance().await.unwrap(), Some(Money::parse("12.30", "USD").unwrap()));
 
     assert_eq!(provider.sms("ver-1").await.unwrap(), SmsStatus::Waiting);
     fake.lock().unwrap().sms.push(json!({

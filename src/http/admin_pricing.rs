@@ -1,4 +1,4 @@
-//! `/api/v1/admin/pricing-rules`: list, set and remove pricing rules (decision 0015).
+//! `/api/v1/admin/pricing-rules`: list, add, set and remove pricing rules (decision 0015).
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::bodies::{AdminRefusals, Envelope, ErrorBody};
-use super::error::{ApiError, ApiOk};
+use super::error::{ApiCreated, ApiError, ApiOk};
 use super::json::ApiJson;
 use super::principal::Admin;
 use crate::identity::Caller;
@@ -94,6 +94,45 @@ pub async fn list(State(state): State<Arc<AppState>>, Admin(_): Admin) -> Result
     Ok(ApiOk(listed(&state.pricing.state().await?)))
 }
 
+/// The rule a body describes, checked.
+fn rule_of(body: &PricingRule) -> Result<Rule, ApiError> {
+    let rule = Rule {
+        markup_percent: amount("markup_percent", Some(&body.markup_percent))?.unwrap_or_default(),
+        markup_fixed: amount("markup_fixed", body.markup_fixed.as_deref())?.unwrap_or_default(),
+        min_price: amount("min_price", body.min_price.as_deref())?,
+        max_price: amount("max_price", body.max_price.as_deref())?,
+    };
+    rule.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(rule)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/pricing-rules",
+    tag = "admin",
+    summary = "Add a rule for a scope that has none (PUT changes one)",
+    security(("bearer" = [])),
+    request_body = PricingRule,
+    responses(
+        (status = 201, body = Envelope<PricingRules>),
+        (status = 400, body = ErrorBody),
+        (status = 409, description = "the scope has a rule already", body = ErrorBody),
+        AdminRefusals
+    )
+)]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Admin(admin): Admin,
+    caller: Caller,
+    ApiJson(body): ApiJson<PricingRule>,
+) -> Result<ApiCreated<PricingRules>, ApiError> {
+    let (scope, rule) = (scope(&body.scope)?, rule_of(&body)?);
+    match state.pricing.create(scope, rule, admin.user_id, caller.metadata(Some(admin.user_id))).await? {
+        Some(rules) => Ok(ApiCreated(listed(&rules))),
+        None => Err(ApiError::conflict("this scope has a rule already; PUT changes it")),
+    }
+}
+
 #[utoipa::path(
     put,
     path = "/api/v1/admin/pricing-rules",
@@ -109,15 +148,8 @@ pub async fn set(
     caller: Caller,
     ApiJson(body): ApiJson<PricingRule>,
 ) -> Result<ApiOk<PricingRules>, ApiError> {
-    let rule = Rule {
-        markup_percent: amount("markup_percent", Some(&body.markup_percent))?.unwrap_or_default(),
-        markup_fixed: amount("markup_fixed", body.markup_fixed.as_deref())?.unwrap_or_default(),
-        min_price: amount("min_price", body.min_price.as_deref())?,
-        max_price: amount("max_price", body.max_price.as_deref())?,
-    };
-    rule.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let rules =
-        state.pricing.set(scope(&body.scope)?, rule, admin.user_id, caller.metadata(Some(admin.user_id))).await?;
+    let (scope, rule) = (scope(&body.scope)?, rule_of(&body)?);
+    let rules = state.pricing.set(scope, rule, admin.user_id, caller.metadata(Some(admin.user_id))).await?;
     Ok(ApiOk(listed(&rules)))
 }
 

@@ -150,6 +150,12 @@ impl AppState {
             NOTIFY_SEND_EVERY,
             self.system_log.clone(),
         );
+        crate::notifications::low_balance::spawn(
+            self.store.engine().clone(),
+            Arc::clone(&self.orders.catalog),
+            &self.notifications,
+            jobs.catalog_sync,
+        );
         crate::orders::monitor::spawn(
             Arc::clone(&self.orders),
             self.store.clone(),
@@ -216,7 +222,7 @@ pub fn api_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(admin_users::role))
         .routes(routes!(admin::block))
         .routes(routes!(admin::unblock))
-        .routes(routes!(admin_pricing::list, admin_pricing::set, admin_pricing::remove))
+        .routes(routes!(admin_pricing::list, admin_pricing::create, admin_pricing::set, admin_pricing::remove))
         .routes(routes!(admin_pricing::preview))
         .routes(routes!(admin_providers::list))
         .routes(routes!(admin_providers::update))

@@ -96,7 +96,7 @@ impl Identity {
         Ok(())
     }
 
-    pub(super) fn send_verification_mail(&self, user_id: UserId, email: &Email) {
+    pub(super) async fn send_verification_mail(&self, user_id: UserId, email: &Email) -> Result<(), AuthError> {
         let claims = VerifyEmailClaims {
             sub: user_id,
             email: email.clone(),
@@ -104,14 +104,22 @@ impl Identity {
             exp: tokens::expiry(now().0, VERIFY_EMAIL_TTL),
         };
         let token = self.signer.sign(&claims);
-        self.mail_link(email, "Confirm your email address", "verify-email", &token, "valid for 24 hours");
+        self.mail_link(email, "Confirm your email address", "verify-email", &token, "valid for 24 hours").await
     }
 
     /// Mails a link to the frontend's `page` carrying `token`.
-    fn mail_link(&self, to: &Email, subject: &str, page: &str, token: &str, validity: &str) {
+    async fn mail_link(
+        &self,
+        to: &Email,
+        subject: &str,
+        page: &str,
+        token: &str,
+        validity: &str,
+    ) -> Result<(), AuthError> {
         let link = format!("{}/{page}?token={token}", self.link_base);
         let body = format!("{subject} for smsledger: {link}\nThe link is {validity}.");
-        self.mailer.send(Mail { to: to.to_string(), subject: subject.into(), body });
+        let mail = Mail { to: to.to_string(), subject: subject.into(), body };
+        self.mailer.send(mail).await.map_err(|e| AuthError::Store(e.into()))
     }
 
     pub async fn send_verification(&self, principal: &Principal) -> Result<(), AuthError> {
@@ -120,8 +128,7 @@ impl Identity {
         if user.email_verified {
             return Err(AuthError::Rule("the email address is already verified".into()));
         }
-        self.send_verification_mail(principal.user_id, &profile.email);
-        Ok(())
+        self.send_verification_mail(principal.user_id, &profile.email).await
     }
 
     pub async fn verify_email(&self, token: &str, caller: &Caller) -> Result<UserView, AuthError> {
@@ -150,8 +157,8 @@ impl Identity {
             exp: tokens::expiry(now().0, PASSWORD_RESET_TTL),
         };
         let token = self.signer.sign(&claims);
-        self.mail_link(&email, "Reset your password", "reset-password", &token, "valid for one hour and works once");
-        Ok(())
+        self.mail_link(&email, "Reset your password", "reset-password", &token, "valid for one hour and works once")
+            .await
     }
 
     /// Sets a new password with a mailed token; the token works once, and every session ends.

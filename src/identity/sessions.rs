@@ -68,7 +68,10 @@ impl Identity {
             }
             result => result?,
         };
-        self.send_verification_mail(user_id, &email);
+        // The account exists either way: a mail that could not be queued is asked for again.
+        if let Err(error) = self.send_verification_mail(user_id, &email).await {
+            tracing::warn!(%error, "mail.not_queued");
+        }
         self.user_view(user_id).await
     }
 

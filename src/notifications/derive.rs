@@ -13,10 +13,21 @@ pub enum Notice {
     InApp { user: UserId, kind: &'static str, message: String },
     /// Sent to the admins' channel (Telegram).
     Admin { message: String },
+    /// Mailed to the user (when SMTP is configured): a receipt.
+    Mail { user: UserId, subject: String, body: String },
 }
 
 fn user_of(event: &WalletEvent) -> Option<UserId> {
     event.postings().legs().iter().find_map(|leg| leg.account.user())
+}
+
+/// An amount as a receipt shows it: at least two decimals (`25.00 USD`), never rounded.
+fn receipt_amount(money: domain::Money) -> String {
+    let mut amount = money.amount;
+    if amount.scale() < 2 {
+        amount.rescale(2);
+    }
+    format!("{amount} {}", money.currency)
 }
 
 pub fn notices(event: &DomainEvent) -> Vec<Notice> {
@@ -26,9 +37,20 @@ pub fn notices(event: &DomainEvent) -> Vec<Notice> {
             let Some(user) = user_of(wallet) else { return found };
             let in_app = |kind: &'static str, message: String| Notice::InApp { user, kind, message };
             match wallet {
-                WalletEvent::Deposited { amount, source, .. } => {
+                WalletEvent::Deposited { deposit_id, amount, source, .. } => {
                     let money = amount.money();
                     found.push(in_app("deposit", format!("{money} credited ({})", source.as_str())));
+                    let shown = receipt_amount(money);
+                    found.push(Notice::Mail {
+                        user,
+                        subject: format!("Receipt: {shown} added to your balance"),
+                        body: format!(
+                            "We received your payment of {shown} ({}) and added it to your smsledger balance.\n\
+                             Deposit reference: {}.",
+                            source.as_str(),
+                            deposit_id.0
+                        ),
+                    });
                     if amount.amount() >= LARGE_DEPOSIT_ALERT {
                         found.push(Notice::Admin { message: format!("Large deposit: {money} by user {user}") });
                     }

@@ -1,14 +1,17 @@
 //! Notifications: the notifier folds the log into in-app notifications and an outbox of admin
-//! alerts (with its checkpoint, so nothing is derived twice or lost on a crash); the sender
-//! delivers the outbox at least once, retrying with capped backoff, on one instance at a time.
+//! alerts and mailed receipts (with its checkpoint, so nothing is derived twice or lost on a
+//! crash); requests (sign-in links) and jobs (low provider balance) queue into the same outbox;
+//! the sender delivers it at least once, retrying with capped backoff, on one instance at a time.
 
 pub mod derive;
+pub mod low_balance;
+pub mod mail;
 pub mod telegram;
 
 use std::time::Duration;
 
 use crate::orders::monitor::Leader;
-use crate::projection::notifications as rows;
+use crate::projection::notifications::{self as rows, Outgoing, Targets};
 use crate::store::system_log::SystemLog;
 use crate::store::{Engine, EventStore};
 
@@ -19,21 +22,66 @@ const SEND_BATCH_MAX: i64 = 20;
 /// Longest wait between two attempts at one message.
 const RETRY_WAIT_MAX_MS: i64 = 3_600_000;
 
-/// Where admin alerts go (`TELEGRAM_BOT_TOKEN`, `TELEGRAM_CHAT_ID`, `TELEGRAM_API_BASE`).
+/// Where admin alerts go (`TELEGRAM_BOT_TOKEN`, `TELEGRAM_CHAT_ID`, `TELEGRAM_API_BASE`) and
+/// how mail is sent (`SMTP_URL`, `MAIL_FROM`).
 #[derive(Clone, Debug)]
 pub struct NotificationSettings {
     pub telegram: Option<telegram::TelegramSettings>,
+    pub smtp: Option<mail::SmtpSettings>,
     /// First wait before a failed message is tried again (`NOTIFY_RETRY_BASE_MS`); it doubles.
     pub retry_base_ms: i64,
+    /// Below what balance at a provider the admins are alerted.
+    pub low_balance: low_balance::Thresholds,
+}
+
+impl NotificationSettings {
+    /// What the notifier derives into the outbox under these settings.
+    pub fn targets(&self) -> Targets {
+        Targets { admin_chat: self.telegram.as_ref().map(|t| t.chat_id.clone()), mail: self.smtp.is_some() }
+    }
+}
+
+/// The channels messages leave by; a message for a channel not configured waits.
+pub struct Senders {
+    pub telegram: Option<telegram::Telegram>,
+    pub smtp: Option<mail::Smtp>,
+}
+
+impl Senders {
+    pub fn new(settings: &NotificationSettings) -> Result<Senders, String> {
+        let smtp = settings.smtp.as_ref().map(mail::Smtp::new).transpose()?;
+        Ok(Senders { telegram: settings.telegram.clone().map(telegram::Telegram::new), smtp })
+    }
+
+    /// Delivers one message; why not, as text.
+    async fn deliver(&self, engine: &Engine, message: &Outgoing) -> Result<(), String> {
+        match (message.channel.as_str(), &self.telegram, &self.smtp) {
+            ("telegram", Some(client), _) => {
+                client.send(&message.recipient, &message.body).await.map_err(|e| e.to_string())
+            }
+            ("email", _, Some(client)) => {
+                let address = match message.recipient.strip_prefix("user:") {
+                    None => message.recipient.clone(),
+                    Some(user) => {
+                        let user = user.parse().map_err(|_| format!("no user {user}"))?;
+                        let found = rows::user_address(engine, user).await.map_err(|e| e.to_string())?;
+                        found.ok_or("the user's address is not in the users directory yet")?
+                    }
+                };
+                client.send(&address, &message.subject, &message.body).await
+            }
+            (channel, _, _) => Err(format!("the {channel} channel is not configured")),
+        }
+    }
 }
 
 /// Keeps the notifier folding the log, as the projectors do.
 pub fn spawn_notifier(store: &EventStore, settings: &NotificationSettings, batch_max: u32, poll: Duration) {
     let engine = store.engine().clone();
-    let chat = settings.telegram.as_ref().map(|t| t.chat_id.clone());
+    let targets = settings.targets();
     let batch = move || {
-        let (engine, chat) = (engine.clone(), chat.clone());
-        async move { rows::run_batch(&engine, chat.as_deref(), batch_max).await }
+        let (engine, targets) = (engine.clone(), targets.clone());
+        async move { rows::run_batch(&engine, &targets, batch_max).await }
     };
     let head = store.subscribe();
     tokio::spawn(async move { crate::projection::keep_running(rows::NAME, batch, head, poll).await });
@@ -48,17 +96,14 @@ pub fn retry_wait_ms(base_ms: i64, attempts: i32) -> i64 {
 /// Sends what is due once; returns (sent, failed).
 pub async fn send_due(
     engine: &Engine,
-    client: &telegram::Telegram,
+    senders: &Senders,
     retry_base_ms: i64,
     log: &SystemLog,
 ) -> Result<(usize, usize), sqlx::Error> {
     let now = chrono::Utc::now().timestamp_millis();
     let (mut sent, mut failed) = (0, 0);
     for message in rows::due_messages(engine, now, SEND_BATCH_MAX).await? {
-        let result = match message.channel.as_str() {
-            "telegram" => client.send(&message.recipient, &message.body).await,
-            other => Err(telegram::TelegramError::Refused(format!("no channel {other}"))),
-        };
+        let result = senders.deliver(engine, &message).await;
         let now = chrono::Utc::now().timestamp_millis();
         let recorded = match result {
             Ok(()) => {
@@ -67,8 +112,9 @@ pub async fn send_due(
             }
             Err(error) => {
                 failed += 1;
-                log.record("provider", "telegram", "warn", format!("message {} not sent: {error}", message.id));
-                Err((error.to_string(), now + retry_wait_ms(retry_base_ms, message.attempts)))
+                let what = format!("message {} not sent: {error}", message.id);
+                log.record("provider", if message.channel == "email" { "smtp" } else { "telegram" }, "warn", what);
+                Err((error, now + retry_wait_ms(retry_base_ms, message.attempts)))
             }
         };
         rows::attempted(engine, message.id, recorded).await?;
@@ -76,12 +122,18 @@ pub async fn send_due(
     Ok((sent, failed))
 }
 
-/// Runs the sender while this instance holds its lock: a round every `every`.
+/// Runs the sender while this instance holds its lock: a round every `every`. Nothing runs
+/// when no channel is configured.
 pub fn spawn_sender(store: &EventStore, settings: &NotificationSettings, every: Duration, log: SystemLog) {
-    let Some(telegram) = settings.telegram.clone() else { return };
+    if settings.telegram.is_none() && settings.smtp.is_none() {
+        return;
+    }
+    let senders = match Senders::new(settings) {
+        Ok(senders) => senders,
+        Err(error) => return tracing::error!(%error, "notifications.sender_not_started"),
+    };
     let (engine, retry_base_ms) = (store.engine().clone(), settings.retry_base_ms);
     tokio::spawn(async move {
-        let client = telegram::Telegram::new(telegram);
         loop {
             let mut leader = match Leader::try_acquire_key(&engine, SENDER_LOCK_KEY).await {
                 Ok(Some(leader)) => leader,
@@ -91,7 +143,7 @@ pub fn spawn_sender(store: &EventStore, settings: &NotificationSettings, every: 
                 }
             };
             while leader.still_leads().await {
-                if let Err(error) = send_due(&engine, &client, retry_base_ms, &log).await {
+                if let Err(error) = send_due(&engine, &senders, retry_base_ms, &log).await {
                     tracing::warn!(%error, "notifications.send_failed");
                 }
                 tokio::time::sleep(every).await;

@@ -6,10 +6,10 @@ use domain::DomainEvent;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::runner::{ProjectionError, lock_postgres_checkpoint};
+use super::runner::ProjectionError;
 use super::sink;
 use crate::notifications::derive::{Notice, notices};
-use crate::store::{self, Engine, RecordedEvent};
+use crate::store::{Engine, RecordedEvent};
 
 /// The notifier's checkpoint name.
 pub const NAME: &str = "notifier";
@@ -25,14 +25,40 @@ pub struct InApp {
     pub read: bool,
 }
 
-/// A message waiting in the outbox.
+/// A message waiting in the outbox. `recipient`: a Telegram chat id, an email address, or
+/// `user:{id}` for a user's own address, looked up when the mail is sent.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub id: i64,
     pub channel: String,
     pub recipient: String,
+    pub subject: String,
     pub body: String,
     pub attempts: i32,
+}
+
+/// Where the notifier puts what it derives: admin alerts to this Telegram chat (none: not
+/// kept), receipts by mail (only when mail can be sent).
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    pub admin_chat: Option<String>,
+    pub mail: bool,
+}
+
+/// A message queued by a request or a job rather than derived from an event.
+#[derive(Clone, Debug)]
+pub struct Queued {
+    pub channel: &'static str,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    /// Queued once per key, ever (a job's alert of the day, say); none: always queued.
+    pub dedupe: Option<String>,
+}
+
+/// A user's recipient in the outbox, resolved to their address when sent.
+pub fn user_recipient(user: domain::UserId) -> String {
+    format!("user:{user}")
 }
 
 fn millis(micros: i64) -> i64 {
@@ -49,7 +75,7 @@ macro_rules! engine_notifications {
             pub async fn apply_page(
                 connection: &mut $connection,
                 events: &mut [RecordedEvent],
-                admin_chat: Option<&str>,
+                targets: &Targets,
             ) -> Result<(), ProjectionError> {
                 for event in events.iter_mut() {
                     let payload = std::mem::take(&mut event.payload);
@@ -57,7 +83,7 @@ macro_rules! engine_notifications {
                         .map_err(|e| ProjectionError::Undecodable { position: event.position, reason: e.to_string() })?;
                     let at = millis(event.recorded_at.timestamp_micros());
                     for notice in notices(&decoded) {
-                        match (notice, admin_chat) {
+                        match (notice, targets.admin_chat.as_deref()) {
                             (Notice::InApp { user, kind, message }, _) => {
                                 sqlx::query(
                                     "INSERT INTO notifications (position, user_id, kind, message, created_at) \
@@ -83,7 +109,20 @@ macro_rules! engine_notifications {
                                 .execute(&mut *connection)
                                 .await?;
                             }
-                            (Notice::Admin { .. }, None) => {}
+                            (Notice::Mail { user, subject, body }, _) if targets.mail => {
+                                sqlx::query(
+                                    "INSERT INTO outbox (position, channel, recipient, subject, body, next_attempt_at) \
+                                     VALUES ($1, 'email', $2, $3, $4, $5) ON CONFLICT (position, channel, recipient) DO NOTHING",
+                                )
+                                .bind(event.position)
+                                .bind(user_recipient(user))
+                                .bind(subject)
+                                .bind(body)
+                                .bind(at)
+                                .execute(&mut *connection)
+                                .await?;
+                            }
+                            (Notice::Admin { .. }, None) | (Notice::Mail { .. }, _) => {}
                         }
                     }
                 }
@@ -140,11 +179,37 @@ macro_rules! engine_notifications {
                 Ok(done.rows_affected())
             }
 
+            /// Queues a message now; false when its dedupe key was queued before.
+            pub async fn queue(connection: &mut $connection, message: &Queued, now_ms: i64) -> Result<bool, sqlx::Error> {
+                let done = sqlx::query(
+                    "INSERT INTO outbox (channel, recipient, subject, body, next_attempt_at, dedupe) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                )
+                .bind(message.channel)
+                .bind(&message.recipient)
+                .bind(&message.subject)
+                .bind(&message.body)
+                .bind(now_ms)
+                .bind(&message.dedupe)
+                .execute(&mut *connection)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            /// The address of a user, from the users directory.
+            pub async fn address(connection: &mut $connection, user: Uuid) -> Result<Option<String>, sqlx::Error> {
+                let found: Option<(String,)> = sqlx::query_as("SELECT email FROM users_directory WHERE user_id = $1")
+                    .bind(user)
+                    .fetch_optional(&mut *connection)
+                    .await?;
+                Ok(found.map(|(email,)| email))
+            }
+
             /// Messages due for sending, oldest first.
             pub async fn due(connection: &mut $connection, now_ms: i64, limit: i64) -> Result<Vec<Outgoing>, sqlx::Error> {
                 let rows = sqlx::query(
-                    "SELECT id, channel, recipient, body, attempts FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
-                     ORDER BY id LIMIT $2",
+                    "SELECT id, channel, recipient, subject, body, attempts FROM outbox \
+                     WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
                 )
                 .bind(now_ms)
                 .bind(limit)
@@ -156,21 +221,24 @@ macro_rules! engine_notifications {
                             id: row.try_get(0)?,
                             channel: row.try_get(1)?,
                             recipient: row.try_get(2)?,
-                            body: row.try_get(3)?,
-                            attempts: row.try_get(4)?,
+                            subject: row.try_get(3)?,
+                            body: row.try_get(4)?,
+                            attempts: row.try_get(5)?,
                         })
                     })
                     .collect()
             }
 
-            /// Records a sending: sent, or failed with the next attempt's time.
+            /// Records a sending: sent, or failed with the next attempt's time. A sent mail's
+            /// body is dropped: it may carry a sign-in link, and the subject says what it was.
             pub async fn record_attempt(
                 connection: &mut $connection,
                 id: i64,
                 result: Result<i64, (String, i64)>,
             ) -> Result<(), sqlx::Error> {
                 let query = match result {
-                    Ok(sent_at) => sqlx::query("UPDATE outbox SET sent_at = $2, attempts = attempts + 1 WHERE id = $1")
+                    Ok(sent_at) => sqlx::query("UPDATE outbox SET sent_at = $2, attempts = attempts + 1, \
+                         body = CASE WHEN channel = 'email' THEN '' ELSE body END WHERE id = $1")
                         .bind(id)
                         .bind(sent_at),
                     Err((error, next)) => sqlx::query(
@@ -191,33 +259,8 @@ engine_notifications!(postgres, sqlx::PgConnection);
 engine_notifications!(sqlite, sqlx::SqliteConnection);
 
 /// Runs one batch of the notifier; returns how many events it read (0: caught up).
-pub async fn run_batch(engine: &Engine, admin_chat: Option<&str>, batch_max: u32) -> Result<usize, ProjectionError> {
-    let seen = super::checkpoint(engine, NAME).await?;
-    if store::read_all(engine, seen, 1).await?.is_empty() {
-        return Ok(0);
-    }
-    match engine {
-        Engine::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            let position = lock_postgres_checkpoint(&mut tx, NAME).await?;
-            let mut events = store::read_all(engine, position, batch_max).await?;
-            let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            postgres::apply_page(&mut tx, &mut events, admin_chat).await?;
-            sink::postgres::set_checkpoint(&mut tx, NAME, last).await?;
-            tx.commit().await?;
-            Ok(events.len())
-        }
-        Engine::Sqlite(pool) => {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let position = sink::sqlite::checkpoint(&mut tx, NAME).await?;
-            let mut events = store::read_all(engine, position, batch_max).await?;
-            let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            sqlite::apply_page(&mut tx, &mut events, admin_chat).await?;
-            sink::sqlite::set_checkpoint(&mut tx, NAME, last).await?;
-            tx.commit().await?;
-            Ok(events.len())
-        }
-    }
+pub async fn run_batch(engine: &Engine, targets: &Targets, batch_max: u32) -> Result<usize, ProjectionError> {
+    super::views::run_batch_into(engine, super::views::Fold::Notifier(targets), NAME, batch_max).await
 }
 
 /// A user's notifications, newest first; and how many match.
@@ -234,6 +277,17 @@ pub async fn list(
 /// Marks one of the user's notifications (or all) read; how many changed.
 pub async fn read(engine: &Engine, user: Uuid, id: Option<i64>, now_ms: i64) -> Result<u64, sqlx::Error> {
     crate::on_engine!(engine, mark_read(user, id, now_ms))
+}
+
+/// Queues a message made by a request or a job; false when its dedupe key was queued before.
+pub async fn enqueue(engine: &Engine, message: &Queued) -> Result<bool, sqlx::Error> {
+    let now = chrono::Utc::now().timestamp_millis();
+    crate::on_engine!(engine, queue(message, now))
+}
+
+/// A user's address, from the users directory (none until it has the registration).
+pub async fn user_address(engine: &Engine, user: Uuid) -> Result<Option<String>, sqlx::Error> {
+    crate::on_engine!(engine, address(user))
 }
 
 /// Messages due for sending, oldest first.

@@ -98,46 +98,53 @@ pub(crate) fn fold_document<K: std::fmt::Display, D, E>(
     Ok((document, position))
 }
 
+/// What a batch folds its page into: a view's table (live or the one being rebuilt aside),
+/// or the notifier's inbox and outbox.
+#[derive(Clone, Copy)]
+pub(super) enum Fold<'a> {
+    View(View, &'a str),
+    Notifier(&'a super::notifications::Targets),
+}
+
 async fn apply_postgres(
-    view: View,
+    fold: Fold<'_>,
     connection: &mut sqlx::PgConnection,
-    table: &str,
     events: &mut [RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    match view {
-        View::Orders => super::orders::postgres::apply_page(connection, table, events).await,
-        View::Deposits => super::deposits::postgres::apply_page(connection, table, events).await,
-        View::Analytics => super::analytics::postgres::apply_page(connection, table, events).await,
-        View::Users => super::users::postgres::apply_page(connection, table, events).await,
-        View::Activity => super::activity::postgres::apply_page(connection, table, events).await,
+    match fold {
+        Fold::View(View::Orders, table) => super::orders::postgres::apply_page(connection, table, events).await,
+        Fold::View(View::Deposits, table) => super::deposits::postgres::apply_page(connection, table, events).await,
+        Fold::View(View::Analytics, table) => super::analytics::postgres::apply_page(connection, table, events).await,
+        Fold::View(View::Users, table) => super::users::postgres::apply_page(connection, table, events).await,
+        Fold::View(View::Activity, table) => super::activity::postgres::apply_page(connection, table, events).await,
+        Fold::Notifier(targets) => super::notifications::postgres::apply_page(connection, events, targets).await,
     }
 }
 
 async fn apply_sqlite(
-    view: View,
+    fold: Fold<'_>,
     connection: &mut sqlx::SqliteConnection,
-    table: &str,
     events: &mut [RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    match view {
-        View::Orders => super::orders::sqlite::apply_page(connection, table, events).await,
-        View::Deposits => super::deposits::sqlite::apply_page(connection, table, events).await,
-        View::Analytics => super::analytics::sqlite::apply_page(connection, table, events).await,
-        View::Users => super::users::sqlite::apply_page(connection, table, events).await,
-        View::Activity => super::activity::sqlite::apply_page(connection, table, events).await,
+    match fold {
+        Fold::View(View::Orders, table) => super::orders::sqlite::apply_page(connection, table, events).await,
+        Fold::View(View::Deposits, table) => super::deposits::sqlite::apply_page(connection, table, events).await,
+        Fold::View(View::Analytics, table) => super::analytics::sqlite::apply_page(connection, table, events).await,
+        Fold::View(View::Users, table) => super::users::sqlite::apply_page(connection, table, events).await,
+        Fold::View(View::Activity, table) => super::activity::sqlite::apply_page(connection, table, events).await,
+        Fold::Notifier(targets) => super::notifications::sqlite::apply_page(connection, events, targets).await,
     }
 }
 
 /// Runs one batch of a view's projector; returns how many events it read (0: caught up).
 pub async fn run_batch(engine: &Engine, view: View, batch_max: u32) -> Result<usize, ProjectionError> {
-    run_batch_into(engine, view, view.name(), view.name(), batch_max).await
+    run_batch_into(engine, Fold::View(view, view.name()), view.name(), batch_max).await
 }
 
-/// One batch into `table`, from and to the checkpoint `name`.
-async fn run_batch_into(
+/// One batch folded by `fold`, from and to the checkpoint `name`, in one transaction.
+pub(super) async fn run_batch_into(
     engine: &Engine,
-    view: View,
-    table: &str,
+    fold: Fold<'_>,
     name: &str,
     batch_max: u32,
 ) -> Result<usize, ProjectionError> {
@@ -151,7 +158,7 @@ async fn run_batch_into(
             let position = lock_postgres_checkpoint(&mut tx, name).await?;
             let mut events = store::read_all(engine, position, batch_max).await?;
             let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            apply_postgres(view, &mut tx, table, &mut events).await?;
+            apply_postgres(fold, &mut tx, &mut events).await?;
             sink::postgres::set_checkpoint(&mut tx, name, last).await?;
             tx.commit().await?;
             Ok(events.len())
@@ -161,7 +168,7 @@ async fn run_batch_into(
             let position = sink::sqlite::checkpoint(&mut tx, name).await?;
             let mut events = store::read_all(engine, position, batch_max).await?;
             let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            apply_sqlite(view, &mut tx, table, &mut events).await?;
+            apply_sqlite(fold, &mut tx, &mut events).await?;
             sink::sqlite::set_checkpoint(&mut tx, name, last).await?;
             tx.commit().await?;
             Ok(events.len())
@@ -181,7 +188,7 @@ pub async fn rebuild(
     let live = view.name();
     let aside = format!("{live}_rebuild");
     super::runner::prepare_aside_table(engine, live, &aside, &aside).await?;
-    while run_batch_into(engine, view, &aside, &aside, batch_max).await? > 0 {
+    while run_batch_into(engine, Fold::View(view, &aside), &aside, batch_max).await? > 0 {
         progress(super::checkpoint(engine, &aside).await?);
     }
     let drop_live = sink::sql(format!("DROP TABLE {live}"));
@@ -193,7 +200,7 @@ pub async fn rebuild(
             loop {
                 let mut events = store::read_all(engine, position, batch_max).await?;
                 let Some(last) = events.last().map(|e| e.position) else { break };
-                $apply(view, &mut *tx, &aside, &mut events).await?;
+                $apply(Fold::View(view, &aside), &mut *tx, &mut events).await?;
                 position = last;
             }
             sqlx::query(drop_live).execute(&mut *tx).await?;

@@ -179,12 +179,12 @@ impl Provider {
         }
     }
 
-    /// What we hold at the provider, where its API tells (SMS-Man); `None` where it does not
-    /// (the sandbox has no money; the TextVerified client does not read it yet).
+    /// What we hold at the provider; `None` for the sandbox, which has no money.
     pub async fn balance(&self) -> Result<Option<Money>, ProviderError> {
         match self {
-            Provider::Sandbox(_) | Provider::TextVerified(_) => Ok(None),
+            Provider::Sandbox(_) => Ok(None),
             Provider::SmsMan(smsman) => smsman.balance().await.map(Some),
+            Provider::TextVerified(textverified) => textverified.balance().await.map(Some),
         }
     }
 

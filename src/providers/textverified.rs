@@ -9,6 +9,7 @@
 //!   `{"id", "number", "state", "totalCost", ...}`
 //! - `GET /sms?reservationId={id}` -> `{"data": [{"id", "smsContent", "parsedCode", ...}]}`
 //! - `POST /verifications/{id}/cancel`, `/reuse`
+//! - `GET /account/me` -> `{"username", "currentBalance"}`: what we hold there, in USD
 //! - webhook `v2.sms.received`, signed `X-Webhook-Signature: HMAC-SHA512=<base64 of the HMAC
 //!   of the raw body>` (see [`verify_webhook`]).
 //!
@@ -88,6 +89,13 @@ impl TextVerified {
     /// Answers when the credentials get a token.
     pub async fn health(&self) -> Result<(), ProviderError> {
         self.token().await.map(|_| ())
+    }
+
+    /// What we hold at TextVerified (`GET /account/me`, `currentBalance`).
+    pub async fn balance(&self) -> Result<Money, ProviderError> {
+        let request = self.authorized(reqwest::Method::GET, self.url(&["account", "me"])?).await?;
+        let answer = self.send_authorized(request, "account").await?;
+        usd(decimal(&answer["currentBalance"]).ok_or_else(|| garbage("account"))?)
     }
 
     /// `{base}/api/pub/v2/{segments...}`, each segment escaped (ids come from TextVerified).

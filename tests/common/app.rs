@@ -25,6 +25,8 @@ pub struct TestApp {
     pub base: String,
     pub mailer: Mailer,
     pub store: EventStore,
+    /// The notification settings the server runs with (tests run the sender with them).
+    pub notifications: smsledger::notifications::NotificationSettings,
     /// The server's orders: tests run the monitor's scan on it.
     pub orders: Arc<smsledger::orders::Orders>,
     client: reqwest::Client,
@@ -82,7 +84,11 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
     let store = open_store(&database).await;
     smsledger::projection::spawn_all_live(&store, 1_000, Duration::from_millis(20));
     let secrets = Secrets { jwt_secret: JWT_SECRET.into(), secrets_key: SECRETS_KEY.into() };
-    let mailer = Mailer::memory();
+    // As `serve` chooses, except that tests read the mail a log would have shown.
+    let mailer = match Mailer::for_settings(&settings.notifications, store.engine()) {
+        Mailer::Log => Mailer::memory(),
+        queued => queued,
+    };
     let mut state = AppState::new(store.clone(), options.limiter, &settings, &secrets, mailer.clone());
     state.quotas = options.quotas;
     state.trust_forwarded_for = options.trust_forwarded_for;
@@ -104,7 +110,16 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
         headers.insert("x-forwarded-for", ip.parse().unwrap());
     }
     let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
-    TestApp { base: format!("http://{address}/api/v1"), mailer, store, orders, client, _database: database }
+    let notifications = settings.notifications.clone();
+    TestApp {
+        base: format!("http://{address}/api/v1"),
+        mailer,
+        store,
+        orders,
+        client,
+        notifications,
+        _database: database,
+    }
 }
 
 /// A response: status, headers, JSON body.

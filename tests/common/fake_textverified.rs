@@ -27,6 +27,8 @@ pub struct Fake {
     pub create: String,
     /// What the verification says it cost (default 0.75, the quoted price).
     pub total_cost: Option<f64>,
+    /// What `account/me` says we hold (JSON number, as TextVerified sends it).
+    pub balance: f64,
 }
 
 pub type Shared = Arc<Mutex<Fake>>;
@@ -131,6 +133,14 @@ async fn sms(
     axum::Json(json!({"data": data, "hasNext": false})).into_response()
 }
 
+async fn account(State(fake): State<Shared>, headers: HeaderMap) -> Response {
+    let fake = fake.lock().unwrap();
+    if !authorized(&fake, &headers) {
+        return unauthorized();
+    }
+    axum::Json(json!({"username": "ann@example.com", "currentBalance": fake.balance})).into_response()
+}
+
 pub async fn fake_textverified() -> (String, Shared) {
     let fake: Shared = Arc::default();
     let app = Router::new()
@@ -140,6 +150,7 @@ pub async fn fake_textverified() -> (String, Shared) {
         .route("/api/pub/v2/verifications/{id}", get(verification))
         .route("/api/pub/v2/verifications/{id}/{action}", post(action))
         .route("/api/pub/v2/sms", get(sms))
+        .route("/api/pub/v2/account/me", get(account))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -11,6 +11,7 @@ pub mod fake_smsman;
 pub mod fake_stripe;
 pub mod fake_textverified;
 pub mod fake_trongrid;
+pub mod smtp_sink;
 
 use std::path::PathBuf;
 
