@@ -114,6 +114,8 @@ pub struct ProviderSettings {
     pub sandbox_code_delay: Duration,
     /// `SANDBOX_BEHAVIOUR`: deliver, never_deliver, no_numbers or fail.
     pub sandbox_behaviour: crate::providers::SandboxBehaviour,
+    /// The share of sandbox rentals that get an SMS (`SANDBOX_DELIVER_PERCENT`, 0-100).
+    pub sandbox_deliver_percent: u8,
     /// `SANDBOX_COST`: what a sandbox number costs, in the first of `CURRENCIES` (default 0.10).
     pub sandbox_cost: rust_decimal::Decimal,
 }
@@ -273,6 +275,7 @@ impl Settings {
             sandbox,
             sandbox_code_delay: Duration::from_millis(parse(&get, "SANDBOX_CODE_DELAY_MS", 5_000, 0..=3_600_000)?),
             sandbox_behaviour,
+            sandbox_deliver_percent: parse(&get, "SANDBOX_DELIVER_PERCENT", 100, 0..=100)?,
             sandbox_cost,
         };
         let payments = payment_settings(&get, &store.database_url)?;

@@ -142,6 +142,7 @@ pub fn from_settings(settings: &crate::config::ProviderSettings, currency: domai
         let clock: sandbox::Clock = Arc::new(|| domain::Timestamp(chrono::Utc::now().timestamp_millis()));
         let mut sandbox = SandboxSettings::new(cost, settings.sandbox_code_delay, clock);
         sandbox.behaviour = settings.sandbox_behaviour;
+        sandbox.deliver_percent = settings.sandbox_deliver_percent;
         providers.push(Provider::Sandbox(Arc::new(Sandbox::new(sandbox))));
     }
     providers

@@ -5,6 +5,10 @@
 //!
 //! Time comes from a clock the owner gives it, so tests move it by hand; an SMS "arrives" when
 //! a poll finds its delivery time has passed.
+//!
+//! A rental's id says when it was made (`sb-{ms}-{random}`), so every instance of the service,
+//! and a restarted one, answers for every rental alike; only what was done to a rental since
+//! (ended, another SMS asked for) is kept, in memory, for an hour.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +46,9 @@ pub struct SandboxSettings {
     pub services: Vec<ServiceCode>,
     pub countries: Vec<CountryCode>,
     pub clock: Clock,
+    /// With `Deliver`: the share of rentals, in percent, that ever get an SMS; the others
+    /// expire and are refunded (`SANDBOX_DELIVER_PERCENT`, default 100). Fixed per rental.
+    pub deliver_percent: u8,
 }
 
 impl SandboxSettings {
@@ -56,10 +63,12 @@ impl SandboxSettings {
             services: services.to_vec(),
             countries: countries.to_vec(),
             clock,
+            deliver_percent: 100,
         }
     }
 }
 
+#[derive(Clone)]
 struct SandboxRental {
     /// When each requested SMS is due, oldest first.
     due: Vec<Timestamp>,
@@ -74,6 +83,17 @@ pub struct Sandbox {
 
 /// Numbers each offer claims to have free.
 const AVAILABLE_PER_OFFER: u32 = 1_000;
+/// Rentals changed since they were made are remembered this long...
+const REMEMBERED_MS: i64 = 3_600_000;
+/// ...once this many are remembered.
+const REMEMBERED_MAX: usize = 50_000;
+
+/// When a rental id says it was made.
+fn rented_at(provider_order_id: &str) -> Option<Timestamp> {
+    let (at, random) = provider_order_id.strip_prefix("sb-")?.split_once('-')?;
+    (random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit())).then_some(())?;
+    at.parse().ok().map(Timestamp)
+}
 
 impl Sandbox {
     pub fn new(settings: SandboxSettings) -> Sandbox {
@@ -126,17 +146,48 @@ impl Sandbox {
             *next = (*next + 1) % 1_000;
             *next
         };
-        let provider_order_id = format!("sb-{}", uuid::Uuid::now_v7().simple());
+        let provider_order_id = format!("sb-{}-{}", self.now().0, uuid::Uuid::new_v4().simple());
         let phone = PhoneNumber::parse(&format!("+447700900{serial:03}")).expect("a valid phone number");
-        let due = match self.settings.behaviour {
-            SandboxBehaviour::Deliver => vec![self.due_from(self.now())],
-            _ => vec![],
-        };
-        self.rentals
-            .lock()
-            .expect("sandbox lock")
-            .insert(provider_order_id.clone(), SandboxRental { due, ended: false });
         Ok(Rental { provider_order_id, phone, cost })
+    }
+
+    /// Whether this rental ever gets an SMS.
+    fn delivers(&self, provider_order_id: &str) -> bool {
+        let share = u64::from(self.settings.deliver_percent.min(100));
+        let digest = Sha256::digest(provider_order_id.as_bytes());
+        let draw = u64::from_be_bytes(digest[..8].try_into().expect("eight bytes")) % 100;
+        self.settings.behaviour == SandboxBehaviour::Deliver && draw < share
+    }
+
+    /// A rental as it stands: as remembered, or as its id says it was made.
+    fn rental(
+        &self,
+        remembered: &HashMap<String, SandboxRental>,
+        provider_order_id: &str,
+    ) -> Result<SandboxRental, ProviderError> {
+        if let Some(rental) = remembered.get(provider_order_id) {
+            return Ok(rental.clone());
+        }
+        let at = rented_at(provider_order_id).ok_or(ProviderError::UnknownRental)?;
+        let due = if self.delivers(provider_order_id) { vec![self.due_from(at)] } else { vec![] };
+        Ok(SandboxRental { due, ended: false })
+    }
+
+    /// Changes a rental and remembers it (forgetting rentals older than an hour when many are kept).
+    fn change<T>(
+        &self,
+        provider_order_id: &str,
+        change: impl FnOnce(&mut SandboxRental) -> Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        let mut remembered = self.rentals.lock().expect("sandbox lock");
+        let mut rental = self.rental(&remembered, provider_order_id)?;
+        let answer = change(&mut rental)?;
+        if remembered.len() >= REMEMBERED_MAX {
+            let since = self.now().0 - REMEMBERED_MS;
+            remembered.retain(|id, _| rented_at(id).is_some_and(|at| at.0 >= since));
+        }
+        remembered.insert(provider_order_id.to_owned(), rental);
+        Ok(answer)
     }
 
     fn due_from(&self, at: Timestamp) -> Timestamp {
@@ -146,8 +197,7 @@ impl Sandbox {
     pub fn sms(&self, provider_order_id: &str) -> Result<SmsStatus, ProviderError> {
         self.failing()?;
         let now = self.now();
-        let rentals = self.rentals.lock().expect("sandbox lock");
-        let rental = rentals.get(provider_order_id).ok_or(ProviderError::UnknownRental)?;
+        let rental = self.rental(&self.rentals.lock().expect("sandbox lock"), provider_order_id)?;
         let arrived: Vec<ReceivedSms> = rental
             .due
             .iter()
@@ -175,36 +225,35 @@ impl Sandbox {
 
     fn end(&self, provider_order_id: &str) -> Result<(), ProviderError> {
         self.failing()?;
-        let mut rentals = self.rentals.lock().expect("sandbox lock");
-        let rental = rentals.get_mut(provider_order_id).ok_or(ProviderError::UnknownRental)?;
-        rental.ended = true;
-        Ok(())
+        self.change(provider_order_id, |rental| {
+            rental.ended = true;
+            Ok(())
+        })
     }
 
     /// Its rentals never time out on their own, so keeping one longer only needs it to exist.
     pub fn extend(&self, provider_order_id: &str, _by: Duration) -> Result<(), ProviderError> {
         self.failing()?;
-        let rentals = self.rentals.lock().expect("sandbox lock");
-        match rentals.get(provider_order_id) {
-            None => Err(ProviderError::UnknownRental),
-            Some(rental) if rental.ended => Err(ProviderError::Refused("the rental has ended".into())),
-            Some(_) => Ok(()),
+        let rental = self.rental(&self.rentals.lock().expect("sandbox lock"), provider_order_id)?;
+        if rental.ended {
+            return Err(ProviderError::Refused("the rental has ended".into()));
         }
+        Ok(())
     }
 
     pub fn another_sms(&self, provider_order_id: &str) -> Result<(), ProviderError> {
         self.failing()?;
         let due = self.due_from(self.now());
-        let deliver = self.settings.behaviour == SandboxBehaviour::Deliver;
-        let mut rentals = self.rentals.lock().expect("sandbox lock");
-        let rental = rentals.get_mut(provider_order_id).ok_or(ProviderError::UnknownRental)?;
-        if rental.ended {
-            return Err(ProviderError::Refused("the rental has ended".into()));
-        }
-        if deliver {
-            rental.due.push(due);
-        }
-        Ok(())
+        let deliver = self.delivers(provider_order_id);
+        self.change(provider_order_id, |rental| {
+            if rental.ended {
+                return Err(ProviderError::Refused("the rental has ended".into()));
+            }
+            if deliver {
+                rental.due.push(due);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -294,6 +343,35 @@ mod tests {
         let elsewhere = NumberRequest { country: CountryCode::parse("ZZ").unwrap(), ..request(None) };
         assert_eq!(sandbox.rent(&elsewhere), Err(ProviderError::NoNumbers));
         assert_eq!(sandbox.sms("sb-unknown"), Err(ProviderError::UnknownRental));
+        assert_eq!(sandbox.sms("sb-12-34"), Err(ProviderError::UnknownRental));
         assert_eq!(sandbox.offers().unwrap().len(), 30);
+    }
+
+    #[test]
+    fn another_instance_answers_for_a_rental_it_did_not_make() {
+        let (first, time) = sandbox(SandboxBehaviour::Deliver);
+        let (second, _) = sandbox(SandboxBehaviour::Deliver);
+        let rental = first.rent(&request(None)).unwrap();
+        assert_eq!(second.sms(&rental.provider_order_id).unwrap(), SmsStatus::Waiting);
+        time.store(6_000, Ordering::SeqCst);
+        let SmsStatus::Received(seen) = first.sms(&rental.provider_order_id).unwrap() else { panic!("a code") };
+        let (restarted, later) = sandbox(SandboxBehaviour::Deliver);
+        later.store(6_000, Ordering::SeqCst);
+        assert_eq!(restarted.sms(&rental.provider_order_id).unwrap(), SmsStatus::Received(seen), "the same code");
+    }
+
+    #[test]
+    fn a_share_of_rentals_never_gets_an_sms() {
+        let (mut sandbox, time) = sandbox(SandboxBehaviour::Deliver);
+        sandbox.settings.deliver_percent = 70;
+        let rentals: Vec<Rental> = (0..1_000).map(|_| sandbox.rent(&request(None)).unwrap()).collect();
+        time.store(1_000_000, Ordering::SeqCst);
+        let quiet = rentals
+            .iter()
+            .filter(|r| sandbox.sms(&r.provider_order_id).unwrap() == SmsStatus::Waiting)
+            .count();
+        assert!((200..400).contains(&quiet), "about 30% stay quiet: {quiet}");
+        let again = rentals.iter().filter(|r| sandbox.sms(&r.provider_order_id).unwrap() == SmsStatus::Waiting).count();
+        assert_eq!(quiet, again, "fixed per rental");
     }
 }
