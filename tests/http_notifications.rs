@@ -4,63 +4,17 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode as AxumStatus;
-use axum::response::IntoResponse;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::TestDatabase;
 use common::app::{As, Options, spawn_with, text};
-
-const TOKEN: &str = "123456:test-bot-token";
-const CHAT: &str = "-1001234567890";
-
-#[derive(Default)]
-struct FakeTelegram {
-    /// Calls still to fail with a 500.
-    failures: usize,
-    /// (chat_id, text) of the messages accepted.
-    delivered: Vec<(String, String)>,
-}
-
-type Shared = Arc<Mutex<FakeTelegram>>;
-
-async fn send_message(
-    State(fake): State<Shared>,
-    Path(bot): Path<String>,
-    body: axum::Json<Value>,
-) -> axum::response::Response {
-    let mut fake = fake.lock().unwrap();
-    if bot != format!("bot{TOKEN}") {
-        let refused = json!({"ok": false, "error_code": 401, "description": "Unauthorized"});
-        return (AxumStatus::UNAUTHORIZED, axum::Json(refused)).into_response();
-    }
-    if fake.failures > 0 {
-        fake.failures -= 1;
-        let busy = json!({"ok": false, "error_code": 500, "description": "Internal Server Error"});
-        return (AxumStatus::INTERNAL_SERVER_ERROR, axum::Json(busy)).into_response();
-    }
-    fake.delivered.push((text(&body["chat_id"]), text(&body["text"])));
-    axum::Json(json!({"ok": true, "result": {"message_id": fake.delivered.len(), "text": body["text"]}}))
-        .into_response()
-}
-
-async fn fake_telegram() -> (String, Shared) {
-    let fake: Shared = Arc::new(Mutex::new(FakeTelegram { failures: 1, ..FakeTelegram::default() }));
-    let app =
-        axum::Router::new().route("/{bot}/sendMessage", axum::routing::post(send_message)).with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{address}"), fake)
-}
+use common::fake_telegram::{CHAT, TOKEN, fake_telegram};
 
 async fn users_and_admins_are_notified(database: TestDatabase) {
-    let (url, fake) = fake_telegram().await;
+    let (url, fake) = fake_telegram(1).await;
     let env = vec![
         ("TELEGRAM_BOT_TOKEN", TOKEN.to_owned()),
         ("TELEGRAM_CHAT_ID", CHAT.to_owned()),
@@ -116,7 +70,7 @@ async fn users_and_admins_are_notified(database: TestDatabase) {
 /// SMS-Man holds 12.34 (its fake), TextVerified 3.50; SMS-Man's own threshold is 20, the
 /// default 10: both are low. One alert each per day, however often the check runs.
 async fn a_low_provider_balance_alerts_the_admins_once_a_day(database: TestDatabase) {
-    let (url, fake) = fake_telegram().await;
+    let (url, fake) = fake_telegram(1).await;
     let env = vec![
         ("TELEGRAM_BOT_TOKEN", TOKEN.to_owned()),
         ("TELEGRAM_CHAT_ID", CHAT.to_owned()),

@@ -366,10 +366,7 @@ mod tests {
         sandbox.settings.deliver_percent = 70;
         let rentals: Vec<Rental> = (0..1_000).map(|_| sandbox.rent(&request(None)).unwrap()).collect();
         time.store(1_000_000, Ordering::SeqCst);
-        let quiet = rentals
-            .iter()
-            .filter(|r| sandbox.sms(&r.provider_order_id).unwrap() == SmsStatus::Waiting)
-            .count();
+        let quiet = rentals.iter().filter(|r| sandbox.sms(&r.provider_order_id).unwrap() == SmsStatus::Waiting).count();
         assert!((200..400).contains(&quiet), "about 30% stay quiet: {quiet}");
         let again = rentals.iter().filter(|r| sandbox.sms(&r.provider_order_id).unwrap() == SmsStatus::Waiting).count();
         assert_eq!(quiet, again, "fixed per rental");

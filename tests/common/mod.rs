@@ -9,6 +9,7 @@
 pub mod app;
 pub mod fake_smsman;
 pub mod fake_stripe;
+pub mod fake_telegram;
 pub mod fake_textverified;
 pub mod fake_trongrid;
 pub mod smtp_sink;

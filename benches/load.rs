@@ -1,0 +1,435 @@
+//! The end-to-end load harness: `smsledger serve` as its own process on PostgreSQL with the
+//! sandbox provider, driven over HTTP by N clients, each its own user (registered, signed in,
+//! funded by a Stripe deposit confirmed with a signed webhook).
+//!
+//! Phases, each for a fixed time: the two ceilings (a trivial axum handler with the same layers,
+//! served by a process of its own; raw one-row INSERT + COMMIT at the same concurrency), order
+//! placement alone, authenticated reads alone (balance, order by id, a page of orders), then the
+//! realistic mix: place, poll until the code comes, finish; some cancels, some numbers that
+//! never get a code and expire; balance and order-list reads; now and then a deposit through
+//! the webhook. Prints requests/s, p50/p95/p99 per route, errors, the server's peak memory,
+//! and whether `smsledger verify` passes on the database afterwards.
+//!
+//! Run: `cargo bench --bench load` (BENCH_DATABASE_URL default the local server, BENCH_CLIENTS
+//! default 64, BENCH_SECONDS per phase default 10).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{get, post};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use common::{database_url, env_number};
+
+const PASSWORD: &str = "correct horse battery";
+const WEBHOOK_SECRET: &str = "whsec_load_harness";
+const TRIVIAL_CHILD: &str = "LOAD_TRIVIAL_LISTEN";
+/// Money each user starts with, in USD.
+const FUNDS: &str = "5000";
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(()); // `cargo test --benches` asks for a list; this driver has no tests.
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Ok(listen) = std::env::var(TRIVIAL_CHILD) {
+        return runtime.block_on(serve_trivial(listen));
+    }
+    runtime.block_on(run())
+}
+
+/// The ceiling's server: a handler that answers "pong" behind the service's own layers.
+async fn serve_trivial(listen: String) -> anyhow::Result<()> {
+    let trivial = Router::new().route("/ping", get(|| async { "pong" }));
+    let app = smsledger::http::conventions::apply(trivial, &smsledger::http::conventions::HttpLimits::default());
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    smsledger::http::serve(listener, app, std::future::pending()).await?;
+    Ok(())
+}
+
+/// What one route saw: latencies in µs and failed requests.
+#[derive(Default)]
+struct Route {
+    latencies: Vec<u64>,
+    errors: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    routes: BTreeMap<&'static str, Route>,
+}
+
+impl Stats {
+    fn merge(&mut self, other: Stats) {
+        for (name, route) in other.routes {
+            let mine = self.routes.entry(name).or_default();
+            mine.latencies.extend(route.latencies);
+            mine.errors += route.errors;
+        }
+    }
+
+    fn print(&mut self, seconds: f64) {
+        println!("| route | requests | requests/s | p50 ms | p95 ms | p99 ms | errors |");
+        println!("|---|---|---|---|---|---|---|");
+        for (name, route) in &mut self.routes {
+            route.latencies.sort_unstable();
+            let at = |p: f64| {
+                let l = &route.latencies;
+                if l.is_empty() { 0.0 } else { l[((l.len() - 1) as f64 * p) as usize] as f64 / 1000.0 }
+            };
+            let count = route.latencies.len();
+            println!(
+                "| {name} | {count} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+                count as f64 / seconds,
+                at(0.50),
+                at(0.95),
+                at(0.99),
+                route.errors
+            );
+        }
+    }
+
+    fn rate(&self, name: &str, seconds: f64) -> f64 {
+        self.routes.get(name).map_or(0.0, |r| r.latencies.len() as f64 / seconds)
+    }
+}
+
+/// One client: its own user and connection pool, timing every call by route name.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    stats: Stats,
+}
+
+impl Client {
+    async fn call(&mut self, route: &'static str, method: Method, path: &str, body: Option<Value>) -> Option<Value> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let sent = Instant::now();
+        let answer = match request.send().await {
+            Ok(response) if response.status().is_success() => response.json::<Value>().await.ok(),
+            Ok(response) => {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                if status != StatusCode::UNPROCESSABLE_ENTITY {
+                    eprintln!("{route}: {status} {}", text.chars().take(200).collect::<String>());
+                }
+                None
+            }
+            Err(error) => {
+                eprintln!("{route}: {error}");
+                None
+            }
+        };
+        let entry = self.stats.routes.entry(route).or_default();
+        match &answer {
+            Some(_) => entry.latencies.push(sent.elapsed().as_micros() as u64),
+            None => entry.errors += 1,
+        }
+        answer
+    }
+}
+
+/// A local stand-in for Stripe's `POST /v1/payment_intents`: every intent is accepted.
+async fn fake_stripe() -> String {
+    let next = Arc::new(AtomicU64::new(0));
+    let app = Router::new().route(
+        "/v1/payment_intents",
+        post(move || {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            async move {
+                axum::Json(json!({"id": format!("pi_load_{n}"), "object": "payment_intent",
+                    "client_secret": format!("pi_load_{n}_secret_x"), "status": "requires_payment_method"}))
+            }
+        }),
+    );
+    common::serve(app).await
+}
+
+async fn wait_until_up(base: &str, path: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        if client.get(format!("{base}{path}")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base}{path} did not come up");
+}
+
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").to_string()
+}
+
+/// The server's peak resident memory in MiB (`VmHWM`).
+fn peak_rss_mib(child: &Child) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// Registers, signs in and funds user `i` through a Stripe deposit and its signed webhook.
+async fn sign_up(api: &str, i: usize) -> anyhow::Result<Client> {
+    // Each user comes from an address of its own, as real users do (per-address limits).
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", format!("10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256).parse()?);
+    let http = reqwest::Client::builder().default_headers(headers).build()?;
+    let body = json!({"email": format!("load{i}@example.com"), "password": PASSWORD});
+    let registered = http.post(format!("{api}/auth/register")).json(&body).send().await?;
+    anyhow::ensure!(registered.status() == StatusCode::CREATED, "register: {}", registered.text().await?);
+    let login: Value = http.post(format!("{api}/auth/login")).json(&body).send().await?.json().await?;
+    let token = login["data"]["access_token"].as_str().expect("a token").to_owned();
+    let mut client = Client { http, base: api.to_owned(), token, stats: Stats::default() };
+    deposit(&mut client, i as u64).await;
+    Ok(client)
+}
+
+/// A Stripe deposit: the intent, then `payment_intent.succeeded` signed as Stripe signs it.
+async fn deposit(client: &mut Client, n: u64) {
+    let body = json!({"amount": FUNDS, "currency": "USD"});
+    let Some(started) = client.call("POST /payments/deposit", Method::POST, "/payments/deposit", Some(body)).await
+    else {
+        return;
+    };
+    let intent = started["data"]["deposit"]["reference"].as_str().expect("an intent").to_owned();
+    let minor: i64 = FUNDS.parse::<i64>().expect("whole dollars") * 100;
+    let event = json!({"id": format!("evt_load_{intent}_{n}"), "object": "event", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": intent, "object": "payment_intent", "amount": minor, "amount_received": minor,
+        "currency": "usd", "status": "succeeded"}}})
+    .to_string();
+    let at = chrono::Utc::now().timestamp();
+    let signature = smsledger::payments::stripe::sign(WEBHOOK_SECRET, event.as_bytes(), at);
+    let sent = Instant::now();
+    let response = client
+        .http
+        .post(format!("{}/payments/webhook", client.base))
+        .header("content-type", "application/json")
+        .header("stripe-signature", signature)
+        .body(event)
+        .send()
+        .await;
+    let entry = client.stats.routes.entry("POST /payments/webhook (signed)").or_default();
+    match response {
+        Ok(r) if r.status().is_success() => entry.latencies.push(sent.elapsed().as_micros() as u64),
+        _ => entry.errors += 1,
+    }
+}
+
+/// Runs `work` on every client for `duration`; the clients and what they saw, merged.
+async fn phase<F, Fut>(clients: Vec<Client>, duration: Duration, work: F) -> (Vec<Client>, Stats, f64)
+where
+    F: Fn(Client, usize, Instant) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Client> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut client)| {
+            let work = work.clone();
+            tokio::spawn(async move {
+                client.stats = Stats::default();
+                work(client, i, deadline).await
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    let mut stats = Stats::default();
+    for task in tasks {
+        let mut client = task.await.expect("a client task");
+        stats.merge(std::mem::take(&mut client.stats));
+        clients.push(client);
+    }
+    (clients, stats, started.elapsed().as_secs_f64())
+}
+
+/// The realistic loop: place, poll until the code (or the end), finish; every 10th order is
+/// cancelled at once; reads between orders; every 50th round a deposit.
+async fn mixed(mut client: Client, i: usize, deadline: Instant) -> Client {
+    let mut round = 0_u64;
+    while Instant::now() < deadline {
+        round += 1;
+        let order = json!({"service": "tg", "country": "GB"});
+        let Some(placed) = client.call("POST /orders", Method::POST, "/orders", Some(order)).await else { continue };
+        let id = placed["data"]["order"]["id"].as_str().expect("an order id").to_owned();
+        if round % 10 == 0 {
+            client
+                .call("POST /orders/:id/cancel", Method::POST, &format!("/orders/{id}/cancel"), Some(json!({})))
+                .await;
+        } else {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(seen) = client.call("GET /orders/:id", Method::GET, &format!("/orders/{id}"), None).await
+                else {
+                    break;
+                };
+                match seen["data"]["order"]["status"].as_str() {
+                    Some("sms_received") => {
+                        let path = format!("/orders/{id}/finish");
+                        client.call("POST /orders/:id/finish", Method::POST, &path, Some(json!({}))).await;
+                        break;
+                    }
+                    Some("number_assigned" | "placed") => {}
+                    _ => break, // expired (no code came) and refunded, or cancelled
+                }
+            }
+        }
+        client.call("GET /user/balance", Method::GET, "/user/balance", None).await;
+        client.call("GET /orders (page of 20)", Method::GET, "/orders?per_page=20", None).await;
+        if round % 50 == 0 {
+            deposit(&mut client, (i as u64) << 32 | round).await;
+        }
+    }
+    client
+}
+
+async fn run() -> anyhow::Result<()> {
+    let clients_n = env_number("BENCH_CLIENTS", 64);
+    let seconds = Duration::from_secs(env_number("BENCH_SECONDS", 10) as u64);
+    let (url, cleanup) = database_url().await;
+    let exe = env!("CARGO_BIN_EXE_smsledger");
+
+    // Ceiling 1: raw one-row INSERT + COMMIT at the same concurrency, before the server runs.
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(clients_n as u32).connect(&url).await?;
+    sqlx::query("CREATE TABLE load_commits (n BIGINT NOT NULL)").execute(&pool).await?;
+    let commits = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let writers: Vec<_> = (0..clients_n)
+        .map(|_| {
+            let (pool, commits) = (pool.clone(), commits.clone());
+            tokio::spawn(async move {
+                while started.elapsed() < seconds {
+                    let n = commits.fetch_add(1, Ordering::Relaxed) as i64;
+                    sqlx::query("INSERT INTO load_commits (n) VALUES ($1)").bind(n).execute(&pool).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await?;
+    }
+    let commit_rate = commits.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    pool.close().await;
+
+    // Ceiling 2: the trivial handler, a process of its own, the same client.
+    let trivial_address = free_address();
+    let mut trivial = Command::new(std::env::current_exe()?).env(TRIVIAL_CHILD, &trivial_address).spawn()?;
+    let trivial_base = format!("http://{trivial_address}");
+    wait_until_up(&trivial_base, "/ping").await;
+    let base = common::measure(clients_n, seconds, move |c, _| c.get(format!("{trivial_base}/ping"))).await;
+    trivial.kill()?;
+    trivial.wait()?;
+
+    // The service.
+    let stripe = fake_stripe().await;
+    let address = free_address();
+    let log = std::env::temp_dir().join("smsledger-load-serve.log");
+    let mut server = Command::new(exe)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("DATABASE_URL", url.as_str()),
+            ("LISTEN_ADDR", address.as_str()),
+            ("JWT_SECRET", "load harness jwt secret, 32 bytes long"),
+            ("SECRETS_KEY", "load harness sealing key, 32 bytes"),
+            ("STRIPE_SECRET_KEY", "sk_test_load"),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("STRIPE_API_BASE", stripe.as_str()),
+            ("MAX_RECHARGE_AMOUNT", FUNDS),
+            ("TRUST_FORWARDED_FOR", "true"),
+            ("API_RATE_LIMIT_PER_MINUTE", "1000000"),
+            ("SANDBOX_CODE_DELAY_MS", "300"),
+            ("SANDBOX_DELIVER_PERCENT", "90"),
+            ("CANCEL_TIMEOUT", "0"),
+            ("ORDER_TIMEOUT", "3000"),
+            ("ORDER_POLL_MS", "500"),
+            ("LOG_LEVEL", "warn"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let server_base = format!("http://{address}");
+    wait_until_up(&server_base, "/health").await;
+    let api = format!("{server_base}/api/v1");
+
+    println!("setting up {clients_n} users (register, sign in, Stripe deposit + signed webhook) ...");
+    let mut clients = Vec::new();
+    for i in 0..clients_n {
+        clients.push(sign_up(&api, i).await?);
+    }
+
+    println!("\n{clients_n} clients, {} s a phase, PostgreSQL\n", seconds.as_secs());
+    println!(
+        "Ceilings: trivial axum handler {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); raw INSERT + COMMIT {commit_rate:.0} commits/s\n",
+        base.rate, base.p50_ms, base.p99_ms
+    );
+
+    let place = |mut client: Client, _i: usize, deadline: Instant| async move {
+        while Instant::now() < deadline {
+            let order = json!({"service": "tg", "country": "GB"});
+            client.call("POST /orders", Method::POST, "/orders", Some(order)).await;
+        }
+        client
+    };
+    let (clients, mut placing, placing_s) = phase(clients, seconds, place).await;
+    println!("Order placement alone:\n");
+    placing.print(placing_s);
+    let placed_rate = placing.rate("POST /orders", placing_s);
+
+    let read = |mut client: Client, _i: usize, deadline: Instant| async move {
+        let listed = client.call("GET /orders (page of 20)", Method::GET, "/orders?per_page=1", None).await;
+        let id = listed.and_then(|l| l["data"]["orders"][0]["id"].as_str().map(str::to_owned)).unwrap_or_default();
+        while Instant::now() < deadline {
+            client.call("GET /user/balance", Method::GET, "/user/balance", None).await;
+            client.call("GET /orders/:id", Method::GET, &format!("/orders/{id}"), None).await;
+            client.call("GET /orders (page of 20)", Method::GET, "/orders?per_page=20", None).await;
+        }
+        client
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await; // the placed orders expire meanwhile
+    let (clients, mut reading, reading_s) = phase(clients, seconds, read).await;
+    println!("\nAuthenticated reads alone (each client: balance, order by id, a page, in turn):\n");
+    reading.print(reading_s);
+    let reads_rate = reading.routes.values().map(|r| r.latencies.len()).sum::<usize>() as f64 / reading_s;
+
+    let (clients, mut mix, mix_s) = phase(clients, seconds * 2, mixed).await;
+    println!("\nThe realistic mix:\n");
+    mix.print(mix_s);
+    drop(clients);
+
+    let peak = peak_rss_mib(&server);
+    println!();
+    println!("order placement: {placed_rate:.0} orders/s = {:.2}x the raw commit rate", placed_rate / commit_rate);
+    println!("authenticated reads: {reads_rate:.0} requests/s = {:.2} of the trivial handler", reads_rate / base.rate);
+    println!("server peak RSS: {peak:.0} MiB");
+    let _ = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status();
+    server.wait()?;
+    let verified = Command::new(exe)
+        .arg("verify")
+        .env("DATABASE_URL", &url)
+        .env("JWT_SECRET", "load harness jwt secret, 32 bytes long")
+        .env("SECRETS_KEY", "load harness sealing key, 32 bytes")
+        .stdout(Stdio::null())
+        .status()?;
+    println!("smsledger verify after the run: {}", if verified.success() { "passed" } else { "FAILED" });
+    cleanup.run().await?;
+    anyhow::ensure!(verified.success(), "verify failed after the load run (server log: {})", log.display());
+    Ok(())
+}
