@@ -268,7 +268,7 @@ async fn mixed(mut client: Client, i: usize, deadline: Instant) -> Client {
         let order = json!({"service": "tg", "country": "GB"});
         let Some(placed) = client.call("POST /orders", Method::POST, "/orders", Some(order)).await else { continue };
         let id = placed["data"]["order"]["id"].as_str().expect("an order id").to_owned();
-        if round % 10 == 0 {
+        if round.is_multiple_of(10) {
             client
                 .call("POST /orders/:id/cancel", Method::POST, &format!("/orders/{id}/cancel"), Some(json!({})))
                 .await;
@@ -292,7 +292,7 @@ async fn mixed(mut client: Client, i: usize, deadline: Instant) -> Client {
         }
         client.call("GET /user/balance", Method::GET, "/user/balance", None).await;
         client.call("GET /orders (page of 20)", Method::GET, "/orders?per_page=20", None).await;
-        if round % 50 == 0 {
+        if round.is_multiple_of(50) {
             deposit(&mut client, (i as u64) << 32 | round).await;
         }
     }

@@ -336,10 +336,11 @@ async fn failover_to_the_next_provider(database: TestDatabase) {
     let placed = place(&app, &token).await;
     assert_eq!(d(&text(&placed["price"])), d("0.30"), "served by the sandbox at its price");
     assert!(fake.lock().unwrap().calls.iter().any(|c| c == "get-number"), "SMS-Man was asked first");
-    // With a price cap below the sandbox's price, nobody can serve: nothing is appended.
+    // With a price cap below the sandbox's price, only SMS-Man could serve, and it is down:
+    // 503 (try again), and nothing is appended.
     let capped =
         app.post("/orders", As::Bearer(&token), json!({"service": "tg", "country": "GB", "max_price": "0.25"})).await;
-    capped.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    capped.expect(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.70"), d("0.30")));
     // No provider has numbers at all: 422, and the balance is untouched.
     fake.lock().unwrap().get_number = "no_numbers".into();
@@ -452,7 +453,39 @@ async fn a_slow_provider_does_not_hold_up_reading_an_order(database: TestDatabas
     app.assert_ledger_sound().await;
 }
 
+async fn a_hanging_provider_never_stalls_the_service(database: TestDatabase) {
+    // SMS-Man answers `get-number` after 3 s; we wait 300 ms for it.
+    let (url, fake) = common::fake_smsman::fake_smsman().await;
+    fake.lock().unwrap().get_number = "slow".into();
+    let settings = smsledger::providers::SmsManSettings {
+        base_url: url,
+        token: common::fake_smsman::TOKEN.into(),
+        timeout: Duration::from_millis(300),
+        currency: domain::Currency::USD,
+    };
+    let smsman = Provider::SmsMan(std::sync::Arc::new(smsledger::providers::SmsMan::new(settings)));
+    let app = spawn_with(database, Options { providers: Some(vec![smsman]), ..Options::default() }).await;
+    let token = customer(&app, "ann@example.com", "100.00").await;
+    app.get("/catalog/prices", As::Bearer(&token)).await.expect(StatusCode::OK); // the first sync, done
+    let started = std::time::Instant::now();
+    let placing: Vec<_> = (0..32).map(|_| app.post("/orders", As::Bearer(&token), tg_gb())).collect();
+    let reading = async {
+        let read = std::time::Instant::now();
+        app.get("/user/balance", As::Bearer(&token)).await.expect(StatusCode::OK);
+        read.elapsed()
+    };
+    let (placed, read) = tokio::join!(futures_util::future::join_all(placing), reading);
+    assert!(read < Duration::from_millis(1_000), "a read waited {read:?} behind the hanging provider");
+    assert!(started.elapsed() < Duration::from_millis(2_500), "32 placements took {:?}", started.elapsed());
+    for reply in placed {
+        reply.expect(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("100.00"), d("0")), "nothing held");
+    app.assert_ledger_sound().await;
+}
+
 on_both_engines!(
+    a_hanging_provider_never_stalls_the_service,
     place_receive_finish,
     cancel_too_early_then_allowed,
     a_code_cannot_be_cancelled_away,

@@ -6,60 +6,17 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use common::fake_telegram::{CHAT, TOKEN, fake_telegram};
+use common::serve::{Instance, count_events as count, verify};
 
 const PASSWORD: &str = "correct horse battery";
-const JWT_SECRET: &str = "multi-instance test jwt secret, 32+ bytes";
-const SECRETS_KEY: &str = "multi-instance sealing key, 32 bytes";
 /// Sign-in attempts per account in 15 minutes (`Quota::LOGIN`).
 const LOGINS: usize = 5;
-
-/// A `serve` process, killed when dropped.
-struct Instance {
-    child: Child,
-    api: String,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts instance `name` (its PostgreSQL connections carry the name).
-async fn start(env: &[(&str, String)], database_url: &str, name: &str) -> Instance {
-    let address = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
-    let child = Command::new(env!("CARGO_BIN_EXE_smsledger"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LISTEN_ADDR", &address)
-        .env("DATABASE_URL", format!("{database_url}?application_name={name}"))
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let instance = Instance { child, api: format!("http://{address}/api/v1") };
-    let health = format!("http://{address}/health");
-    for _ in 0..300 {
-        if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
-            return instance;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("serve on {address} did not come up");
-}
 
 /// A user's client: an address of its own, new every run (Redis keeps counts across runs).
 fn client(n: u8, run: u64) -> reqwest::Client {
@@ -130,14 +87,6 @@ async fn monitor_leader(pool: &sqlx::PgPool) -> Option<String> {
     .unwrap()
 }
 
-async fn count(pool: &sqlx::PgPool, event_type: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
-        .bind(event_type)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_share_limits_and_settle_everything_once() {
     let Some(database) = common::postgres_database("two_instances").await else { return };
@@ -145,8 +94,6 @@ async fn two_instances_share_limits_and_settle_everything_once() {
     let (telegram, fake) = fake_telegram(0).await;
     let env = vec![
         ("REDIS_URL", redis),
-        ("JWT_SECRET", JWT_SECRET.to_owned()),
-        ("SECRETS_KEY", SECRETS_KEY.to_owned()),
         ("APP_ENV", "development".to_owned()),
         ("TRUST_FORWARDED_FOR", "true".to_owned()),
         ("API_RATE_LIMIT_PER_MINUTE", "100000".to_owned()),
@@ -159,8 +106,10 @@ async fn two_instances_share_limits_and_settle_everything_once() {
         ("TELEGRAM_CHAT_ID", CHAT.to_owned()),
         ("TELEGRAM_API_BASE", telegram),
     ];
-    let mut instances =
-        vec![start(&env, &database.url, "instance-0").await, start(&env, &database.url, "instance-1").await];
+    let mut instances = vec![
+        Instance::start(&env, &database.url, "instance-0").await,
+        Instance::start(&env, &database.url, "instance-1").await,
+    ];
     let run = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
 
     // Four users, each registered on one instance and signed in on the other.
@@ -261,13 +210,7 @@ async fn two_instances_share_limits_and_settle_everything_once() {
     assert_eq!(registrations, 4, "{delivered:?}");
 
     drop(survivor);
-    let verify = Command::new(env!("CARGO_BIN_EXE_smsledger"))
-        .arg("verify")
-        .env("DATABASE_URL", &database.url)
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("SECRETS_KEY", SECRETS_KEY)
-        .output()
-        .unwrap();
+    let verify = verify(&database.url);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     pool.close().await;
 }

@@ -20,7 +20,7 @@ use projections::OrderView;
 
 use crate::catalog::CatalogCache;
 use crate::identity::now;
-use crate::providers::routing::{candidates, rent_first};
+use crate::providers::routing::{RoutingError, candidates, rent_first};
 use crate::providers::{Provider, ProviderError, SmsStatus};
 use crate::service::{Ledger, ServiceError};
 use crate::store::{AppendOutcome, EventStore, Metadata, StoreError};
@@ -186,7 +186,11 @@ impl Orders {
         }
         let (candidate, rental) = rent_first(&found, &request.service, &request.country).await.map_err(|error| {
             tracing::info!(%error, service = %request.service, country = %request.country, "order.no_number");
-            OrderFailure::NoNumbers { cheapest: None }
+            match error {
+                // The last provider asked did not answer (down, timed out): try again later.
+                RoutingError::Exhausted(ProviderError::Unavailable(why)) => OrderFailure::ProviderUnavailable(why),
+                _ => OrderFailure::NoNumbers { cheapest: None },
+            }
         })?;
         let order_id = OrderId::new();
         let at = now();

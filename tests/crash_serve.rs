@@ -1,0 +1,194 @@
+//! `smsledger serve` on PostgreSQL, killed with SIGKILL three times during mixed load (orders
+//! placed, cancelled, expiring, codes arriving; deposits) and started again each time. Clients
+//! retry what got no answer with the same Idempotency-Key, as a real client does. Afterwards:
+//! every acknowledged order and deposit is in the log exactly once, nothing was recorded that
+//! no client asked for, every hold is captured or released within its order's lifetime, and
+//! `smsledger verify` passes (hash chain, balances re-folded, every view equal to a rebuild).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::serve::{Instance, count_events, verify};
+
+const PASSWORD: &str = "correct horse battery";
+const USERS: usize = 6;
+const KILLS: usize = 3;
+
+/// What one client got acknowledged: order ids by key, deposit keys.
+#[derive(Default)]
+struct Acknowledged {
+    orders: BTreeMap<String, String>,
+    deposits: BTreeSet<String>,
+}
+
+/// Sends until the server answers something other than "unavailable" (it is restarting);
+/// the final status and body.
+async fn until_answered(request: impl Fn() -> reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = request().send().await {
+            let status = response.status();
+            if !(status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT) {
+                return (status, response.json().await.unwrap_or(Value::Null));
+            }
+        }
+        assert!(Instant::now() < deadline, "no answer for a minute");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn client_loop(
+    api: String,
+    http: reqwest::Client,
+    token: String,
+    user: usize,
+    stop: Arc<AtomicBool>,
+) -> Acknowledged {
+    let mut acknowledged = Acknowledged::default();
+    let mut k = 0_u32;
+    while !stop.load(Ordering::Relaxed) {
+        k += 1;
+        if k.is_multiple_of(10) {
+            let key = format!("deposit-{user}-{k}");
+            let (status, body) = until_answered(|| {
+                http.post(format!("{api}/payments/deposit"))
+                    .bearer_auth(&token)
+                    .header("idempotency-key", &key)
+                    .json(&json!({"amount": "2", "method": "sandbox"}))
+            })
+            .await;
+            assert!(status.is_success(), "deposit: {status} {body}");
+            acknowledged.deposits.insert(key);
+            continue;
+        }
+        let key = format!("order-{user}-{k}");
+        let (status, body) = until_answered(|| {
+            http.post(format!("{api}/orders"))
+                .bearer_auth(&token)
+                .header("idempotency-key", &key)
+                .json(&json!({"service": "tg", "country": "GB"}))
+        })
+        .await;
+        assert!(matches!(status.as_u16(), 200 | 201), "order: {status} {body}");
+        let id = body["data"]["order"]["id"].as_str().unwrap().to_owned();
+        if k.is_multiple_of(3) {
+            let (status, body) =
+                until_answered(|| http.post(format!("{api}/orders/{id}/cancel")).bearer_auth(&token).json(&json!({})))
+                    .await;
+            // Cancelled now, or already closed (an SMS came first, or a retry after a cancel
+            // that was recorded but not answered).
+            assert!(matches!(status.as_u16(), 200 | 409 | 422), "cancel: {status} {body}");
+        }
+        acknowledged.orders.insert(key, id);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    acknowledged
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_under_load_loses_and_doubles_nothing() {
+    let Some(database) = common::postgres_database("crash_serve").await else { return };
+    let env = [
+        ("APP_ENV", "development"),
+        ("TRUST_FORWARDED_FOR", "true"),
+        ("API_RATE_LIMIT_PER_MINUTE", "1000000"),
+        ("SANDBOX_CODE_DELAY_MS", "200"),
+        ("SANDBOX_DELIVER_PERCENT", "50"),
+        ("CANCEL_TIMEOUT", "0"),
+        ("ORDER_TIMEOUT", "2000"),
+        ("ORDER_POLL_MS", "200"),
+    ]
+    .map(|(k, v)| (k, v.to_owned()));
+    let mut server = Instance::start(&env, &database.url, "crash").await;
+    let api = server.api.clone();
+
+    let mut clients = Vec::new();
+    for user in 0..USERS {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", format!("10.77.0.{user}").parse().unwrap());
+        let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
+        let body = json!({"email": format!("crash{user}@example.com"), "password": PASSWORD});
+        let registered = http.post(format!("{api}/auth/register")).json(&body).send().await.unwrap();
+        assert_eq!(registered.status(), StatusCode::CREATED);
+        let login: Value =
+            http.post(format!("{api}/auth/login")).json(&body).send().await.unwrap().json().await.unwrap();
+        let token = login["data"]["access_token"].as_str().unwrap().to_owned();
+        let funded = http
+            .post(format!("{api}/payments/deposit"))
+            .bearer_auth(&token)
+            .header("idempotency-key", format!("funding-{user}"))
+            .json(&json!({"amount": "500", "method": "sandbox"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(funded.status().is_success());
+        clients.push((http, token));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(user, (http, token))| tokio::spawn(client_loop(api.clone(), http, token, user, stop.clone())))
+        .collect();
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        server.restart().await; // SIGKILL, then the same command again
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut orders = BTreeMap::new();
+    let mut deposits = BTreeSet::new();
+    for task in tasks {
+        let acknowledged = task.await.unwrap();
+        orders.extend(acknowledged.orders);
+        deposits.extend(acknowledged.deposits);
+    }
+    assert!(orders.len() >= 20, "enough load to matter: {} orders", orders.len());
+
+    // Every hold ends within its order's lifetime (2 s) and the monitor's next rounds.
+    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (holds, settled) = loop {
+        let holds = count_events(&pool, "wallet.hold_placed").await;
+        let settled =
+            count_events(&pool, "wallet.hold_captured").await + count_events(&pool, "wallet.hold_released").await;
+        if holds == settled || Instant::now() > deadline {
+            break (holds, settled);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(settled, holds, "every hold captured or released once");
+
+    // Each acknowledged order once, and no order nobody was told of.
+    let placed: Vec<String> = sqlx::query_scalar("SELECT stream_id FROM events WHERE event_type = 'order.placed'")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let placed_ids: BTreeSet<&str> = placed.iter().map(|s| s.trim_start_matches("order-")).collect();
+    assert_eq!(placed.len(), placed_ids.len(), "no order placed twice");
+    let acknowledged_ids: BTreeSet<&str> = orders.values().map(String::as_str).collect();
+    assert_eq!(acknowledged_ids.len(), orders.len(), "each key its own order");
+    assert_eq!(placed_ids, acknowledged_ids, "the log holds exactly the acknowledged orders");
+    assert_eq!(holds as usize, orders.len(), "one hold per order");
+    // Each acknowledged deposit credited once (plus the funding).
+    let credited = count_events(&pool, "wallet.deposited").await;
+    assert_eq!(credited as usize, deposits.len() + USERS, "each deposit key credited once");
+
+    eprintln!(
+        "{} orders, {} deposits acknowledged across {KILLS} kills; {holds} holds settled",
+        orders.len(),
+        deposits.len()
+    );
+    let verified = verify(&database.url);
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+    pool.close().await;
+    drop(server);
+}
