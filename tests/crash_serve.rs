@@ -4,6 +4,7 @@
 //! every acknowledged order and deposit is in the log exactly once, nothing was recorded that
 //! no client asked for, every hold is captured or released within its order's lifetime, and
 //! `smsledger verify` passes (hash chain, balances re-folded, every view equal to a rebuild).
+//! The same holds when PostgreSQL goes away under load and comes back.
 
 mod common;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use common::proxy::Proxy;
 use common::serve::{Instance, count_events, verify};
 
 const PASSWORD: &str = "correct horse battery";
@@ -92,10 +94,10 @@ async fn client_loop(
     acknowledged
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killed_under_load_loses_and_doubles_nothing() {
-    let Some(database) = common::postgres_database("crash_serve").await else { return };
-    let env = [
+/// Settings for a quick order life: half the numbers get a code in 200 ms, the rest expire
+/// after 2 s and are refunded.
+fn quick_orders() -> Vec<(&'static str, String)> {
+    [
         ("APP_ENV", "development"),
         ("TRUST_FORWARDED_FOR", "true"),
         ("API_RATE_LIMIT_PER_MINUTE", "1000000"),
@@ -105,10 +107,12 @@ async fn killed_under_load_loses_and_doubles_nothing() {
         ("ORDER_TIMEOUT", "2000"),
         ("ORDER_POLL_MS", "200"),
     ]
-    .map(|(k, v)| (k, v.to_owned()));
-    let mut server = Instance::start(&env, &database.url, "crash").await;
-    let api = server.api.clone();
+    .map(|(k, v)| (k, v.to_owned()))
+    .to_vec()
+}
 
+/// Registers, signs in and funds `USERS` users; their clients and tokens.
+async fn funded_users(api: &str) -> Vec<(reqwest::Client, String)> {
     let mut clients = Vec::new();
     for user in 0..USERS {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -131,30 +135,38 @@ async fn killed_under_load_loses_and_doubles_nothing() {
         assert!(funded.status().is_success());
         clients.push((http, token));
     }
+    clients
+}
 
+/// Runs the clients until `trouble` is over and a second more; what was acknowledged.
+async fn under_load(
+    api: &str,
+    clients: Vec<(reqwest::Client, String)>,
+    trouble: impl Future<Output = ()>,
+) -> Acknowledged {
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(user, (http, token))| tokio::spawn(client_loop(api.clone(), http, token, user, stop.clone())))
+        .map(|(user, (http, token))| tokio::spawn(client_loop(api.to_owned(), http, token, user, stop.clone())))
         .collect();
-    for _ in 0..KILLS {
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        server.restart().await; // SIGKILL, then the same command again
-    }
+    trouble.await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut orders = BTreeMap::new();
-    let mut deposits = BTreeSet::new();
+    let mut all = Acknowledged::default();
     for task in tasks {
         let acknowledged = task.await.unwrap();
-        orders.extend(acknowledged.orders);
-        deposits.extend(acknowledged.deposits);
+        all.orders.extend(acknowledged.orders);
+        all.deposits.extend(acknowledged.deposits);
     }
-    assert!(orders.len() >= 20, "enough load to matter: {} orders", orders.len());
+    assert!(all.orders.len() >= 20, "enough load to matter: {} orders", all.orders.len());
+    all
+}
 
-    // Every hold ends within its order's lifetime (2 s) and the monitor's next rounds.
-    let pool = sqlx::PgPool::connect(&database.url).await.unwrap();
+/// Every acknowledged order and deposit is in the log once and nothing else is; every hold
+/// is settled within its order's lifetime; `smsledger verify` passes.
+async fn assert_exactly_once(database_url: &str, acknowledged: &Acknowledged, what: &str) {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let (holds, settled) = loop {
         let holds = count_events(&pool, "wallet.hold_placed").await;
@@ -166,29 +178,64 @@ async fn killed_under_load_loses_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(settled, holds, "every hold captured or released once");
-
-    // Each acknowledged order once, and no order nobody was told of.
     let placed: Vec<String> = sqlx::query_scalar("SELECT stream_id FROM events WHERE event_type = 'order.placed'")
         .fetch_all(&pool)
         .await
         .unwrap();
     let placed_ids: BTreeSet<&str> = placed.iter().map(|s| s.trim_start_matches("order-")).collect();
     assert_eq!(placed.len(), placed_ids.len(), "no order placed twice");
-    let acknowledged_ids: BTreeSet<&str> = orders.values().map(String::as_str).collect();
-    assert_eq!(acknowledged_ids.len(), orders.len(), "each key its own order");
+    let acknowledged_ids: BTreeSet<&str> = acknowledged.orders.values().map(String::as_str).collect();
+    assert_eq!(acknowledged_ids.len(), acknowledged.orders.len(), "each key its own order");
     assert_eq!(placed_ids, acknowledged_ids, "the log holds exactly the acknowledged orders");
-    assert_eq!(holds as usize, orders.len(), "one hold per order");
-    // Each acknowledged deposit credited once (plus the funding).
+    assert_eq!(holds as usize, acknowledged.orders.len(), "one hold per order");
     let credited = count_events(&pool, "wallet.deposited").await;
-    assert_eq!(credited as usize, deposits.len() + USERS, "each deposit key credited once");
-
+    assert_eq!(credited as usize, acknowledged.deposits.len() + USERS, "each deposit key credited once");
     eprintln!(
-        "{} orders, {} deposits acknowledged across {KILLS} kills; {holds} holds settled",
-        orders.len(),
-        deposits.len()
+        "{} orders, {} deposits acknowledged {what}; {holds} holds settled",
+        acknowledged.orders.len(),
+        acknowledged.deposits.len()
     );
-    let verified = verify(&database.url);
+    let verified = verify(database_url);
     assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
     pool.close().await;
-    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_under_load_loses_and_doubles_nothing() {
+    let Some(database) = common::postgres_database("crash_serve").await else { return };
+    let mut server = Instance::start(&quick_orders(), &database.url, "crash").await;
+    let api = server.api.clone();
+    let clients = funded_users(&api).await;
+    let kills = async {
+        for _ in 0..KILLS {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            server.restart().await; // SIGKILL, then the same command again
+        }
+    };
+    let acknowledged = under_load(&api, clients, kills).await;
+    assert_exactly_once(&database.url, &acknowledged, &format!("across {KILLS} kills")).await;
+}
+
+/// PostgreSQL goes away under load (every connection cut, new ones refused for 3 s, as in a
+/// restart) and comes back: the service reconnects by itself and loses or doubles nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_is_survived_without_a_restart() {
+    let Some(database) = common::postgres_database("database_outage").await else { return };
+    let url = reqwest::Url::parse(&database.url).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let proxy = Proxy::start(target).await;
+    let mut proxied = url.clone();
+    proxied.set_port(Some(proxy.address.port())).unwrap();
+    let mut server = Instance::start(&quick_orders(), proxied.as_str(), "outage").await;
+    let clients = funded_users(&server.api).await;
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        proxy.cut();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        proxy.resume();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    };
+    let acknowledged = under_load(&server.api, clients, outage).await;
+    assert_exactly_once(&database.url, &acknowledged, "across a database outage").await;
+    assert!(server.is_running(), "the same process served before and after");
 }

@@ -68,42 +68,16 @@ async fn instances_share_one_count_through_redis() {
     assert!((170..=180).contains(&retry_after_s), "one attempt back every 3 minutes, got {retry_after_s}");
 }
 
-/// Forwards one local port to Redis until `stop` is dropped or sent: an outage on demand.
-async fn proxy_to(redis_url: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let target = redis_url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        let accept = async {
-            loop {
-                let (mut client, _) = listener.accept().await.unwrap();
-                let target = target.clone();
-                connections.spawn(async move {
-                    let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                });
-            }
-        };
-        tokio::select! {
-            () = accept => {}
-            _ = stopped => {}
-        }
-        connections.abort_all();
-    });
-    (format!("redis://{address}"), stop)
-}
-
 #[tokio::test]
 async fn a_redis_outage_falls_back_to_in_process_limits() {
     let Some(url) = common::redis_url("a_redis_outage_falls_back_to_in_process_limits").await else { return };
     assert!(RateLimiter::with_redis("redis://127.0.0.1:1").await.is_err(), "nothing listens on port 1");
-    let (proxied, outage) = proxy_to(&url).await;
-    let limiter = RateLimiter::with_redis(&proxied).await.unwrap();
+    let target = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let proxy = common::proxy::Proxy::start(target).await;
+    let limiter = RateLimiter::with_redis(&format!("redis://{}", proxy.address)).await.unwrap();
     let key = unique_key();
     assert_eq!(limiter.check(&SLOW, &key).await, Decision::Allowed, "through Redis");
-    drop(outage);
+    proxy.cut(); // Redis is gone and stays gone
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = std::time::Instant::now();
     for i in 0..3 {

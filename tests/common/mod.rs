@@ -12,6 +12,7 @@ pub mod fake_stripe;
 pub mod fake_telegram;
 pub mod fake_textverified;
 pub mod fake_trongrid;
+pub mod proxy;
 pub mod serve;
 pub mod smtp_sink;
 
