@@ -1,6 +1,10 @@
 //! Reads with read-your-writes: a view is read only once its projector has caught up with
-//! the log as it was when the read began, so a client that just wrote sees its write. The
-//! checkpoint is polled in the database, which holds whichever instance runs the projector.
+//! what the read must include, so a client that just wrote sees its write. A user's own views
+//! (balance, orders, payments, notifications) wait for that user's writes only: the last event
+//! of their wallets (every change of their money, every order placed, captured or refunded)
+//! and the last append this instance made for them. Admin views wait for the whole log as it
+//! was when the read began. The checkpoint is polled in the database, which holds whichever
+//! instance runs the projector. (Decision 0021.)
 
 use std::time::Duration;
 
@@ -51,6 +55,37 @@ pub async fn wait_for_view(store: &EventStore, view: &'static str) -> Result<(),
 /// as of this call.
 pub async fn wait_for_checkpoint(store: &EventStore, projection: &'static str, name: &str) -> Result<(), ReadError> {
     let head = store.head().await?.position;
+    wait_for_position(store, projection, name, head).await
+}
+
+/// The position a read of `user`'s own views must reach to include all their writes.
+pub async fn user_position(store: &EventStore, user: UserId, currencies: &[Currency]) -> Result<i64, ReadError> {
+    let wallets: Vec<String> = currencies.iter().map(|c| domain::events::wallet_stream(user, *c)).collect();
+    let logged = match store.engine() {
+        Engine::Postgres(pool) => sink::postgres::last_position_of(&mut *pool.acquire().await?, &wallets).await?,
+        Engine::Sqlite(pool) => sink::sqlite::last_position_of(&mut *pool.acquire().await?, &wallets).await?,
+    };
+    Ok(logged.max(store.last_write_by(&format!("user:{user}")).unwrap_or(0)))
+}
+
+/// Waits until a view named as its checkpoint has applied every write of `user`.
+pub async fn wait_for_user(
+    store: &EventStore,
+    view: &'static str,
+    user: UserId,
+    currencies: &[Currency],
+) -> Result<(), ReadError> {
+    let target = user_position(store, user, currencies).await?;
+    wait_for_position(store, view, view, target).await
+}
+
+/// Waits until the view `projection`, kept at checkpoint `name`, has reached `target`.
+async fn wait_for_position(
+    store: &EventStore,
+    projection: &'static str,
+    name: &str,
+    head: i64,
+) -> Result<(), ReadError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
@@ -70,12 +105,13 @@ pub async fn wait_for_checkpoint(store: &EventStore, projection: &'static str, n
     }
 }
 
-/// A user's balance in one currency, including every write committed before the call.
+/// A user's balance in one currency, including every change of it committed before the call.
 /// A user who never had money in that currency has a zero balance.
 pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Result<Balance, ReadError> {
-    // Usually the projector is already there: head, checkpoint and row in one statement.
+    // Usually the projector is already there: the wallet's last position, the checkpoint and
+    // the row in one statement.
     let name = projection::checkpoint_name(ProjectionName::Balances, Target::Live);
-    let (head, checkpoint, found) = match store.engine() {
+    let (wallet, checkpoint, found) = match store.engine() {
         Engine::Postgres(pool) => {
             sink::postgres::balance_with_positions(&mut *pool.acquire().await?, &name, user, currency).await?
         }
@@ -83,10 +119,11 @@ pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Re
             sink::sqlite::balance_with_positions(&mut *pool.acquire().await?, &name, user, currency).await?
         }
     };
-    if checkpoint >= head {
+    let target = wallet.max(store.last_write_by(&format!("user:{user}")).unwrap_or(0));
+    if checkpoint >= target {
         return Ok(found.unwrap_or_default());
     }
-    wait_until_fresh(store, ProjectionName::Balances).await?;
+    wait_for_position(store, ProjectionName::Balances.as_str(), &name, target).await?;
     let found = match store.engine() {
         Engine::Postgres(pool) => sink::postgres::balance(&mut *pool.acquire().await?, user, currency).await?,
         Engine::Sqlite(pool) => sink::sqlite::balance(&mut *pool.acquire().await?, user, currency).await?,
@@ -112,10 +149,12 @@ pub const HISTORY_EVENT_TYPES: [&str; 6] = [
 pub async fn history(
     store: &EventStore,
     user: UserId,
-    limit: i64,
-    offset: i64,
+    currencies: &[Currency],
+    (limit, offset): (i64, i64),
 ) -> Result<(Vec<projections::StatementLine>, i64), ReadError> {
-    wait_until_fresh(store, ProjectionName::Statement).await?;
+    let target = user_position(store, user, currencies).await?;
+    let name = projection::checkpoint_name(ProjectionName::Statement, Target::Live);
+    wait_for_position(store, ProjectionName::Statement.as_str(), &name, target).await?;
     let types = &HISTORY_EVENT_TYPES;
     Ok(match store.engine() {
         Engine::Postgres(pool) => {

@@ -82,7 +82,10 @@ async fn page_of(
     method: Option<DepositMethod>,
     (page, per_page): (i64, i64),
 ) -> Result<DepositsPage, ApiError> {
-    crate::read::wait_for_view(&state.store, deposits_view::NAME).await?;
+    match user {
+        Some(user) => crate::read::wait_for_user(&state.store, deposits_view::NAME, user, &state.currencies).await?,
+        None => crate::read::wait_for_view(&state.store, deposits_view::NAME).await?,
+    }
     let offset = (page - 1).saturating_mul(per_page);
     let found = deposits_view::list(state.store.engine(), user, status, method, offset, per_page)
         .await

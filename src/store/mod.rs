@@ -102,7 +102,14 @@ struct Inner {
     writer: mpsc::Sender<writer::Pending>,
     /// The newest position this process has committed.
     head: watch::Receiver<i64>,
+    /// The newest position this process committed for each actor (`user:{id}`): what a
+    /// read-your-writes read of that user's views must wait for.
+    last_writes: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
+
+/// Actors whose last write is remembered; past this the memory starts over (a read then waits
+/// for what the log says of the user, which covers every write but an order's finish).
+const LAST_WRITES_MAX: usize = 100_000;
 
 impl EventStore {
     /// Connects, applies migrations, and starts the group-commit writer on the current tokio
@@ -121,7 +128,7 @@ impl EventStore {
         };
         let (head_sender, head) = watch::channel(0);
         tokio::spawn(writer::run(engine.clone(), receiver, limits, head_sender));
-        EventStore { inner: Arc::new(Inner { engine, writer: sender, head }) }
+        EventStore { inner: Arc::new(Inner { engine, writer: sender, head, last_writes: Default::default() }) }
     }
 
     /// Changes whenever this process commits an append (others' appends are not seen here).
@@ -136,9 +143,24 @@ impl EventStore {
     /// Appends one request atomically; durable when this returns `Ok`.
     pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         request.validate()?;
+        let actor = request.metadata.actor.clone();
         let (reply, answer) = oneshot::channel();
         self.inner.writer.send(writer::Pending { request, reply }).await.map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        let outcome = answer.await.map_err(|_| StoreError::WriterStopped)??;
+        if let Some(actor) = actor {
+            let mut last = self.inner.last_writes.lock().expect("last writes lock");
+            if last.len() >= LAST_WRITES_MAX {
+                last.clear();
+            }
+            let position = last.entry(actor).or_default();
+            *position = (*position).max(outcome.last_position);
+        }
+        Ok(outcome)
+    }
+
+    /// The newest position this process committed on behalf of `actor` (`user:{id}`).
+    pub fn last_write_by(&self, actor: &str) -> Option<i64> {
+        self.inner.last_writes.lock().expect("last writes lock").get(actor).copied()
     }
 
     pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
