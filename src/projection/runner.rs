@@ -161,6 +161,9 @@ pub async fn run_live(
 
 /// Calls `batch` forever: again at once while it finds work, else when the writer announces
 /// a new head or `poll` passes (for other processes' writes); a failure waits a second.
+/// How long a projector that found events waits before it looks again (decision 0021).
+pub const GATHER_WAIT: Duration = Duration::from_millis(10);
+
 pub(crate) async fn keep_running<F, Fut>(name: &str, batch: F, mut head: watch::Receiver<i64>, poll: Duration)
 where
     F: Fn() -> Fut,
@@ -171,7 +174,9 @@ where
             Ok(0) => {
                 let _ = tokio::time::timeout(poll, head.changed()).await;
             }
-            Ok(_) => {}
+            // Under a steady trickle of appends, going again at once would run a transaction
+            // per commit for every projector; a moment's wait lets a page gather instead.
+            Ok(_) => tokio::time::sleep(GATHER_WAIT).await,
             Err(error) => {
                 tracing::error!(projection = name, %error, "projection.batch_failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -11,8 +11,25 @@ use uuid::Uuid;
 use super::plan::{BatchPlan, Known, WriterCache, plan_batch};
 use super::{AppendOutcome, AppendRequest, Head, RecordedEvent, StoreError, head_hash};
 
+/// A pooled connection idle longer than this is pinged before it is handed out.
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The pool. sqlx pings every connection on acquire by default: a round trip more for every
+/// query, most of a short request's cost on loopback. A busy connection is used as it is
+/// (if the server went away, that one query fails and the connection is dropped); one idle
+/// for a second or more is pinged first.
 pub async fn connect(url: &str, pool_size: u32) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new().max_connections(pool_size).connect(url).await
+    PgPoolOptions::new()
+        .max_connections(pool_size)
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                use sqlx::Connection as _;
+                Ok(meta.idle_for < PING_IF_IDLE_FOR || connection.ping().await.is_ok())
+            })
+        })
+        .connect(url)
+        .await
 }
 
 /// How many times a batch is planned again after another process moved the head first.
