@@ -7,47 +7,18 @@
 //! Run: `cargo bench --bench store_load` (PostgreSQL at BENCH_DATABASE_URL, default the
 //! local server; BENCH_WRITERS default 32, BENCH_SECONDS default 10).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domain::events::wallet_stream;
-use domain::wallet::{WalletCommand, WalletState};
-use domain::{Aggregate, Clearing, Currency, DepositId, DomainEvent, PositiveMoney, UserId};
 use projections::ProjectionName;
 use smsledger::config::StoreSettings;
-use smsledger::store::{AppendRequest, Engine, EventStore, ExpectedVersion, NewEvent, StreamAppend};
+use smsledger::store::{Engine, EventStore};
 use sqlx::{Connection, Executor};
 
-/// Awaits every task in order.
-async fn join_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(handle.await.expect("task"));
-    }
-    out
-}
-
-struct Run {
-    operations: usize,
-    seconds: f64,
-    latencies_us: Vec<u64>,
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.operations as f64 / self.seconds
-    }
-
-    fn percentile(&mut self, p: f64) -> f64 {
-        self.latencies_us.sort_unstable();
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us.get(index).copied().unwrap_or(0) as f64 / 1000.0
-    }
-}
-
-fn env_number(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+use common::env_number;
+use common::store::{Run, appends, engine_close, join_all, pool};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -134,55 +105,6 @@ async fn main() -> anyhow::Result<()> {
     engine_close(engine).await;
     admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).await?;
     Ok(())
-}
-
-fn pool(engine: &Engine) -> &sqlx::PgPool {
-    match engine {
-        Engine::Postgres(pool) => pool,
-        Engine::Sqlite(_) => unreachable!("the bench opens PostgreSQL"),
-    }
-}
-
-async fn engine_close(engine: Engine) {
-    if let Engine::Postgres(pool) = engine {
-        pool.close().await;
-    }
-}
-
-/// Each writer deposits into its own wallet: single-event appends with an exact expected version.
-async fn appends(store: &EventStore, writers: usize, duration: Duration) -> Run {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut handles = Vec::new();
-    for _ in 0..writers {
-        let store = store.clone();
-        handles.push(tokio::spawn(async move {
-            let user = UserId::new();
-            let wallet = WalletState::new(user, Currency::USD);
-            let amount = PositiveMoney::parse("1.00", "USD").unwrap();
-            let mut latencies = Vec::new();
-            let mut version = 0;
-            while Instant::now() < deadline {
-                let command = WalletCommand::Deposit { deposit_id: DepositId::new(), amount, source: Clearing::Stripe };
-                let event = wallet.decide(command).unwrap().remove(0);
-                let request = AppendRequest {
-                    streams: vec![StreamAppend {
-                        stream_id: wallet_stream(user, Currency::USD),
-                        expected: ExpectedVersion::from_version(version),
-                        events: vec![NewEvent::from_domain(&DomainEvent::Wallet(event))],
-                    }],
-                    ..Default::default()
-                };
-                let sent = Instant::now();
-                store.append(request).await.expect("append");
-                latencies.push(sent.elapsed().as_micros() as u64);
-                version += 1;
-            }
-            latencies
-        }));
-    }
-    let latencies: Vec<u64> = join_all(handles).await.into_iter().flatten().collect();
-    Run { operations: latencies.len(), seconds: started.elapsed().as_secs_f64(), latencies_us: latencies }
 }
 
 /// The disk's ceiling for one commit per request: autocommitted single-row inserts.
