@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use projections::ProjectionName;
 use smsledger::config::StoreSettings;
 use smsledger::store::{Engine, EventStore};
-use sqlx::{Connection, Executor};
 
-use common::env_number;
 use common::store::{Run, appends, engine_close, join_all, pool};
+use common::{database_url, env_number};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,13 +26,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let writers = env_number("BENCH_WRITERS", 32);
     let duration = Duration::from_secs(env_number("BENCH_SECONDS", 10) as u64);
-    let admin_url =
-        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("smsledger_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await?;
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base));
-
+    let (url, cleanup) = database_url().await;
     let mut settings = StoreSettings { pool_size: (writers as u32).max(4) + 4, ..StoreSettings::new(url.clone()) };
     settings.batch_wait_us = env_number("STORE_BATCH_WAIT_US", settings.batch_wait_us as usize) as u64;
     let store = EventStore::open(&settings).await?;
@@ -103,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
 
     drop(store);
     engine_close(engine).await;
-    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).await?;
+    cleanup.run().await?;
     Ok(())
 }
 

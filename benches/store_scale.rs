@@ -4,9 +4,10 @@
 //! stream by id, finding a stream's last position (what a user's read waits for), and reading
 //! a page of the log after a position (what a projector does).
 //!
-//! The large log is filled by one `INSERT ... SELECT generate_series` in the store's own
-//! table (filler events spread over streams of ten, realistic payload size), then the head row
-//! is moved to its end; appends continue the chain from there. Filler events are not real
+//! The large log is filled by `INSERT ... SELECT generate_series` in the store's own table
+//! (filler events spread over streams of ten, each stream's events far apart as a long-lived
+//! wallet's are, realistic payload size, event ids ordered by time as UUID v7 ids are), then the
+//! head row is moved to its end; appends continue the chain from there. Filler events are not real
 //! events, so `verify` is not run on them.
 //!
 //! Run: `cargo bench --bench store_scale` (PostgreSQL at BENCH_DATABASE_URL, default the local
@@ -18,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use smsledger::config::StoreSettings;
 use smsledger::store::{self, EventStore};
-use sqlx::{Connection, Executor};
 
-use common::env_number;
 use common::store::{Run, appends, engine_close, join_all, pool};
+use common::{database_url, env_number};
 
 const WRITERS: usize = 64;
 const READERS: usize = 16;
@@ -78,12 +78,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn measure(events: i64, duration: Duration) -> anyhow::Result<Measured> {
-    let admin_url =
-        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("smsledger_scale_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).await?;
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base));
+    let (url, cleanup) = database_url().await;
     let settings = StoreSettings { pool_size: (WRITERS as u32) + 8, ..StoreSettings::new(url.clone()) };
 
     // Tables first, then the filler, then the store that appends after it.
@@ -97,7 +92,8 @@ async fn measure(events: i64, duration: Duration) -> anyhow::Result<Measured> {
         let upto = (filled + FILL_CHUNK).min(events);
         sqlx::query(
             "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at, hash) \
-             SELECT n, 'filler-' || ((n - 1) % $3), (n - 1) / $3 + 1, gen_random_uuid(), 'bench.filler', 1, \
+             SELECT n, 'filler-' || ((n - 1) % $3), (n - 1) / $3 + 1, \
+             ('00000000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, 'bench.filler', 1, \
              jsonb_build_object('amount', jsonb_build_object('amount', '1.25', 'currency', 'USD'), 'n', n, 'note', repeat('x', 160)), \
              '{}'::jsonb, now(), decode(repeat('00', 32), 'hex') \
              FROM generate_series($1::bigint, $2::bigint) AS n",
@@ -161,7 +157,7 @@ async fn measure(events: i64, duration: Duration) -> anyhow::Result<Measured> {
     let engine = store.engine().clone();
     drop(store);
     engine_close(engine).await;
-    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).await?;
+    cleanup.run().await?;
     Ok(Measured { events, appends, stream_reads, last_positions, pages })
 }
 

@@ -420,17 +420,22 @@ async fn verify_compares_the_orders_view(database: TestDatabase) {
     assert!(report.problems[0].what.contains(&format!("orders projection differs from the log at order {id}")));
 }
 
+/// The SMS-Man client pointed at the fake, waiting at most `timeout` for an answer.
+fn smsman_waiting(url: String, timeout: Duration) -> Provider {
+    let settings = smsledger::providers::SmsManSettings {
+        base_url: url,
+        token: common::fake_smsman::TOKEN.into(),
+        timeout,
+        currency: domain::Currency::USD,
+    };
+    Provider::SmsMan(std::sync::Arc::new(smsledger::providers::SmsMan::new(settings)))
+}
+
 async fn a_slow_provider_does_not_hold_up_reading_an_order(database: TestDatabase) {
     // SMS-Man (the fake) end to end, with a provider timeout longer than a reader should wait.
     let (url, fake) = common::fake_smsman::fake_smsman().await;
     fake.lock().unwrap().sms_delay = Duration::from_secs(6);
-    let settings = smsledger::providers::SmsManSettings {
-        base_url: url,
-        token: common::fake_smsman::TOKEN.into(),
-        timeout: Duration::from_secs(10),
-        currency: domain::Currency::USD,
-    };
-    let smsman = Provider::SmsMan(std::sync::Arc::new(smsledger::providers::SmsMan::new(settings)));
+    let smsman = smsman_waiting(url, Duration::from_secs(10));
     let app = spawn_with(database, Options { providers: Some(vec![smsman]), ..Options::default() }).await;
     let token = customer(&app, "ann@example.com", "1.00").await;
     let placed = place(&app, &token).await;
@@ -457,13 +462,7 @@ async fn a_hanging_provider_never_stalls_the_service(database: TestDatabase) {
     // SMS-Man answers `get-number` after 3 s; we wait 300 ms for it.
     let (url, fake) = common::fake_smsman::fake_smsman().await;
     fake.lock().unwrap().get_number = "slow".into();
-    let settings = smsledger::providers::SmsManSettings {
-        base_url: url,
-        token: common::fake_smsman::TOKEN.into(),
-        timeout: Duration::from_millis(300),
-        currency: domain::Currency::USD,
-    };
-    let smsman = Provider::SmsMan(std::sync::Arc::new(smsledger::providers::SmsMan::new(settings)));
+    let smsman = smsman_waiting(url, Duration::from_millis(300));
     let app = spawn_with(database, Options { providers: Some(vec![smsman]), ..Options::default() }).await;
     let token = customer(&app, "ann@example.com", "100.00").await;
     app.get("/catalog/prices", As::Bearer(&token)).await.expect(StatusCode::OK); // the first sync, done
