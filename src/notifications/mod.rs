@@ -79,9 +79,9 @@ impl Senders {
 pub fn spawn_notifier(store: &EventStore, settings: &NotificationSettings, batch_max: u32, poll: Duration) {
     let engine = store.engine().clone();
     let targets = settings.targets();
-    let batch = move || {
+    let batch = move |news| {
         let (engine, targets) = (engine.clone(), targets.clone());
-        async move { rows::run_batch(&engine, &targets, batch_max).await }
+        async move { rows::run_batch(&engine, &targets, batch_max, news).await }
     };
     let head = store.subscribe();
     tokio::spawn(async move { crate::projection::keep_running(rows::NAME, batch, head, poll).await });

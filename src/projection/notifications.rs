@@ -258,9 +258,15 @@ macro_rules! engine_notifications {
 engine_notifications!(postgres, sqlx::PgConnection);
 engine_notifications!(sqlite, sqlx::SqliteConnection);
 
-/// Runs one batch of the notifier; returns how many events it read (0: caught up).
-pub async fn run_batch(engine: &Engine, targets: &Targets, batch_max: u32) -> Result<usize, ProjectionError> {
-    super::views::run_batch_into(engine, super::views::Fold::Notifier(targets), NAME, batch_max).await
+/// Runs one batch of the notifier; returns how many events it read (0: caught up). `news`:
+/// the caller knows there are new events.
+pub async fn run_batch(
+    engine: &Engine,
+    targets: &Targets,
+    batch_max: u32,
+    news: bool,
+) -> Result<usize, ProjectionError> {
+    super::views::run_batch_into(engine, super::views::Fold::Notifier(targets), NAME, batch_max, news).await
 }
 
 /// A user's notifications, newest first; and how many match.

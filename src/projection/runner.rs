@@ -99,11 +99,22 @@ pub async fn run_batch(
     target: Target,
     batch_max: u32,
 ) -> Result<usize, ProjectionError> {
+    run_page(engine, projection, target, batch_max, false).await
+}
+
+/// One batch; `news`: the caller knows there are new events, so the look before the lock
+/// is skipped.
+async fn run_page(
+    engine: &Engine,
+    projection: ProjectionName,
+    target: Target,
+    batch_max: u32,
+    news: bool,
+) -> Result<usize, ProjectionError> {
     let name = checkpoint_name(projection, target);
     // Most calls of a caught-up projector find nothing new: learn that without the
     // checkpoint lock, which on SQLite is the database write lock the store's writer needs.
-    let seen = checkpoint(engine, &name).await?;
-    if store::read_all(engine, seen, 1).await?.is_empty() {
+    if !news && nothing_after_checkpoint(engine, &name).await? {
         return Ok(0);
     }
     match engine {
@@ -132,15 +143,22 @@ pub async fn run_batch(
     }
 }
 
+/// Whether the log has nothing after the checkpoint `name` (read without any lock).
+pub(super) async fn nothing_after_checkpoint(engine: &Engine, name: &str) -> Result<bool, ProjectionError> {
+    let seen = checkpoint(engine, name).await?;
+    Ok(store::read_all(engine, seen, 1).await?.is_empty())
+}
+
+/// The checkpoint's position, its row created if missing and locked until the transaction
+/// ends (one statement: the upsert takes the row lock).
 pub(super) async fn lock_postgres_checkpoint(tx: &mut sqlx::PgConnection, name: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-    let (position,): (i64,) = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (position,): (i64,) = sqlx::query_as(
+        "INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) \
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING position",
+    )
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await?;
     Ok(position)
 }
 
@@ -152,9 +170,9 @@ pub async fn run_live(
     head: watch::Receiver<i64>,
     poll: Duration,
 ) {
-    let batch = move || {
+    let batch = move |news| {
         let engine = engine.clone();
-        async move { run_batch(&engine, projection, Target::Live, batch_max).await }
+        async move { run_page(&engine, projection, Target::Live, batch_max, news).await }
     };
     keep_running(projection.as_str(), batch, head, poll).await
 }
@@ -166,20 +184,28 @@ pub const GATHER_WAIT: Duration = Duration::from_millis(10);
 
 pub(crate) async fn keep_running<F, Fut>(name: &str, batch: F, mut head: watch::Receiver<i64>, poll: Duration)
 where
-    F: Fn() -> Fut,
+    F: Fn(bool) -> Fut,
     Fut: std::future::Future<Output = Result<usize, ProjectionError>>,
 {
+    // `news`: this process appended since the last look, so there is something to fold.
+    // Appends of other processes are found by the look each `poll`.
+    let mut news = false;
     loop {
-        match batch().await {
+        match batch(news).await {
             Ok(0) => {
-                let _ = tokio::time::timeout(poll, head.changed()).await;
+                news = tokio::time::timeout(poll, head.changed()).await.is_ok_and(|changed| changed.is_ok());
             }
             // Under a steady trickle of appends, going again at once would run a transaction
             // per commit for every projector; a moment's wait lets a page gather instead.
-            Ok(_) => tokio::time::sleep(GATHER_WAIT).await,
+            Ok(_) => {
+                tokio::time::sleep(GATHER_WAIT).await;
+                news = head.has_changed().unwrap_or(false);
+                head.borrow_and_update();
+            }
             Err(error) => {
                 tracing::error!(projection = name, %error, "projection.batch_failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                news = false;
             }
         }
     }
@@ -192,9 +218,9 @@ pub fn spawn_all_live(store: &crate::store::EventStore, batch_max: u32, poll: Du
     }
     for view in super::views::View::ALL {
         let engine = store.engine().clone();
-        let batch = move || {
+        let batch = move |news| {
             let engine = engine.clone();
-            async move { super::views::run_batch(&engine, view, batch_max).await }
+            async move { super::views::run_live_batch(&engine, view, batch_max, news).await }
         };
         let head = store.subscribe();
         tokio::spawn(async move { keep_running(view.name(), batch, head, poll).await });

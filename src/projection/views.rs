@@ -138,18 +138,29 @@ async fn apply_sqlite(
 
 /// Runs one batch of a view's projector; returns how many events it read (0: caught up).
 pub async fn run_batch(engine: &Engine, view: View, batch_max: u32) -> Result<usize, ProjectionError> {
-    run_batch_into(engine, Fold::View(view, view.name()), view.name(), batch_max).await
+    run_batch_into(engine, Fold::View(view, view.name()), view.name(), batch_max, false).await
 }
 
-/// One batch folded by `fold`, from and to the checkpoint `name`, in one transaction.
+/// The live projector's batch; `news`: there are new events, no need to look first.
+pub(super) async fn run_live_batch(
+    engine: &Engine,
+    view: View,
+    batch_max: u32,
+    news: bool,
+) -> Result<usize, ProjectionError> {
+    run_batch_into(engine, Fold::View(view, view.name()), view.name(), batch_max, news).await
+}
+
+/// One batch folded by `fold`, from and to the checkpoint `name`, in one transaction;
+/// `news`: the caller knows there are new events (the look before the lock is skipped).
 pub(super) async fn run_batch_into(
     engine: &Engine,
     fold: Fold<'_>,
     name: &str,
     batch_max: u32,
+    news: bool,
 ) -> Result<usize, ProjectionError> {
-    let seen = super::checkpoint(engine, name).await?;
-    if store::read_all(engine, seen, 1).await?.is_empty() {
+    if !news && super::runner::nothing_after_checkpoint(engine, name).await? {
         return Ok(0);
     }
     match engine {
@@ -188,7 +199,7 @@ pub async fn rebuild(
     let live = view.name();
     let aside = format!("{live}_rebuild");
     super::runner::prepare_aside_table(engine, live, &aside, &aside).await?;
-    while run_batch_into(engine, Fold::View(view, &aside), &aside, batch_max).await? > 0 {
+    while run_batch_into(engine, Fold::View(view, &aside), &aside, batch_max, false).await? > 0 {
         progress(super::checkpoint(engine, &aside).await?);
     }
     let drop_live = sink::sql(format!("DROP TABLE {live}"));
