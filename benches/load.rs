@@ -121,9 +121,7 @@ impl Client {
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
-                if status != StatusCode::UNPROCESSABLE_ENTITY {
-                    eprintln!("{route}: {status} {}", text.chars().take(200).collect::<String>());
-                }
+                eprintln!("{route}: {status} {}", text.chars().take(200).collect::<String>());
                 None
             }
             Err(error) => {
