@@ -232,7 +232,16 @@ impl Ledger {
             if let Some(first) = self.first_outcome(&key).await? {
                 return Ok(Some(first));
             }
-            let (streams, claim) = match decide().await? {
+            let decided = match decide().await {
+                // The order was read before a concurrent command settled its hold, the wallet
+                // after: decide again on both as they are now (the order is then closed).
+                Err(ServiceError::Wallet(WalletError::UnknownHold(_))) if attempt < CONFLICT_RETRIES_MAX => {
+                    attempt += 1;
+                    continue;
+                }
+                decided => decided?,
+            };
+            let (streams, claim) = match decided {
                 Decided::Append { streams, claim } => (streams, claim),
                 Decided::Nothing => return Ok(None),
                 Decided::Refused(refused) => return self.first_outcome(&key).await?.map(Some).ok_or(refused),

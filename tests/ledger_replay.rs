@@ -406,7 +406,68 @@ async fn cached_wallet_folds_see_every_write(db: TestDatabase) {
     assert_eq!(fresh.state, one.wallet(user, Currency::USD).await.unwrap().state);
 }
 
+/// A code arriving while the monitor expires the order: whichever is decided first wins and
+/// the other sees a closed order, never a hold that its wallet no longer has.
+async fn a_code_racing_an_expiry_settles_the_hold_once(db: TestDatabase) {
+    use domain::order::{OrderCommand, OrderError};
+    use smsledger::service::ServiceError;
+    let store = open_store(&db).await;
+    let ledger = Ledger::new(store.clone(), OrderPolicy::default());
+    let user = domain::UserId::new();
+    let usd = |amount: &str| domain::PositiveMoney::parse(amount, "USD").unwrap();
+    let deposit = domain::wallet::WalletCommand::Deposit {
+        deposit_id: domain::DepositId::new(),
+        amount: usd("100.00"),
+        source: domain::Clearing::Sandbox,
+    };
+    ledger.wallet_command(user, Currency::USD, deposit, None, Default::default()).await.unwrap();
+    let t0 = domain::Timestamp(1_000);
+    for _ in 0..30 {
+        let order_id = domain::OrderId::new();
+        let place = OrderCommand::Place {
+            order_id,
+            user_id: user,
+            service: domain::catalog::ServiceCode::parse("tg").unwrap(),
+            country: domain::catalog::CountryCode::parse("GB").unwrap(),
+            price: usd("1.00"),
+            policy: OrderPolicy::default(),
+            now: t0,
+        };
+        let assign = OrderCommand::AssignNumber {
+            provider_id: "sandbox".into(),
+            provider_order_id: format!("sb-{order_id}"),
+            phone: domain::catalog::PhoneNumber::parse("+447700900123").unwrap(),
+            cost: domain::Money::parse("0.50", "USD").unwrap(),
+            now: t0,
+        };
+        ledger.order_commands(order_id, vec![place, assign], None, Default::default()).await.unwrap();
+        let code = OrderCommand::ReceiveSms {
+            sms_id: "1".into(),
+            code: "123456".into(),
+            text: "Your code 123456".into(),
+            now: t0.plus_ms(1_000),
+        };
+        let expire = OrderCommand::Expire { now: t0.plus_ms(OrderPolicy::default().lifetime_ms + 1) };
+        let racing: Vec<_> = [code, expire]
+            .into_iter()
+            .map(|command| {
+                let ledger = ledger.clone();
+                tokio::spawn(async move { ledger.order_command(order_id, command, None, Default::default()).await })
+            })
+            .collect();
+        for result in racing {
+            match result.await.unwrap() {
+                Ok(_) | Err(ServiceError::Order(OrderError::Closed(_))) => {}
+                Err(other) => panic!("a racing command failed with {other:?}"),
+            }
+        }
+    }
+    let report = smsledger::verify::verify(&store).await.unwrap();
+    assert!(report.is_ok() && report.open_holds == 0, "{:?}", report.problems);
+}
+
 on_both_engines!(
+    a_code_racing_an_expiry_settles_the_hold_once,
     cached_wallet_folds_see_every_write,
     verify_passes_after_a_random_workload_and_rebuild_is_identical,
     a_projector_that_crashes_mid_batch_resumes_without_double_applying,
