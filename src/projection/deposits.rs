@@ -11,7 +11,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::runner::ProjectionError;
-use super::sink::{self, placeholders};
+use super::sink;
 use crate::store::{Engine, RecordedEvent};
 
 /// The checkpoint name (and table) of the live deposits view.
@@ -51,18 +51,11 @@ macro_rules! engine_deposits {
                 events: &mut [RecordedEvent],
             ) -> Result<(), ProjectionError> {
                 let by_deposit = deposit_events(events)?;
-                let ids: Vec<DepositId> = by_deposit.keys().copied().collect();
+                let ids: Vec<Uuid> = by_deposit.keys().map(|id| id.0).collect();
                 let mut views: BTreeMap<DepositId, DepositView> = BTreeMap::new();
-                for chunk in ids.chunks(500) {
-                    let text = format!("SELECT view FROM {table} WHERE deposit_id IN {}", placeholders(1, chunk.len()));
-                    let mut query = sqlx::query(sink::sql(text));
-                    for id in chunk {
-                        query = query.bind(id.0);
-                    }
-                    for row in query.fetch_all(&mut *connection).await? {
-                        let view = parse_view(&row.try_get::<String, _>(0)?)?;
-                        views.insert(view.deposit_id, view);
-                    }
+                for text in sink::$module::documents_by_id(connection, table, "deposit_id", &ids).await? {
+                    let view = parse_view(&text)?;
+                    views.insert(view.deposit_id, view);
                 }
                 for (id, events) in by_deposit {
                     let (view, position) = crate::projection::views::fold_document(
@@ -130,19 +123,9 @@ macro_rules! engine_deposits {
                 after: Option<(i64, Uuid)>,
                 limit: i64,
             ) -> Result<Vec<DepositView>, sqlx::Error> {
-                let (at, id) = after.unwrap_or((i64::MIN, Uuid::nil()));
-                let rows = sqlx::query(
-                    "SELECT view FROM deposits WHERE created_at >= $1 AND created_at < $2 \
-                     AND (created_at > $3 OR (created_at = $3 AND deposit_id > $4)) ORDER BY created_at, deposit_id LIMIT $5",
-                )
-                .bind(from)
-                .bind(before)
-                .bind(at)
-                .bind(id)
-                .bind(limit)
-                .fetch_all(&mut *connection)
-                .await?;
-                rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect()
+                let columns = (NAME, "created_at", "deposit_id");
+                let texts = sink::$module::documents_between(connection, columns, (from, before), after, limit).await?;
+                texts.iter().map(|text| parse_view(text)).collect()
             }
 
             /// Every deposit view, for `verify` to compare with the log.

@@ -12,7 +12,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::runner::ProjectionError;
-use super::sink::{self, placeholders};
+use super::sink;
 use crate::store::{Engine, RecordedEvent};
 
 /// The checkpoint name (and table) of the live orders view.
@@ -82,18 +82,11 @@ macro_rules! engine_orders {
                 if by_order.is_empty() {
                     return Ok(());
                 }
-                let ids: Vec<OrderId> = by_order.keys().copied().collect();
+                let ids: Vec<Uuid> = by_order.keys().map(|id| id.0).collect();
                 let mut views: BTreeMap<OrderId, OrderView> = BTreeMap::new();
-                for chunk in ids.chunks(500) {
-                    let text = format!("SELECT view FROM {table} WHERE order_id IN {}", placeholders(1, chunk.len()));
-                    let mut query = sqlx::query(sink::sql(text));
-                    for id in chunk {
-                        query = query.bind(id.0);
-                    }
-                    for row in query.fetch_all(&mut *connection).await? {
-                        let view = parse_view(&row.try_get::<String, _>(0)?)?;
-                        views.insert(view.order_id, view);
-                    }
+                for text in sink::$module::documents_by_id(connection, table, "order_id", &ids).await? {
+                    let view = parse_view(&text)?;
+                    views.insert(view.order_id, view);
                 }
                 for (id, events) in by_order {
                     let (view, position) = crate::projection::views::fold_document(
@@ -197,19 +190,9 @@ macro_rules! engine_orders {
                 after: Option<(i64, Uuid)>,
                 limit: i64,
             ) -> Result<Vec<OrderView>, sqlx::Error> {
-                let (at, id) = after.unwrap_or((i64::MIN, Uuid::nil()));
-                let rows = sqlx::query(
-                    "SELECT view FROM orders WHERE placed_at >= $1 AND placed_at < $2 \
-                     AND (placed_at > $3 OR (placed_at = $3 AND order_id > $4)) ORDER BY placed_at, order_id LIMIT $5",
-                )
-                .bind(from)
-                .bind(before)
-                .bind(at)
-                .bind(id)
-                .bind(limit)
-                .fetch_all(&mut *connection)
-                .await?;
-                rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect()
+                let columns = (NAME, "placed_at", "order_id");
+                let texts = sink::$module::documents_between(connection, columns, (from, before), after, limit).await?;
+                texts.iter().map(|text| parse_view(text)).collect()
             }
 
             /// Open orders, the soonest to expire first.

@@ -44,7 +44,7 @@ pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
 }
 
 pub(crate) fn sql(text: String) -> SqlStr {
-    // Only table names from `ProjectionName::table()` (plus a fixed suffix), placeholders and
+    // Only table and column names fixed in the code (plus a fixed suffix), placeholders and
     // integers are formatted in; values are bound.
     AssertSqlSafe(text).into_sql_str()
 }
@@ -53,6 +53,53 @@ macro_rules! engine_sink {
     ($module:ident, $connection:ty, $row:ty, $insert_lines:path) => {
         pub mod $module {
             use super::*;
+
+            /// The stored documents (`view` column) of a document view's `table` whose `key`
+            /// column is one of `ids`, read 500 at a time.
+            pub async fn documents_by_id(
+                connection: &mut $connection,
+                table: &str,
+                key: &str,
+                ids: &[Uuid],
+            ) -> Result<Vec<String>, sqlx::Error> {
+                let mut found = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(500) {
+                    let text = format!("SELECT view FROM {table} WHERE {key} IN {}", placeholders(1, chunk.len()));
+                    let mut query = sqlx::query(sql(text));
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    for row in query.fetch_all(&mut *connection).await? {
+                        found.push(row.try_get::<String, _>(0)?);
+                    }
+                }
+                Ok(found)
+            }
+
+            /// One keyset page of a document view's documents with `time` in `[from, before)`
+            /// (ms), oldest first, after the key `(time, key)`.
+            pub async fn documents_between(
+                connection: &mut $connection,
+                (table, time, key): (&str, &str, &str),
+                (from, before): (i64, i64),
+                after: Option<(i64, Uuid)>,
+                limit: i64,
+            ) -> Result<Vec<String>, sqlx::Error> {
+                let (at, id) = after.unwrap_or((i64::MIN, Uuid::nil()));
+                let text = format!(
+                    "SELECT view FROM {table} WHERE {time} >= $1 AND {time} < $2 \
+                     AND ({time} > $3 OR ({time} = $3 AND {key} > $4)) ORDER BY {time}, {key} LIMIT $5"
+                );
+                let rows = sqlx::query(sql(text))
+                    .bind(from)
+                    .bind(before)
+                    .bind(at)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(&mut *connection)
+                    .await?;
+                rows.iter().map(|row| row.try_get::<String, _>(0)).collect()
+            }
 
             pub async fn checkpoint(connection: &mut $connection, name: &str) -> Result<i64, sqlx::Error> {
                 let row: Option<(i64,)> = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1")

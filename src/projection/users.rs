@@ -9,7 +9,7 @@ use projections::UserRow;
 use sqlx::Row;
 
 use super::runner::ProjectionError;
-use super::sink::{self, placeholders};
+use super::sink;
 use crate::store::{Engine, RecordedEvent};
 
 /// The checkpoint name of the live users directory.
@@ -69,18 +69,11 @@ macro_rules! engine_users {
                 events: &mut [RecordedEvent],
             ) -> Result<(), ProjectionError> {
                 let by_user = user_events(events)?;
-                let ids: Vec<UserId> = by_user.keys().copied().collect();
+                let ids: Vec<uuid::Uuid> = by_user.keys().map(|id| id.0).collect();
                 let mut rows: BTreeMap<UserId, UserRow> = BTreeMap::new();
-                for chunk in ids.chunks(500) {
-                    let text = format!("SELECT view FROM {table} WHERE user_id IN {}", placeholders(1, chunk.len()));
-                    let mut query = sqlx::query(sink::sql(text));
-                    for id in chunk {
-                        query = query.bind(id.0);
-                    }
-                    for row in query.fetch_all(&mut *connection).await? {
-                        let user = parse_row(&row.try_get::<String, _>(0)?)?;
-                        rows.insert(user.user_id, user);
-                    }
+                for text in sink::$module::documents_by_id(connection, table, "user_id", &ids).await? {
+                    let user = parse_row(&text)?;
+                    rows.insert(user.user_id, user);
                 }
                 for (id, events) in by_user {
                     let (row, position) = crate::projection::views::fold_document(
