@@ -40,11 +40,6 @@ impl From<crate::store::StoreError> for ReadError {
     }
 }
 
-/// Waits until `projection` has applied every event committed before this call.
-pub async fn wait_until_fresh(store: &EventStore, projection: ProjectionName) -> Result<(), ReadError> {
-    wait_for_checkpoint(store, projection.as_str(), &projection::checkpoint_name(projection, Target::Live)).await
-}
-
 /// Waits until a view whose checkpoint is named as the view (orders, deposits, analytics, users
 /// directory, activity log) has reached the log head as of this call.
 pub async fn wait_for_view(store: &EventStore, view: &'static str) -> Result<(), ReadError> {

@@ -17,9 +17,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use common::proxy::Proxy;
-use common::serve::{Instance, count_events, verify};
+use common::serve::{Instance, client_from, count_events, sign_up, verify};
 
-const PASSWORD: &str = "correct horse battery";
 const USERS: usize = 6;
 const KILLS: usize = 3;
 
@@ -115,15 +114,8 @@ fn quick_orders() -> Vec<(&'static str, String)> {
 async fn funded_users(api: &str) -> Vec<(reqwest::Client, String)> {
     let mut clients = Vec::new();
     for user in 0..USERS {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("x-forwarded-for", format!("10.77.0.{user}").parse().unwrap());
-        let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
-        let body = json!({"email": format!("crash{user}@example.com"), "password": PASSWORD});
-        let registered = http.post(format!("{api}/auth/register")).json(&body).send().await.unwrap();
-        assert_eq!(registered.status(), StatusCode::CREATED);
-        let login: Value =
-            http.post(format!("{api}/auth/login")).json(&body).send().await.unwrap().json().await.unwrap();
-        let token = login["data"]["access_token"].as_str().unwrap().to_owned();
+        let http = client_from(&format!("10.77.0.{user}"));
+        let token = sign_up(&http, api, api, &format!("crash{user}@example.com")).await;
         let funded = http
             .post(format!("{api}/payments/deposit"))
             .bearer_auth(&token)

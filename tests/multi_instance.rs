@@ -12,18 +12,14 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use common::fake_telegram::{CHAT, TOKEN, fake_telegram};
-use common::serve::{Instance, count_events as count, verify};
+use common::serve::{Instance, client_from, count_events as count, sign_up, verify};
 
-const PASSWORD: &str = "correct horse battery";
 /// Sign-in attempts per account in 15 minutes (`Quota::LOGIN`).
 const LOGINS: usize = 5;
 
 /// A user's client: an address of its own, new every run (Redis keeps counts across runs).
 fn client(n: u8, run: u64) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    let address = format!("fd00::{:x}:{:x}:{:x}:{n:x}", run >> 32, (run >> 16) & 0xffff, run & 0xffff);
-    headers.insert("x-forwarded-for", address.parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
+    client_from(&format!("fd00::{:x}:{:x}:{:x}:{n:x}", run >> 32, (run >> 16) & 0xffff, run & 0xffff))
 }
 
 async fn call(
@@ -116,13 +112,9 @@ async fn two_instances_share_limits_and_settle_everything_once() {
     let mut users = Vec::new();
     for n in 0..4_u8 {
         let http = client(n, run);
-        let body = json!({"email": format!("user{n}-{run:x}@example.com"), "password": PASSWORD});
         let (on, other) = (&instances[usize::from(n % 2)].api, &instances[usize::from(1 - n % 2)].api);
-        let registered = http.post(format!("{on}/auth/register")).json(&body).send().await.unwrap();
-        assert_eq!(registered.status(), StatusCode::CREATED);
-        let login: Value =
-            http.post(format!("{other}/auth/login")).json(&body).send().await.unwrap().json().await.unwrap();
-        users.push((http, login["data"]["access_token"].as_str().unwrap_or_else(|| panic!("{login}")).to_owned()));
+        let token = sign_up(&http, on, other, &format!("user{n}-{run:x}@example.com")).await;
+        users.push((http, token));
     }
 
     // A deposit retried on the other instance with the same key credits once.

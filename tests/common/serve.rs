@@ -5,6 +5,7 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+pub const PASSWORD: &str = "correct horse battery";
 pub const JWT_SECRET: &str = "process tests' jwt secret, 32+ bytes";
 pub const SECRETS_KEY: &str = "process tests' sealing key, 32 bytes";
 
@@ -100,4 +101,23 @@ pub async fn count_events(pool: &sqlx::PgPool, event_type: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// A client whose requests say they come from `address` (`X-Forwarded-For`, which the
+/// instances are started to trust), so per-address limits are its own.
+pub fn client_from(address: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", address.parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// Registers `email` through one instance's API and signs in through another's (or the
+/// same); the access token.
+pub async fn sign_up(http: &reqwest::Client, register_on: &str, sign_in_on: &str, email: &str) -> String {
+    let body = serde_json::json!({"email": email, "password": PASSWORD});
+    let registered = http.post(format!("{register_on}/auth/register")).json(&body).send().await.unwrap();
+    assert_eq!(registered.status(), reqwest::StatusCode::CREATED);
+    let login: serde_json::Value =
+        http.post(format!("{sign_in_on}/auth/login")).json(&body).send().await.unwrap().json().await.unwrap();
+    login["data"]["access_token"].as_str().unwrap_or_else(|| panic!("{login}")).to_owned()
 }
