@@ -1,19 +1,20 @@
-//! Reads with read-your-writes: a view is read only once its projector has caught up with
-//! what the read must include, so a client that just wrote sees its write. A user's own views
-//! (balance, orders, payments, notifications) wait for that user's writes only: the last event
-//! of their wallets (every change of their money, every order placed, captured or refunded)
-//! and the last append this instance made for them. Admin views wait for the whole log as it
-//! was when the read began. The checkpoint is polled in the database, which holds whichever
-//! instance runs the projector. (Decision 0021.)
+//! Reads with read-your-writes: a read includes every write of the reader that this process
+//! acknowledged, and other processes' writes once its tail passed them (decision 0022). A
+//! user's balance is their wallet as this process keeps it in memory; a user's own views
+//! (orders, payments, notifications) are read once their projector's checkpoint has reached
+//! that user's last write known here (every event by them or in their wallets: an order
+//! placed, captured or refunded, a deposit). Admin views wait for the whole log as it was
+//! when the read began. The checkpoint is polled in the database, which holds whichever
+//! instance runs the projector. (Decisions 0021, 0022.)
 
 use std::time::Duration;
 
 use domain::{Currency, UserId};
-use projections::{Balance, ProjectionName};
+use projections::ProjectionName;
 use tokio::time::Instant;
 
 use crate::projection::{self, ProjectionError, Target, sink};
-use crate::store::{Engine, EventStore};
+use crate::store::{Engine, EventStore, Folded};
 
 /// Longest a read waits for its projector before giving up (the projector is stuck or down).
 pub const FRESHNESS_WAIT_MAX: Duration = Duration::from_secs(2);
@@ -53,25 +54,51 @@ pub async fn wait_for_checkpoint(store: &EventStore, projection: &'static str, n
     wait_for_position(store, projection, name, head).await
 }
 
-/// The position a read of `user`'s own views must reach to include all their writes.
-pub async fn user_position(store: &EventStore, user: UserId, currencies: &[Currency]) -> Result<i64, ReadError> {
-    let wallets: Vec<String> = currencies.iter().map(|c| domain::events::wallet_stream(user, *c)).collect();
-    let logged = match store.engine() {
-        Engine::Postgres(pool) => sink::postgres::last_position_of(&mut *pool.acquire().await?, &wallets).await?,
-        Engine::Sqlite(pool) => sink::sqlite::last_position_of(&mut *pool.acquire().await?, &wallets).await?,
-    };
-    Ok(logged.max(store.last_write_by(&format!("user:{user}")).unwrap_or(0)))
+/// The position a read of `user`'s own views must reach to include all their writes: the
+/// newest event by them or in their wallets (an order placed, captured or refunded, a deposit)
+/// that this process knows of, once its tail has passed every append this process acknowledged.
+pub async fn user_position(store: &EventStore, user: UserId) -> Result<i64, ReadError> {
+    let actor = format!("user:{user}");
+    wait_tailed(store, store.own_head().max(store.last_write_by(&actor))).await?;
+    Ok(store.last_write_by(&actor))
+}
+
+/// Waits until this process's tail has passed `position`.
+async fn wait_tailed(store: &EventStore, position: i64) -> Result<(), ReadError> {
+    let live = store.live();
+    if live.wait_tailed(position, FRESHNESS_WAIT_MAX).await {
+        return Ok(());
+    }
+    let lag = position - live.tailed();
+    Err(ReadError::Stale { projection: "live", lag, waited_ms: FRESHNESS_WAIT_MAX.as_millis() })
 }
 
 /// Waits until a view named as its checkpoint has applied every write of `user`.
-pub async fn wait_for_user(
+pub async fn wait_for_user(store: &EventStore, view: &'static str, user: UserId) -> Result<(), ReadError> {
+    let target = user_position(store, user).await?;
+    wait_for_position(store, view, view, target).await
+}
+
+/// A read of a user's own view that answers the view's checkpoint with its rows, in one
+/// statement: when the checkpoint has reached the user's last write (the usual case) that is
+/// the only round trip; otherwise it waits for the projector and reads again.
+pub async fn user_view<T, Read, Found>(
     store: &EventStore,
     view: &'static str,
     user: UserId,
-    currencies: &[Currency],
-) -> Result<(), ReadError> {
-    let target = user_position(store, user, currencies).await?;
-    wait_for_position(store, view, view, target).await
+    read: Read,
+) -> Result<T, ReadError>
+where
+    Read: Fn() -> Found,
+    Found: Future<Output = Result<(i64, T), sqlx::Error>>,
+{
+    let target = user_position(store, user).await?;
+    let (checkpoint, found) = read().await?;
+    if checkpoint >= target {
+        return Ok(found);
+    }
+    wait_for_position(store, view, view, target).await?;
+    Ok(read().await?.1)
 }
 
 /// Waits until the view `projection`, kept at checkpoint `name`, has reached `target`.
@@ -100,30 +127,22 @@ async fn wait_for_position(
     }
 }
 
-/// A user's balance in one currency, including every change of it committed before the call.
-/// A user who never had money in that currency has a zero balance.
-pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Result<Balance, ReadError> {
-    // Usually the projector is already there: the wallet's last position, the checkpoint and
-    // the row in one statement.
-    let name = projection::checkpoint_name(ProjectionName::Balances, Target::Live);
-    let (wallet, checkpoint, found) = match store.engine() {
-        Engine::Postgres(pool) => {
-            sink::postgres::balance_with_positions(&mut *pool.acquire().await?, &name, user, currency).await?
-        }
-        Engine::Sqlite(pool) => {
-            sink::sqlite::balance_with_positions(&mut *pool.acquire().await?, &name, user, currency).await?
-        }
-    };
-    let target = wallet.max(store.last_write_by(&format!("user:{user}")).unwrap_or(0));
-    if checkpoint >= target {
-        return Ok(found.unwrap_or_default());
+/// A user's balance in one currency, including every change of it this process knows of
+/// (every one it acknowledged, and other processes' once notified): the wallet as this process
+/// keeps it in memory. A user who never had money in that currency has a zero balance.
+pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Result<WalletBalance, ReadError> {
+    let stream = domain::events::wallet_stream(user, currency);
+    match store.folded(&stream, false).await? {
+        Folded::Wallet(wallet) => Ok(WalletBalance { available: wallet.state.available, held: wallet.state.held }),
+        _ => Err(crate::store::StoreError::Invalid(format!("{stream} is not a wallet")).into()),
     }
-    wait_for_position(store, ProjectionName::Balances.as_str(), &name, target).await?;
-    let found = match store.engine() {
-        Engine::Postgres(pool) => sink::postgres::balance(&mut *pool.acquire().await?, user, currency).await?,
-        Engine::Sqlite(pool) => sink::sqlite::balance(&mut *pool.acquire().await?, user, currency).await?,
-    };
-    Ok(found.unwrap_or_default())
+}
+
+/// What a user may spend and what open orders hold, in one currency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalletBalance {
+    pub available: rust_decimal::Decimal,
+    pub held: rust_decimal::Decimal,
 }
 
 /// The statement lines that are payments history: money in, money out, admin credits and
@@ -144,10 +163,9 @@ pub const HISTORY_EVENT_TYPES: [&str; 6] = [
 pub async fn history(
     store: &EventStore,
     user: UserId,
-    currencies: &[Currency],
     (limit, offset): (i64, i64),
 ) -> Result<(Vec<projections::StatementLine>, i64), ReadError> {
-    let target = user_position(store, user, currencies).await?;
+    let target = user_position(store, user).await?;
     let name = projection::checkpoint_name(ProjectionName::Statement, Target::Live);
     wait_for_position(store, ProjectionName::Statement.as_str(), &name, target).await?;
     let types = &HISTORY_EVENT_TYPES;

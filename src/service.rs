@@ -3,9 +3,6 @@
 //! atomic append). A version conflict means another request changed the stream first: the
 //! command is decided again on fresh state, a bounded number of times.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use domain::deposit::{DepositCommand, DepositEvent, DepositState};
 use domain::events::{ReferenceClaim, deposit_reference_stream, deposit_stream, order_stream, wallet_stream};
 use domain::order::{OrderCommand, OrderError, OrderEvent, OrderPolicy, OrderState, wallet_effect};
@@ -13,7 +10,8 @@ use domain::wallet::{WalletCommand, WalletError, WalletEvent, WalletState};
 use domain::{Aggregate, Currency, DepositId, DomainEvent, OrderId, UserId};
 
 use crate::store::{
-    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Loaded, Metadata, NewEvent, StoreError, StreamAppend,
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, Folded, Loaded, Metadata, NewEvent, OrderLog,
+    StoreError, StreamAppend,
 };
 
 /// How many times a command is re-decided after losing a version race.
@@ -35,54 +33,52 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
-/// Most wallets whose folds are kept; past it the cache starts again empty.
-const WALLET_CACHE_MAX: usize = 100_000;
-
 #[derive(Clone)]
 pub struct Ledger {
     store: EventStore,
     pub policy: OrderPolicy,
-    /// Each wallet as last folded, by stream. A wallet is loaded from its cached fold plus the
-    /// events after it (read from the store every time), so its stream is never re-read whole
-    /// and a write by another instance is never missed.
-    wallets: Arc<Mutex<HashMap<String, Loaded<WalletState>>>>,
 }
 
 impl Ledger {
     pub fn new(store: EventStore, policy: OrderPolicy) -> Self {
-        Ledger { store, policy, wallets: Arc::default() }
+        Ledger { store, policy }
     }
 
     pub fn store(&self) -> &EventStore {
         &self.store
     }
 
-    pub async fn wallet(&self, user: UserId, currency: Currency) -> Result<Loaded<WalletState>, ServiceError> {
+    /// The wallet as this process keeps it in memory (`fresh`: as the database has it now).
+    pub async fn wallet_as(
+        &self,
+        user: UserId,
+        currency: Currency,
+        fresh: bool,
+    ) -> Result<Loaded<WalletState>, ServiceError> {
         let stream = wallet_stream(user, currency);
-        let apply = |state: WalletState, event| match event {
-            DomainEvent::Wallet(event) => Some(state.apply(&event)),
-            _ => None,
-        };
-        let cached = self.wallets.lock().expect("wallet cache lock").get(&stream).cloned();
-        let from = cached.unwrap_or(Loaded { state: WalletState::new(user, currency), version: 0 });
-        let loaded = self.store.fold_stream_from(&stream, from, apply).await?;
-        let mut wallets = self.wallets.lock().expect("wallet cache lock");
-        if wallets.len() >= WALLET_CACHE_MAX {
-            wallets.clear();
+        match self.store.folded(&stream, fresh).await? {
+            Folded::Wallet(wallet) => Ok(wallet),
+            _ => Err(StoreError::Invalid(format!("{stream} is not a wallet")).into()),
         }
-        let newer = wallets.get(&stream).is_none_or(|kept| kept.version < loaded.version);
-        if newer {
-            wallets.insert(stream, loaded.clone());
+    }
+
+    /// The wallet as the database has it now.
+    pub async fn wallet(&self, user: UserId, currency: Currency) -> Result<Loaded<WalletState>, ServiceError> {
+        self.wallet_as(user, currency, true).await
+    }
+
+    /// The order's events as this process keeps them (`fresh`: as the database has them now).
+    pub async fn order_log(&self, order_id: OrderId, fresh: bool) -> Result<Loaded<OrderLog>, ServiceError> {
+        let stream = order_stream(order_id);
+        match self.store.folded(&stream, fresh).await? {
+            Folded::Order(order) => Ok(order),
+            _ => Err(StoreError::Invalid(format!("{stream} is not an order")).into()),
         }
-        Ok(loaded)
     }
 
     pub async fn order(&self, order_id: OrderId) -> Result<Loaded<OrderState>, ServiceError> {
-        let apply = |state: OrderState, event| match event {
-            DomainEvent::Order(event) => Some(state.apply(&event)),
-            _ => None,
-        };
-        Ok(self.store.fold_stream(&order_stream(order_id), OrderState::default(), apply).await?)
+        let log = self.order_log(order_id, true).await?;
+        Ok(Loaded { state: log.state.state(), version: log.version })
     }
 
     /// Decides a wallet command and appends its events. `key` makes a retry harmless.
@@ -96,8 +92,8 @@ impl Ledger {
     ) -> Result<AppendOutcome, ServiceError> {
         let command = &command;
         let outcome = self
-            .decide_and_append(key, metadata, move || async move {
-                let wallet = self.wallet(user, currency).await?;
+            .decide_and_append(key, metadata, move |fresh| async move {
+                let wallet = self.wallet_as(user, currency, fresh).await?;
                 Ok(match wallet.state.decide(command.clone()) {
                     Ok(events) => Decided::append(vec![wallet_append(user, currency, wallet.version, &events)]),
                     Err(refused) => Decided::Refused(refused.into()),
@@ -130,8 +126,15 @@ impl Ledger {
         metadata: Metadata,
     ) -> Result<Option<AppendOutcome>, ServiceError> {
         let commands = &commands;
-        self.decide_and_append(key, metadata, move || async move {
-            let order = self.order(order_id).await?;
+        // An order being placed has a new id: its stream is empty, nothing to read (were the
+        // id taken, the append would conflict and the next decision read the database).
+        let placing = matches!(commands.first(), Some(OrderCommand::Place { .. }));
+        self.decide_and_append(key, metadata, move |fresh| async move {
+            let log = match placing && !fresh {
+                true => Loaded { state: OrderLog::default(), version: 0 },
+                false => self.order_log(order_id, fresh).await?,
+            };
+            let order = Loaded { state: log.state.state(), version: log.version };
             let mut state = order.state.clone();
             let mut events = Vec::new();
             for command in commands.iter().cloned() {
@@ -151,7 +154,7 @@ impl Ledger {
                 expected: ExpectedVersion::from_version(order.version),
                 events: events.iter().map(|e| NewEvent::from_domain(&DomainEvent::Order(e.clone()))).collect(),
             }];
-            if let Some(wallet) = self.wallet_effects(&order.state, &events).await? {
+            if let Some(wallet) = self.wallet_effects(&order.state, &events, fresh).await? {
                 streams.push(wallet);
             }
             Ok(Decided::append(streams))
@@ -178,7 +181,7 @@ impl Ledger {
         metadata: Metadata,
     ) -> Result<Option<AppendOutcome>, ServiceError> {
         let command = &command;
-        self.decide_and_append(key, metadata, move || async move {
+        self.decide_and_append(key, metadata, move |fresh| async move {
             let deposit = self.deposit(deposit_id).await?;
             let events = match deposit.state.decide(command.clone()) {
                 Ok(events) => events,
@@ -207,7 +210,7 @@ impl Ledger {
                 events.iter().filter_map(|event| domain::deposit::wallet_effect(&after, event)).collect();
             if let (false, Some(initiated)) = (effects.is_empty(), after.initiated.as_ref()) {
                 let (user, currency) = (initiated.user_id, initiated.amount.currency());
-                streams.push(self.decide_wallet(user, currency, effects).await?);
+                streams.push(self.decide_wallet(user, currency, effects, fresh).await?);
             }
             Ok(Decided::Append { streams, claim })
         })
@@ -215,28 +218,35 @@ impl Ledger {
     }
 
     /// The one loop every command runs: a keyed command already applied answers its first
-    /// outcome; otherwise `decide` reads the state and says what to append, and a conflict
-    /// (someone appended meanwhile) decides again on the new state, a few times at most. A
-    /// conflict on the stream `decide` names as its claim means the claim was taken.
+    /// outcome; otherwise `decide` reads the state and says what to append. It reads memory
+    /// first (`fresh` false); a refusal, nothing to do, or a conflict (someone appended
+    /// meanwhile, or memory was behind) decides again on the database's state, a conflict a
+    /// few times at most. A conflict on the stream `decide` names as its claim means the
+    /// claim was taken.
     async fn decide_and_append<Decision>(
         &self,
         key: Option<String>,
         metadata: Metadata,
-        mut decide: impl FnMut() -> Decision,
+        mut decide: impl FnMut(bool) -> Decision,
     ) -> Result<Option<AppendOutcome>, ServiceError>
     where
         Decision: Future<Output = Result<Decided, ServiceError>>,
     {
         let mut attempt = 0;
+        let mut fresh = false;
         loop {
             if let Some(first) = self.first_outcome(&key).await? {
                 return Ok(Some(first));
             }
-            let decided = match decide().await {
+            let decided = match decide(fresh).await {
                 // The order was read before a concurrent command settled its hold, the wallet
                 // after: decide again on both as they are now (the order is then closed).
                 Err(ServiceError::Wallet(WalletError::UnknownHold(_))) if attempt < CONFLICT_RETRIES_MAX => {
-                    attempt += 1;
+                    (attempt, fresh) = (attempt + 1, true);
+                    continue;
+                }
+                Err(ServiceError::Wallet(_)) | Ok(Decided::Refused(_) | Decided::Nothing) if !fresh => {
+                    fresh = true;
                     continue;
                 }
                 decided => decided?,
@@ -251,7 +261,9 @@ impl Ledger {
                 Err(StoreError::Conflict { stream_id, .. }) if Some(&stream_id) == claim.as_ref() => {
                     return Err(ServiceError::ReferenceUsed);
                 }
-                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => attempt += 1,
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => {
+                    (attempt, fresh) = (attempt + 1, true)
+                }
                 result => return Ok(Some(result?)),
             }
         }
@@ -271,6 +283,7 @@ impl Ledger {
         &self,
         before: &OrderState,
         events: &[OrderEvent],
+        fresh: bool,
     ) -> Result<Option<StreamAppend>, ServiceError> {
         let mut order = before.clone();
         let mut commands = Vec::new();
@@ -283,7 +296,7 @@ impl Ledger {
             order = order.apply(event);
         }
         let (Some((user, currency)), false) = (owner, commands.is_empty()) else { return Ok(None) };
-        Ok(Some(self.decide_wallet(user, currency, commands).await?))
+        Ok(Some(self.decide_wallet(user, currency, commands, fresh).await?))
     }
 
     /// Decides wallet commands in turn on the wallet's current state: the append of their
@@ -293,8 +306,9 @@ impl Ledger {
         user: UserId,
         currency: Currency,
         commands: Vec<WalletCommand>,
+        fresh: bool,
     ) -> Result<StreamAppend, ServiceError> {
-        let wallet = self.wallet(user, currency).await?;
+        let wallet = self.wallet_as(user, currency, fresh).await?;
         let mut state = wallet.state;
         let mut events = Vec::new();
         for command in commands {

@@ -163,7 +163,7 @@ pub async fn user(
     let filter = AdminFilter { user: Some(user_id), ..AdminFilter::default() };
     let found =
         orders_view::search_orders(state.store.engine(), &filter, 0, RECENT_MAX).await.map_err(ApiError::internal)?;
-    let (lines, _) = crate::read::history(&state.store, user_id, &state.currencies, (RECENT_MAX, 0)).await?;
+    let (lines, _) = crate::read::history(&state.store, user_id, (RECENT_MAX, 0)).await?;
     Ok(ApiOk(AdminUserData {
         user,
         wallets,

@@ -57,7 +57,7 @@ pub async fn list(
     if page < 1 || !(1..=PAGE_SIZE_MAX).contains(&per_page) {
         return Err(ApiError::bad_request(format!("page starts at 1; per_page is 1 to {PAGE_SIZE_MAX}")));
     }
-    crate::read::wait_for_user(&state.store, rows::NAME, principal.user_id, &state.currencies).await?;
+    crate::read::wait_for_user(&state.store, rows::NAME, principal.user_id).await?;
     let offset = (page - 1).saturating_mul(per_page);
     let unread = query.unread.unwrap_or(false);
     let (notifications, total) = rows::list(state.store.engine(), principal.user_id.0, unread, offset, per_page)
@@ -95,7 +95,7 @@ pub async fn read_one(
     responses((status = 200, body = Envelope<Marked>), UserRefusals)
 )]
 pub async fn read_all(State(state): State<Arc<AppState>>, Auth(principal): Auth) -> Result<ApiOk<Marked>, ApiError> {
-    crate::read::wait_for_user(&state.store, rows::NAME, principal.user_id, &state.currencies).await?;
+    crate::read::wait_for_user(&state.store, rows::NAME, principal.user_id).await?;
     let now = chrono::Utc::now().timestamp_millis();
     let updated = rows::read(state.store.engine(), principal.user_id.0, None, now).await.map_err(ApiError::internal)?;
     Ok(ApiOk(Marked { updated }))

@@ -253,11 +253,12 @@ pub async fn list(
     if page < 1 || !(1..=PAGE_SIZE_MAX).contains(&per_page) {
         return Err(ApiError::bad_request(format!("page starts at 1; per_page is 1 to {PAGE_SIZE_MAX}")));
     }
-    crate::read::wait_for_user(&state.store, orders_view::NAME, principal.user_id, &state.currencies).await?;
     let offset = (page - 1).saturating_mul(per_page);
-    let found = orders_view::list_for_user(state.store.engine(), principal.user_id, status, offset, per_page)
-        .await
-        .map_err(ApiError::internal)?;
+    let (engine, user) = (state.store.engine(), principal.user_id);
+    let found = crate::read::user_view(&state.store, orders_view::NAME, user, || {
+        orders_view::list_for_user(engine, user, status, offset, per_page)
+    })
+    .await?;
     Ok(ApiOk(OrdersPage {
         orders: found.orders.iter().map(OrderBody::from).collect(),
         page,

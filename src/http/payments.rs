@@ -374,8 +374,7 @@ pub async fn history(
         return Err(ApiError::bad_request(format!("page starts at 1; per_page is 1 to {PAGE_SIZE_MAX}")));
     }
     let offset = (page - 1).saturating_mul(per_page);
-    let (lines, total) =
-        crate::read::history(&state.store, principal.user_id, &state.currencies, (per_page, offset)).await?;
+    let (lines, total) = crate::read::history(&state.store, principal.user_id, (per_page, offset)).await?;
     let lines = lines.into_iter().map(HistoryLine::from).collect();
     Ok(ApiOk(HistoryPage { lines, page, per_page, total }))
 }

@@ -83,7 +83,7 @@ async fn page_of(
     (page, per_page): (i64, i64),
 ) -> Result<DepositsPage, ApiError> {
     match user {
-        Some(user) => crate::read::wait_for_user(&state.store, deposits_view::NAME, user, &state.currencies).await?,
+        Some(user) => crate::read::wait_for_user(&state.store, deposits_view::NAME, user).await?,
         None => crate::read::wait_for_view(&state.store, deposits_view::NAME).await?,
     }
     let offset = (page - 1).saturating_mul(per_page);

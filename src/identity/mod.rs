@@ -246,6 +246,15 @@ impl Identity {
         Ok(self.store.fold_stream(&user_stream(user_id), UserState::default(), apply).await?)
     }
 
+    /// The user as this process keeps it in memory (`fresh`: as the database has it now).
+    pub async fn user_as(&self, user_id: UserId, fresh: bool) -> Result<UserState, AuthError> {
+        let stream = user_stream(user_id);
+        match self.store.folded(&stream, fresh).await? {
+            crate::store::Folded::User(user) => Ok(user.state),
+            _ => Err(AuthError::Store(StoreError::Invalid(format!("{stream} is not a user")))),
+        }
+    }
+
     pub async fn user_view(&self, user_id: UserId) -> Result<UserView, AuthError> {
         UserView::of(&self.user(user_id).await?.state).ok_or(AuthError::NotFound("no such user"))
     }

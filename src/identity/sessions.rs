@@ -4,7 +4,7 @@ use domain::Aggregate;
 use domain::api_key::ApiKeyEvent;
 use domain::credentials::{is_disposable, password_problems};
 use domain::events::{EmailClaim, api_key_used_stream, email_stream, session_stream, user_stream};
-use domain::identity::{Email, OpenSession, Role, SessionEnd, Totp, UserCommand, UserEvent};
+use domain::identity::{Email, OpenSession, Role, SessionEnd, Totp, UserCommand, UserEvent, UserState};
 use domain::session::{SessionCommand, SessionError, SessionEvent};
 use std::sync::Arc;
 
@@ -222,14 +222,16 @@ impl Identity {
             TokenError::Expired => AuthError::Unauthenticated("the access token has expired; refresh it"),
             TokenError::Invalid => AuthError::Unauthenticated("the access token is not valid"),
         })?;
-        let user = self.user(claims.sub).await?.state;
+        // From memory; a refusal is confirmed against the database (a sign-in or an unblock
+        // through another process may not have reached this one yet).
+        let mut user = self.user_as(claims.sub, false).await?;
+        if session_refusal(&user, claims.sid).is_some() {
+            user = self.user_as(claims.sub, true).await?;
+        }
+        if let Some(refusal) = session_refusal(&user, claims.sid) {
+            return Err(refusal);
+        }
         let role = user.role().ok_or(AuthError::Unauthenticated("the access token is not valid"))?;
-        if user.blocked.is_some() {
-            return Err(AuthError::Forbidden("the account is blocked"));
-        }
-        if !user.sessions.contains_key(&claims.sid) {
-            return Err(AuthError::Unauthenticated("the session has ended; sign in again"));
-        }
         let via = Via::Session(claims.sid);
         Ok(Principal { user_id: claims.sub, role, mfa: claims.mfa, via, user: Arc::new(user) })
     }
@@ -242,13 +244,12 @@ impl Identity {
         if !secrets::same_hash(&secret_hash, &secrets::token_hash(key)) {
             return Err(invalid);
         }
-        let user = self.user(user_id).await?.state;
-        // A revocation is in the user's stream too (same append as in the key's own stream).
-        if !user.api_keys.contains_key(&key_id) {
-            return Err(AuthError::Unauthenticated("the API key was revoked"));
+        let mut user = self.user_as(user_id, false).await?;
+        if key_refusal(&user, key_id).is_some() {
+            user = self.user_as(user_id, true).await?;
         }
-        if user.blocked.is_some() {
-            return Err(AuthError::Forbidden("the account is blocked"));
+        if let Some(refusal) = key_refusal(&user, key_id) {
+            return Err(refusal);
         }
         let role = user.role().ok_or(invalid)?;
         self.record_key_use(key_id).await;
@@ -301,4 +302,33 @@ pub(super) fn check_password(password: &str, email: &Email) -> Result<(), AuthEr
 
 pub(super) fn unix_seconds() -> u64 {
     u64::try_from(now().0 / 1000).unwrap_or(0)
+}
+
+/// Why a session's access token is refused for this user, if it is.
+fn session_refusal(user: &UserState, session: SessionId) -> Option<AuthError> {
+    if user.role().is_none() {
+        return Some(AuthError::Unauthenticated("the access token is not valid"));
+    }
+    if user.blocked.is_some() {
+        return Some(AuthError::Forbidden("the account is blocked"));
+    }
+    if !user.sessions.contains_key(&session) {
+        return Some(AuthError::Unauthenticated("the session has ended; sign in again"));
+    }
+    None
+}
+
+/// Why an API key is refused for its owner, if it is. A revocation is in the user's stream
+/// too (same append as in the key's own stream).
+fn key_refusal(user: &UserState, key: ApiKeyId) -> Option<AuthError> {
+    if user.role().is_none() {
+        return Some(AuthError::Unauthenticated("the API key is not valid"));
+    }
+    if !user.api_keys.contains_key(&key) {
+        return Some(AuthError::Unauthenticated("the API key was revoked"));
+    }
+    if user.blocked.is_some() {
+        return Some(AuthError::Forbidden("the account is blocked"));
+    }
+    None
 }

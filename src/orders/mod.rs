@@ -15,7 +15,7 @@ use domain::events::order_stream;
 use domain::order::{OrderCommand, OrderError, OrderStatus};
 use domain::pricing::PricingState;
 use domain::wallet::WalletError;
-use domain::{Aggregate, DomainEvent, Money, OrderId, PositiveMoney, UserId};
+use domain::{Aggregate, Money, OrderId, PositiveMoney, UserId};
 use projections::OrderView;
 
 use crate::catalog::CatalogCache;
@@ -23,7 +23,7 @@ use crate::identity::now;
 use crate::providers::routing::{RoutingError, candidates, rent_first};
 use crate::providers::{Provider, ProviderError, SmsStatus};
 use crate::service::{Ledger, ServiceError};
-use crate::store::{AppendOutcome, EventStore, Metadata, StoreError};
+use crate::store::{AppendOutcome, EventStore, Folded, Metadata, StoreError};
 
 /// Longest a request that reads an order waits for its provider's answer.
 pub const INLINE_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(3);
@@ -89,27 +89,29 @@ impl Orders {
         &self.ledger
     }
 
-    /// The order as its stream says now; `None` when there is no such order.
+    /// The order as it is after every write this process acknowledged (and other processes'
+    /// once its tail passed them): from memory; from the database when memory does not have
+    /// it (placed through another process just now). `None` when there is no such order.
     pub async fn view(&self, order_id: OrderId) -> Result<Option<OrderView>, StoreError> {
+        if let Some(view) = self.view_as(order_id, false).await? {
+            return Ok(Some(view));
+        }
+        self.view_as(order_id, true).await
+    }
+
+    async fn view_as(&self, order_id: OrderId, fresh: bool) -> Result<Option<OrderView>, StoreError> {
         let stream = order_stream(order_id);
-        let mut events = Vec::new();
-        for mut recorded in self.store.read_stream(&stream).await? {
-            let payload = std::mem::take(&mut recorded.payload);
-            let corrupt = |reason: String| StoreError::Corrupt { position: recorded.position, reason };
-            match DomainEvent::decode_owned(&recorded.event_type, recorded.schema_version, payload) {
-                Ok(DomainEvent::Order(event)) => events.push((recorded.position, event)),
-                Ok(_) => return Err(corrupt(format!("a {} event in {stream}", recorded.event_type))),
-                Err(error) => return Err(corrupt(error.to_string())),
-            }
+        let Folded::Order(log) = self.store.folded(&stream, fresh).await? else {
+            return Err(StoreError::Invalid(format!("{stream} is not an order")));
+        };
+        match (log.state.view(), log.state.0.first()) {
+            (Some(view), _) => Ok(Some(view)),
+            (None, None) => Ok(None),
+            (None, Some((position, _))) => Err(StoreError::Corrupt {
+                position: *position,
+                reason: format!("{stream} does not start with order.placed"),
+            }),
         }
-        if events.is_empty() {
-            return Ok(None);
-        }
-        let view = OrderView::fold(events.iter().map(|(position, event)| (*position, event)));
-        view.map(Some).ok_or_else(|| StoreError::Corrupt {
-            position: events[0].0,
-            reason: format!("{stream} does not start with order.placed"),
-        })
     }
 
     /// The order placed at log position `serial` (its numeric id), if that is an order.
@@ -180,7 +182,12 @@ impl Orders {
             let any = candidates(&synced.catalog, pricing, &request.service, &request.country, None);
             return Err(OrderFailure::NoNumbers { cheapest: any.first().map(|c| c.price) });
         };
-        let wallet = self.ledger.wallet(request.user, cheapest.price.currency).await?.state;
+        // From memory; a shortage is confirmed against the database (a deposit through
+        // another process may not have reached this one yet).
+        let mut wallet = self.ledger.wallet_as(request.user, cheapest.price.currency, false).await?.state;
+        if wallet.available < cheapest.price.amount {
+            wallet = self.ledger.wallet(request.user, cheapest.price.currency).await?.state;
+        }
         if wallet.available < cheapest.price.amount {
             return Err(OrderFailure::NoBalance { available: wallet.available, needed: cheapest.price.amount });
         }

@@ -122,32 +122,42 @@ macro_rules! engine_orders {
                 Ok(())
             }
 
-            /// A user's orders, newest first, optionally of one status.
+            /// A user's orders, newest first, optionally of one status, and the view's
+            /// checkpoint, in one statement (one snapshot): the page includes every event up
+            /// to the checkpoint.
             pub async fn for_user(
                 connection: &mut $connection,
                 user: UserId,
                 status: Option<OrderStatus>,
                 offset: i64,
                 limit: i64,
-            ) -> Result<OrderPage, sqlx::Error> {
+            ) -> Result<(i64, OrderPage), sqlx::Error> {
                 let filter = if status.is_some() { "AND status = $2" } else { "AND $2 IS NULL" };
-                let total: (i64,) = sqlx::query_as(sink::sql(format!("SELECT count(*) FROM orders WHERE user_id = $1 {filter}")))
-                    .bind(user.0)
-                    .bind(status.map(status_text))
-                    .fetch_one(&mut *connection)
-                    .await?;
                 let text = format!(
-                    "SELECT view FROM orders WHERE user_id = $1 {filter} ORDER BY placed_at DESC, order_id DESC LIMIT $3 OFFSET $4"
+                    "SELECT c.checkpoint, c.total, o.view FROM \
+                     (SELECT COALESCE((SELECT position FROM projection_checkpoints WHERE name = $5), 0) AS checkpoint, \
+                             (SELECT count(*) FROM orders WHERE user_id = $1 {filter}) AS total) AS c \
+                     LEFT JOIN (SELECT view, placed_at, order_id FROM orders WHERE user_id = $1 {filter} \
+                                ORDER BY placed_at DESC, order_id DESC LIMIT $3 OFFSET $4) AS o ON 1 = 1 \
+                     ORDER BY o.placed_at DESC, o.order_id DESC"
                 );
                 let rows = sqlx::query(sink::sql(text))
                     .bind(user.0)
                     .bind(status.map(status_text))
                     .bind(limit)
                     .bind(offset)
+                    .bind(NAME)
                     .fetch_all(&mut *connection)
                     .await?;
-                let orders = rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
-                Ok(OrderPage { orders, total: total.0 })
+                let Some(first) = rows.first() else { return Err(sqlx::Error::RowNotFound) };
+                let (checkpoint, total): (i64, i64) = (first.try_get(0)?, first.try_get(1)?);
+                let mut orders = Vec::new();
+                for row in &rows {
+                    if let Some(view) = row.try_get::<Option<String>, _>(2)? {
+                        orders.push(parse_view(&view)?);
+                    }
+                }
+                Ok((checkpoint, OrderPage { orders, total }))
             }
 
             /// Every user's orders, newest first, narrowed by the filter.
@@ -246,14 +256,14 @@ macro_rules! on_engine {
     };
 }
 
-/// A user's orders, newest first, optionally of one status.
+/// A user's orders, newest first, optionally of one status, with the view's checkpoint.
 pub async fn list_for_user(
     engine: &Engine,
     user: UserId,
     status: Option<OrderStatus>,
     offset: i64,
     limit: i64,
-) -> Result<OrderPage, sqlx::Error> {
+) -> Result<(i64, OrderPage), sqlx::Error> {
     on_engine!(engine, for_user(user, status, offset, limit))
 }
 

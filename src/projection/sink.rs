@@ -259,65 +259,6 @@ macro_rules! engine_sink {
                 Ok(())
             }
 
-            /// One user's balance in one currency from the live table (`None`: never funded).
-            pub async fn balance(
-                connection: &mut $connection,
-                user: UserId,
-                currency: Currency,
-            ) -> Result<Option<Balance>, sqlx::Error> {
-                let row = sqlx::query(
-                    "SELECT user_id, currency, available, held, position FROM balances WHERE user_id = $1 AND currency = $2",
-                )
-                .bind(user.0)
-                .bind(currency.as_str())
-                .fetch_optional(&mut *connection)
-                .await?;
-                row.as_ref().map(balance_row).transpose().map(|found| found.map(|(_, balance)| balance))
-            }
-
-            /// `(position of the wallet's last event, checkpoint of `checkpoint_name`, balance)`
-            /// read by one statement, so all three come from one snapshot: when the checkpoint
-            /// has reached the wallet's last event, the balance includes every change of it
-            /// committed before the statement.
-            pub async fn balance_with_positions(
-                connection: &mut $connection,
-                checkpoint_name: &str,
-                user: UserId,
-                currency: Currency,
-            ) -> Result<(i64, i64, Option<Balance>), sqlx::Error> {
-                let row = sqlx::query(
-                    "SELECT b.user_id, b.currency, b.available, b.held, b.position, \
-                     COALESCE((SELECT position FROM events WHERE stream_id = $4 ORDER BY version DESC LIMIT 1), 0), \
-                     COALESCE((SELECT position FROM projection_checkpoints WHERE name = $3), 0) \
-                     FROM (SELECT 1) AS one LEFT JOIN balances b ON b.user_id = $1 AND b.currency = $2",
-                )
-                .bind(user.0)
-                .bind(currency.as_str())
-                .bind(checkpoint_name)
-                .bind(domain::events::wallet_stream(user, currency))
-                .fetch_one(&mut *connection)
-                .await?;
-                let found = match row.try_get::<Option<i64>, _>(4)? {
-                    Some(_) => Some(balance_row(&row)?.1),
-                    None => None,
-                };
-                Ok((row.try_get(5)?, row.try_get(6)?, found))
-            }
-
-            /// The position of the last event of any of these streams (0: none has any).
-            pub async fn last_position_of(connection: &mut $connection, streams: &[String]) -> Result<i64, sqlx::Error> {
-                let mut last = 0;
-                for stream in streams {
-                    let found: Option<i64> =
-                        sqlx::query_scalar("SELECT position FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1")
-                            .bind(stream)
-                            .fetch_optional(&mut *connection)
-                            .await?;
-                    last = last.max(found.unwrap_or(0));
-                }
-                Ok(last)
-            }
-
             /// One user's statement lines of the given event types, newest first, and how many
             /// there are in all.
             pub async fn statement_page(

@@ -6,6 +6,7 @@
 //! reads `position > checkpoint` in order can never skip an event.
 
 pub mod canonical;
+mod live;
 mod plan;
 mod postgres;
 mod sqlite;
@@ -16,6 +17,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use live::{Folded, Live, OrderLog};
 pub use plan::{BatchPlan, Known, WriterCache, plan_batch};
 use tokio::sync::{mpsc, oneshot, watch};
 pub use types::*;
@@ -102,14 +104,13 @@ struct Inner {
     writer: mpsc::Sender<writer::Pending>,
     /// The newest position this process has committed.
     head: watch::Receiver<i64>,
-    /// The newest position this process committed for each actor (`user:{id}`): what a
-    /// read-your-writes read of that user's views must wait for.
-    last_writes: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// The newest position written by or for each actor (`user:{id}`): this process's
+    /// appends, and everyone's once the tail passed them. What a read-your-writes read of
+    /// that user's views waits for.
+    writes: std::sync::Mutex<live::LastWrites>,
+    /// The tail and the streams kept in memory, started on first use.
+    live: std::sync::OnceLock<Arc<Live>>,
 }
-
-/// Actors whose last write is remembered; past this the memory starts over (a read then waits
-/// for what the log says of the user, which covers every write but an order's finish).
-const LAST_WRITES_MAX: usize = 100_000;
 
 impl EventStore {
     /// Connects, applies migrations, and starts the group-commit writer on the current tokio
@@ -128,12 +129,18 @@ impl EventStore {
         };
         let (head_sender, head) = watch::channel(0);
         tokio::spawn(writer::run(engine.clone(), receiver, limits, head_sender));
-        EventStore { inner: Arc::new(Inner { engine, writer: sender, head, last_writes: Default::default() }) }
+        let inner = Inner { engine, writer: sender, head, writes: Default::default(), live: Default::default() };
+        EventStore { inner: Arc::new(inner) }
     }
 
     /// Changes whenever this process commits an append (others' appends are not seen here).
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.inner.head.clone()
+    }
+
+    /// The newest position this process has committed (0 before its first append).
+    pub fn own_head(&self) -> i64 {
+        *self.inner.head.borrow()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -148,19 +155,25 @@ impl EventStore {
         self.inner.writer.send(writer::Pending { request, reply }).await.map_err(|_| StoreError::WriterStopped)?;
         let outcome = answer.await.map_err(|_| StoreError::WriterStopped)??;
         if let Some(actor) = actor {
-            let mut last = self.inner.last_writes.lock().expect("last writes lock");
-            if last.len() >= LAST_WRITES_MAX {
-                last.clear();
-            }
-            let position = last.entry(actor).or_default();
-            *position = (*position).max(outcome.last_position);
+            self.inner.writes.lock().expect("last writes lock").wrote(&actor, outcome.last_position);
         }
         Ok(outcome)
     }
 
-    /// The newest position this process committed on behalf of `actor` (`user:{id}`).
-    pub fn last_write_by(&self, actor: &str) -> Option<i64> {
-        self.inner.last_writes.lock().expect("last writes lock").get(actor).copied()
+    /// The newest position written by or for `actor` (`user:{id}`) that this process knows
+    /// of: its own appends at once, other processes' once the tail passed them.
+    pub fn last_write_by(&self, actor: &str) -> i64 {
+        self.inner.writes.lock().expect("last writes lock").last_by(actor)
+    }
+
+    /// The tail of the log and the streams this process keeps in memory; the tail starts on
+    /// the first call.
+    pub fn live(&self) -> &Live {
+        self.inner.live.get_or_init(|| {
+            let live = Arc::new(Live::new());
+            tokio::spawn(live::tail(Arc::downgrade(&self.inner), live.clone()));
+            live
+        })
     }
 
     pub async fn read_stream(&self, stream_id: &str) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -259,6 +272,13 @@ impl EventStore {
             Engine::Sqlite(pool) => sqlite::position_at(pool, at).await,
         }
     }
+}
+
+async fn head_position(engine: &Engine) -> Result<i64, StoreError> {
+    Ok(match engine {
+        Engine::Postgres(pool) => postgres::head(pool).await?.position,
+        Engine::Sqlite(pool) => sqlite::head(pool).await?.position,
+    })
 }
 
 pub async fn read_all(engine: &Engine, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -134,7 +134,8 @@ async fn read_known(pool: &PgPool, streams: &[String], keys: &[String]) -> Resul
 }
 
 /// Events, the new head and new idempotency keys in one statement, written only if the head
-/// is still at `expected_head`. Returns whether it was written.
+/// is still at `expected_head`, and the commit announced to every process's tail
+/// (`NOTIFY smsledger_events`, delivered at commit). Returns whether it was written.
 async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Result<bool, sqlx::Error> {
     let mut columns = Columns::default();
     for row in &plan.rows {
@@ -142,7 +143,7 @@ async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Resu
     }
     let (keys, outcomes): (Vec<String>, Vec<String>) =
         plan.new_keys.iter().map(|(k, o)| (k.clone(), serde_json::to_string(o).expect("outcome serializes"))).unzip();
-    let (head_moved, inserted): (i64, i64) = sqlx::query_as(
+    let (head_moved, inserted, _notified): (i64, i64, i64) = sqlx::query_as(
         "WITH head AS (UPDATE event_head SET position = $11, hash = $12 WHERE id = 1 AND position = $15 RETURNING 1), \
          inserted AS (\
             INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at, hash) \
@@ -150,8 +151,9 @@ async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Resu
             $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[]) AS u(p, s, v, e, t, sv, pl, md, ra, h) \
             WHERE EXISTS (SELECT 1 FROM head) RETURNING 1), \
          keys AS (INSERT INTO idempotency_keys (key, outcome) SELECT k, o::jsonb FROM UNNEST($13::text[], $14::text[]) AS t(k, o) \
-            WHERE EXISTS (SELECT 1 FROM head) RETURNING 1) \
-         SELECT (SELECT count(*) FROM head), (SELECT count(*) FROM inserted)",
+            WHERE EXISTS (SELECT 1 FROM head) RETURNING 1), \
+         notified AS (SELECT pg_notify('smsledger_events', '') FROM head) \
+         SELECT (SELECT count(*) FROM head), (SELECT count(*) FROM inserted), (SELECT count(*) FROM notified)",
     )
     .bind(columns.positions)
     .bind(columns.stream_ids)

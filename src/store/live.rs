@@ -1,0 +1,416 @@
+//! The log as this process follows it: a tail reads every new event in position order a
+//! moment after its commit (woken by this process's own appends, by PostgreSQL's
+//! notification of any process's commit, and at least every `TAIL_POLL`), and keeps the
+//! streams requests read most (users, wallets, orders) folded in memory and current. A read
+//! served from here makes no database round trip.
+//!
+//! What a cached fold may be used for (decision 0022):
+//! - a stream in memory is current as of the tail's position or newer, never older;
+//! - a user's own reads first wait for the tail to pass that user's last write through this
+//!   process (read-your-writes); another process's write is seen once notified (about a
+//!   millisecond on loopback);
+//! - a decision made on a cached fold is safe because its append expects the version it was
+//!   decided on; a conflict or a refusal is decided again on a fresh read from the database,
+//!   so nothing is refused because of a stale cache.
+//!
+//! How a stream gets in without missing an event: its slot is marked loading *before* the
+//! database read; the tail buffers every event of a loading stream; when the read returns,
+//! the buffered events newer than it are applied. A stream whose first event the tail sees is
+//! complete from the start and is added as it is (a new order, a new user).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use domain::identity::UserState;
+use domain::order::{OrderEvent, OrderState};
+use domain::wallet::WalletState;
+use domain::{Aggregate, Currency, DomainEvent, UserId};
+use projections::OrderView;
+use tokio::sync::watch;
+
+use super::{Engine, Inner, Loaded, RecordedEvent, StoreError};
+
+/// The PostgreSQL notification channel every commit of events is announced on.
+pub const CHANNEL: &str = "smsledger_events";
+/// Longest the tail goes without looking at the log (a missed notification, SQLite).
+const TAIL_POLL: Duration = Duration::from_millis(100);
+/// Events the tail reads per query.
+const TAIL_PAGE: u32 = 1_000;
+/// Streams kept in memory; past it the ready ones are dropped and loaded again on use.
+const STREAMS_MAX: usize = 50_000;
+/// Actors whose last write is remembered; past it the memory starts over from the tail's
+/// position (every write before it is then covered by the floor).
+const LAST_WRITES_MAX: usize = 100_000;
+
+/// An order's events with their positions: the order aggregate and the order view are both
+/// folded from them (order streams are a handful of events).
+#[derive(Clone, Debug, Default)]
+pub struct OrderLog(pub Vec<(i64, OrderEvent)>);
+
+impl OrderLog {
+    pub fn state(&self) -> OrderState {
+        self.0.iter().fold(OrderState::default(), |state, (_, event)| state.apply(event))
+    }
+
+    /// `None` for an order stream that does not start with `order.placed` (or is empty).
+    pub fn view(&self) -> Option<OrderView> {
+        OrderView::fold(self.0.iter().map(|(position, event)| (*position, event)))
+    }
+}
+
+/// A stream folded in memory, by kind (the stream name's prefix says which).
+#[derive(Clone, Debug)]
+pub enum Folded {
+    User(Loaded<UserState>),
+    Wallet(Loaded<WalletState>),
+    Order(Loaded<OrderLog>),
+}
+
+impl Folded {
+    /// The empty fold of a stream this cache keeps; `None` for other streams.
+    fn empty(stream_id: &str) -> Option<Folded> {
+        if let Some(rest) = stream_id.strip_prefix("wallet-") {
+            // wallet-{user}-{currency}
+            let (user, currency) = rest.rsplit_once('-')?;
+            let state = WalletState::new(UserId(user.parse().ok()?), Currency::parse(currency).ok()?);
+            Some(Folded::Wallet(Loaded { state, version: 0 }))
+        } else if stream_id.starts_with("order-") {
+            Some(Folded::Order(Loaded { state: OrderLog::default(), version: 0 }))
+        } else if stream_id.starts_with("user-") {
+            Some(Folded::User(Loaded { state: UserState::default(), version: 0 }))
+        } else {
+            None
+        }
+    }
+
+    fn version(&self) -> u64 {
+        match self {
+            Folded::User(loaded) => loaded.version,
+            Folded::Wallet(loaded) => loaded.version,
+            Folded::Order(loaded) => loaded.version,
+        }
+    }
+
+    /// The fold with one more event; `None` if it does not belong in this stream.
+    fn apply(self, position: i64, event: DomainEvent) -> Option<Folded> {
+        Some(match (self, event) {
+            (Folded::User(l), DomainEvent::User(e)) => {
+                Folded::User(Loaded { state: l.state.apply(&e), version: l.version + 1 })
+            }
+            (Folded::Wallet(l), DomainEvent::Wallet(e)) => {
+                Folded::Wallet(Loaded { state: l.state.apply(&e), version: l.version + 1 })
+            }
+            (Folded::Order(mut l), DomainEvent::Order(e)) => {
+                l.state.0.push((position, e));
+                Folded::Order(Loaded { state: l.state, version: l.version + 1 })
+            }
+            _ => return None,
+        })
+    }
+
+    /// The fold with `recorded` applied if it is the next event; `None` if it cannot be (a
+    /// gap, or an event that does not decode or belong): the slot is then dropped.
+    fn next(self, recorded: &RecordedEvent) -> Option<Folded> {
+        let version = u64::try_from(recorded.version).ok()?;
+        if version <= self.version() {
+            return Some(self); // the database read that filled this slot had it already
+        }
+        if version != self.version() + 1 {
+            return None;
+        }
+        self.apply(recorded.position, recorded.decode().ok()?)
+    }
+}
+
+enum Slot {
+    Ready(Box<Folded>),
+    /// A database read is on its way; events the tail passes meanwhile wait here.
+    Loading(Vec<RecordedEvent>),
+}
+
+pub struct Live {
+    /// How far the tail has applied the log; -1 until it has read the head once.
+    tailed: watch::Sender<i64>,
+    streams: Mutex<HashMap<String, Slot>>,
+}
+
+/// The newest position written by (or for) each actor (`user:{id}`): this process's appends as
+/// they are acknowledged, everyone's as the tail passes them (an event's actor, and the owner
+/// of a wallet the event is in, so a refund the monitor made counts as the user's).
+#[derive(Default)]
+pub(super) struct LastWrites {
+    by_actor: HashMap<String, i64>,
+    /// Every write at or before this position is covered: an actor not remembered is
+    /// answered with it.
+    floor: i64,
+}
+
+impl LastWrites {
+    pub(super) fn wrote(&mut self, actor: &str, position: i64) {
+        if self.by_actor.len() >= LAST_WRITES_MAX {
+            let newest = self.by_actor.values().copied().max().unwrap_or(0);
+            self.floor = self.floor.max(newest);
+            self.by_actor.clear();
+        }
+        let last = self.by_actor.entry(actor.to_owned()).or_default();
+        *last = (*last).max(position);
+    }
+
+    /// The newest position written by or for `actor` known here.
+    pub(super) fn last_by(&self, actor: &str) -> i64 {
+        self.by_actor.get(actor).copied().unwrap_or(self.floor)
+    }
+
+    /// Records the writers of a page the tail read.
+    fn passed(&mut self, page: &[RecordedEvent]) {
+        for recorded in page {
+            if let Some(actor) = recorded.metadata.get("actor").and_then(|a| a.as_str()) {
+                self.wrote(actor, recorded.position);
+            }
+            if let Some(owner) = wallet_owner(&recorded.stream_id) {
+                self.wrote(&format!("user:{owner}"), recorded.position);
+            }
+        }
+    }
+}
+
+impl Live {
+    pub(super) fn new() -> Live {
+        Live { tailed: watch::channel(-1).0, streams: Mutex::default() }
+    }
+
+    /// The tail's position: every event up to it is applied here.
+    pub fn tailed(&self) -> i64 {
+        *self.tailed.borrow()
+    }
+
+    /// Waits until the tail has applied `position`; `false` after `wait`.
+    pub async fn wait_tailed(&self, position: i64, wait: Duration) -> bool {
+        let mut seen = self.tailed.subscribe();
+        tokio::time::timeout(wait, seen.wait_for(|tailed| *tailed >= position)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// The stream as cached, if it is.
+    fn ready(&self, stream_id: &str) -> Option<Folded> {
+        match self.streams.lock().expect("live streams lock").get(stream_id) {
+            Some(Slot::Ready(folded)) => Some(Folded::clone(folded)),
+            _ => None,
+        }
+    }
+
+    /// Marks the stream loading unless another read is loading it already (that read will
+    /// fill the slot; this one goes to the database on its own). Returns whether it did.
+    fn start_loading(&self, stream_id: &str) -> bool {
+        let mut streams = self.streams.lock().expect("live streams lock");
+        if matches!(streams.get(stream_id), Some(Slot::Loading(_))) {
+            return false;
+        }
+        if streams.len() >= STREAMS_MAX {
+            streams.retain(|_, slot| matches!(slot, Slot::Loading(_)));
+        }
+        streams.insert(stream_id.to_owned(), Slot::Loading(Vec::new()));
+        true
+    }
+
+    /// Ends a load: the database's fold plus what the tail passed meanwhile becomes the slot.
+    fn finish_loading(&self, stream_id: &str, read: Folded) -> Folded {
+        let mut streams = self.streams.lock().expect("live streams lock");
+        let Some(Slot::Loading(passed)) = streams.remove(stream_id) else { return read };
+        let mut folded = read.clone();
+        for recorded in &passed {
+            match folded.next(recorded) {
+                Some(next) => folded = next,
+                None => return read,
+            }
+        }
+        streams.insert(stream_id.to_owned(), Slot::Ready(Box::new(folded.clone())));
+        folded
+    }
+
+    fn abandon_loading(&self, stream_id: &str) {
+        let mut streams = self.streams.lock().expect("live streams lock");
+        if matches!(streams.get(stream_id), Some(Slot::Loading(_))) {
+            streams.remove(stream_id);
+        }
+    }
+
+    /// Forgets a stream, so its next read goes to the database.
+    pub fn forget(&self, stream_id: &str) {
+        let mut streams = self.streams.lock().expect("live streams lock");
+        if matches!(streams.get(stream_id), Some(Slot::Ready(_))) {
+            streams.remove(stream_id);
+        }
+    }
+
+    /// Applies one page the tail read, in position order.
+    fn pass(&self, page: &[RecordedEvent]) {
+        let mut streams = self.streams.lock().expect("live streams lock");
+        for recorded in page {
+            match streams.remove(&recorded.stream_id) {
+                Some(Slot::Ready(folded)) => {
+                    if let Some(next) = folded.next(recorded) {
+                        streams.insert(recorded.stream_id.clone(), Slot::Ready(Box::new(next)));
+                    }
+                }
+                Some(Slot::Loading(mut passed)) => {
+                    passed.push(recorded.clone());
+                    streams.insert(recorded.stream_id.clone(), Slot::Loading(passed));
+                }
+                None if recorded.version == 1 && streams.len() < STREAMS_MAX => {
+                    let first = Folded::empty(&recorded.stream_id).and_then(|empty| empty.next(recorded));
+                    if let Some(first) = first {
+                        streams.insert(recorded.stream_id.clone(), Slot::Ready(Box::new(first)));
+                    }
+                }
+                None => {}
+            }
+        }
+        drop(streams);
+        if let Some(last) = page.last() {
+            self.tailed.send_if_modified(|tailed| {
+                let newer = last.position > *tailed;
+                *tailed = (*tailed).max(last.position);
+                newer
+            });
+        }
+    }
+}
+
+/// `wallet-{user}-{currency}` → `{user}`.
+fn wallet_owner(stream_id: &str) -> Option<&str> {
+    stream_id.strip_prefix("wallet-")?.rsplit_once('-').map(|(user, _)| user)
+}
+
+impl super::EventStore {
+    /// The stream folded, from memory when this process keeps it current, otherwise read from
+    /// the database (and kept from then on). It includes every append this process acknowledged
+    /// before the call, and other processes' once the tail passed them. `fresh`: read the database whatever memory holds,
+    /// as a refused or conflicting decision does. Only user, wallet and order streams are kept.
+    pub async fn folded(&self, stream_id: &str, fresh: bool) -> Result<Folded, StoreError> {
+        let empty = Folded::empty(stream_id)
+            .ok_or_else(|| StoreError::Invalid(format!("{stream_id} is not a stream kept in memory")))?;
+        let live = self.live();
+        // Memory is read once the tail has passed every append this process acknowledged
+        // (read-your-writes); a tail that cannot get there (the database is unreachable) is
+        // not waited for twice: the database answers.
+        let own = self.own_head().max(0);
+        if !live.wait_tailed(own, crate::read::FRESHNESS_WAIT_MAX).await {
+            return self.fold_folded(stream_id, empty).await;
+        }
+        if !fresh && let Some(folded) = live.ready(stream_id) {
+            return Ok(folded);
+        }
+        if !live.start_loading(stream_id) {
+            return self.fold_folded(stream_id, empty).await;
+        }
+        match self.fold_folded(stream_id, empty).await {
+            Ok(read) => Ok(live.finish_loading(stream_id, read)),
+            Err(error) => {
+                live.abandon_loading(stream_id);
+                Err(error)
+            }
+        }
+    }
+
+    async fn fold_folded(&self, stream_id: &str, empty: Folded) -> Result<Folded, StoreError> {
+        let mut folded = empty;
+        for recorded in self.read_stream(stream_id).await? {
+            let corrupt = |reason: String| StoreError::Corrupt {
+                position: recorded.position,
+                reason: format!("{}: {reason}", recorded.stream_id),
+            };
+            let event = recorded.decode().map_err(|e| corrupt(e.to_string()))?;
+            folded = folded
+                .apply(recorded.position, event)
+                .ok_or_else(|| corrupt(format!("{} does not belong here", recorded.event_type)))?;
+        }
+        Ok(folded)
+    }
+}
+
+/// The tail: reads the log after its position for as long as the store exists.
+pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
+    let (engine, mut local) = match store.upgrade() {
+        Some(inner) => (inner.engine.clone(), inner.head.clone()),
+        None => return,
+    };
+    let mut notified = Notifications::listen(&engine).await;
+    let mut position = loop {
+        match super::head_position(&engine).await {
+            Ok(head) => break head,
+            Err(error) => {
+                tracing::warn!(%error, "live.tail_start_failed");
+                tokio::time::sleep(TAIL_POLL).await;
+            }
+        }
+    };
+    match store.upgrade() {
+        Some(inner) => inner.writes.lock().expect("last writes lock").floor = position,
+        None => return,
+    }
+    live.tailed.send_replace(position);
+    loop {
+        match super::read_all(&engine, position, TAIL_PAGE).await {
+            Ok(page) => {
+                let Some(inner) = store.upgrade() else { return };
+                // Writers first: a read that sees the tail past a write finds its writer.
+                inner.writes.lock().expect("last writes lock").passed(&page);
+                live.pass(&page);
+                if let Some(last) = page.last() {
+                    position = last.position;
+                }
+                if page.len() as u32 == TAIL_PAGE {
+                    continue;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "live.tail_read_failed"),
+        }
+        if store.strong_count() == 0 {
+            return;
+        }
+        tokio::select! {
+            changed = local.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(TAIL_POLL).await;
+                }
+            }
+            _ = notified.next() => {}
+            _ = tokio::time::sleep(TAIL_POLL) => {}
+        }
+    }
+}
+
+/// PostgreSQL's notifications of commits; nothing on SQLite (one process writes it).
+struct Notifications(Option<sqlx::postgres::PgListener>);
+
+impl Notifications {
+    async fn listen(engine: &Engine) -> Notifications {
+        let Engine::Postgres(pool) = engine else { return Notifications(None) };
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(listener) => Notifications(Some(listener)),
+            Err(error) => {
+                tracing::warn!(%error, "live.listen_failed");
+                Notifications(None)
+            }
+        }
+    }
+
+    /// The next notification (or a lost connection, after which the listener reconnects).
+    async fn next(&mut self) {
+        match &mut self.0 {
+            Some(listener) => {
+                if let Err(error) = listener.recv().await {
+                    tracing::debug!(%error, "live.notification_lost");
+                    tokio::time::sleep(TAIL_POLL).await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+}

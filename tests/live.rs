@@ -1,0 +1,141 @@
+//! The streams a process keeps in memory (`store::live`) against the database: another
+//! process's writes arrive, a stream loaded while it is being written misses nothing, and a
+//! decision memory would refuse is decided again on the database's state.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDatabase, open_store};
+use domain::order::OrderPolicy;
+use domain::wallet::{WalletCommand, WalletState};
+use domain::{Clearing, Currency, DepositId, OrderId, PositiveMoney, UserId};
+use rust_decimal::Decimal;
+use smsledger::service::{Ledger, ServiceError};
+use smsledger::store::{EventStore, Folded, Loaded, Metadata, StoreError};
+
+fn usd(amount: &str) -> Decimal {
+    amount.parse().unwrap()
+}
+
+fn deposit(amount: &str) -> WalletCommand {
+    WalletCommand::Deposit {
+        deposit_id: DepositId::new(),
+        amount: PositiveMoney::parse(amount, "USD").unwrap(),
+        source: Clearing::Sandbox,
+    }
+}
+
+async fn in_memory(store: &EventStore, user: UserId) -> Loaded<WalletState> {
+    match store.folded(&domain::events::wallet_stream(user, Currency::USD), false).await.unwrap() {
+        Folded::Wallet(wallet) => wallet,
+        other => panic!("not a wallet: {other:?}"),
+    }
+}
+
+/// Waits until `store`'s tail has passed the log's head as it is now.
+async fn caught_up(store: &EventStore) {
+    let head = store.head().await.unwrap().position;
+    assert!(store.live().wait_tailed(head, Duration::from_secs(5)).await, "the tail reached {head}");
+}
+
+/// Two processes write one wallet concurrently while the first keeps reading it from memory
+/// and dropping it (so it is loaded again while being written); afterwards memory equals the
+/// database on both.
+async fn memory_follows_every_process_writes(db: TestDatabase) {
+    let (a, b) = (open_store(&db).await, open_store(&db).await);
+    let (ledger_a, ledger_b) =
+        (Ledger::new(a.clone(), OrderPolicy::default()), Ledger::new(b.clone(), OrderPolicy::default()));
+    let user = UserId::new();
+    let stream = domain::events::wallet_stream(user, Currency::USD);
+    let writers: Vec<_> = [ledger_a.clone(), ledger_b.clone()]
+        .into_iter()
+        .map(|ledger| {
+            tokio::spawn(async move {
+                for _ in 0..40 {
+                    // Two processes racing for one stream may lose more races in a row than a
+                    // command retries; the test is about memory, so it retries the command.
+                    let command = deposit("0.25");
+                    loop {
+                        match ledger
+                            .wallet_command(user, Currency::USD, command.clone(), None, Metadata::default())
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
+                            Err(error) => panic!("{error}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // The invariant: memory is never older than the tail (every event up to the tail's
+    // position is in it), whether the stream was just loaded, dropped, or followed.
+    let reader = {
+        let (a, stream) = (a.clone(), stream.clone());
+        tokio::spawn(async move {
+            for round in 0..200 {
+                if round % 10 == 0 {
+                    a.live().forget(&stream);
+                }
+                let tailed = a.live().tailed();
+                let memory = in_memory(&a, user).await.version;
+                let logged = a.read_stream(&stream).await.unwrap();
+                let passed = logged.iter().filter(|e| e.position <= tailed).count() as u64;
+                assert!(memory >= passed, "round {round}: memory at {memory}, the tail passed {passed}");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    reader.await.unwrap();
+    for store in [&a, &b] {
+        caught_up(store).await;
+        let memory = in_memory(store, user).await;
+        let database = ledger_a.wallet(user, Currency::USD).await.unwrap();
+        assert_eq!(memory.version, 80);
+        assert_eq!((memory.version, memory.state.available), (database.version, database.state.available));
+        assert_eq!(memory.state.available, usd("20.00"));
+    }
+}
+
+/// A wallet another process funded a moment ago is still empty in this process's memory; a
+/// hold decided here is not refused for it: the refusal is decided again on the database.
+async fn a_refusal_from_memory_is_confirmed_against_the_database(db: TestDatabase) {
+    let (a, b) = (open_store(&db).await, open_store(&db).await);
+    let (ledger_a, ledger_b) = (Ledger::new(a.clone(), OrderPolicy::default()), Ledger::new(b, OrderPolicy::default()));
+    let user = UserId::new();
+    ledger_a.wallet_command(user, Currency::USD, deposit("1.00"), None, Metadata::default()).await.unwrap();
+    caught_up(&a).await;
+    assert_eq!(in_memory(&a, user).await.state.available, usd("1.00"));
+    ledger_b.wallet_command(user, Currency::USD, deposit("9.00"), None, Metadata::default()).await.unwrap();
+    let hold =
+        WalletCommand::PlaceHold { order_id: OrderId::new(), amount: PositiveMoney::parse("6.00", "USD").unwrap() };
+    ledger_a.wallet_command(user, Currency::USD, hold, None, Metadata::default()).await.expect("the hold is placed");
+    caught_up(&a).await;
+    let memory = in_memory(&a, user).await.state;
+    assert_eq!((memory.available, memory.held), (usd("4.00"), usd("6.00")));
+}
+
+/// A stream memory never saw is read from the database; one whose first event the tail passed
+/// is kept whole from the start.
+async fn a_new_stream_is_kept_from_its_first_event(db: TestDatabase) {
+    let store = open_store(&db).await;
+    caught_up(&store).await;
+    let ledger = Ledger::new(store.clone(), OrderPolicy::default());
+    let user = UserId::new();
+    ledger.wallet_command(user, Currency::USD, deposit("3.50"), None, Metadata::default()).await.unwrap();
+    caught_up(&store).await;
+    let wallet = in_memory(&store, user).await;
+    assert_eq!((wallet.version, wallet.state.available), (1, usd("3.50")));
+    assert!(store.folded("deposit-x", false).await.is_err(), "only users, wallets and orders are kept");
+}
+
+on_both_engines!(
+    memory_follows_every_process_writes,
+    a_refusal_from_memory_is_confirmed_against_the_database,
+    a_new_stream_is_kept_from_its_first_event,
+);
