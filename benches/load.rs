@@ -235,6 +235,24 @@ async fn deposit(client: &mut Client, n: u64) {
 }
 
 /// Runs `work` on every client for `duration`; the clients and what they saw, merged.
+/// Waits until every client's orders list answers (it waits for the orders view to include
+/// that user's last order, 503 after 2 s): how long the views took to catch up.
+async fn views_caught_up(clients: &[Client]) -> Duration {
+    let started = Instant::now();
+    for client in clients {
+        loop {
+            let url = format!("{}/orders?per_page=1", client.base);
+            let answer = client.http.get(url).bearer_auth(&client.token).send().await;
+            if answer.is_ok_and(|a| a.status().is_success()) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(600), "the views did not catch up in 10 minutes");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    started.elapsed()
+}
+
 async fn phase<F, Fut>(clients: Vec<Client>, duration: Duration, work: F) -> (Vec<Client>, Stats, f64)
 where
     F: Fn(Client, usize, Instant) -> Fut + Clone + Send + 'static,
@@ -410,6 +428,11 @@ async fn run() -> anyhow::Result<()> {
     println!("Order placement alone:\n");
     placing.print(placing_s);
     let placed_rate = placing.rate("POST /orders", placing_s);
+    let behind = views_caught_up(&clients).await;
+    println!(
+        "\nThe views (each user's orders list) included every order placed {:.1} s after placement stopped.",
+        behind.as_secs_f64()
+    );
 
     let read = |mut client: Client, _i: usize, deadline: Instant| async move {
         let listed = client.call("GET /orders (page of 20)", Method::GET, "/orders?per_page=1", None).await;

@@ -93,12 +93,27 @@ where
     Found: Future<Output = Result<(i64, T), sqlx::Error>>,
 {
     let target = user_position(store, user).await?;
+    Ok(view_at(store, view, target, read).await?.1)
+}
+
+/// A read that answers its view's checkpoint with its rows: done when the checkpoint is at
+/// `target`, else it waits for the projector and reads again. Returns the checkpoint too.
+pub async fn view_at<T, Read, Found>(
+    store: &EventStore,
+    view: &'static str,
+    target: i64,
+    read: Read,
+) -> Result<(i64, T), ReadError>
+where
+    Read: Fn() -> Found,
+    Found: Future<Output = Result<(i64, T), sqlx::Error>>,
+{
     let (checkpoint, found) = read().await?;
     if checkpoint >= target {
-        return Ok(found);
+        return Ok((checkpoint, found));
     }
     wait_for_position(store, view, view, target).await?;
-    Ok(read().await?.1)
+    Ok(read().await?)
 }
 
 /// Waits until the view `projection`, kept at checkpoint `name`, has reached `target`.

@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use common::{TestDatabase, open_store};
 use domain::order::OrderPolicy;
+use domain::order::{OrderCommand, OrderStatus};
 use domain::wallet::{WalletCommand, WalletState};
 use domain::{Clearing, Currency, DepositId, OrderId, PositiveMoney, UserId};
 use rust_decimal::Decimal;
+use smsledger::orders::Orders;
+use smsledger::projection::orders as orders_view;
+use smsledger::projection::views::View;
 use smsledger::service::{Ledger, ServiceError};
 use smsledger::store::{EventStore, Folded, Loaded, Metadata, StoreError};
 
@@ -134,7 +138,88 @@ async fn a_new_stream_is_kept_from_its_first_event(db: TestDatabase) {
     assert!(store.folded("deposit-x", false).await.is_err(), "only users, wallets and orders are kept");
 }
 
+fn place(user: UserId, now: i64) -> (OrderId, Vec<OrderCommand>) {
+    let order_id = OrderId::new();
+    let at = domain::Timestamp(now);
+    let place = OrderCommand::Place {
+        order_id,
+        user_id: user,
+        service: domain::catalog::ServiceCode::parse("tg").unwrap(),
+        country: domain::catalog::CountryCode::parse("GB").unwrap(),
+        price: PositiveMoney::parse("1.00", "USD").unwrap(),
+        policy: OrderPolicy::default(),
+        now: at,
+    };
+    let assign = OrderCommand::AssignNumber {
+        provider_id: "sandbox".into(),
+        provider_order_id: format!("sb-{order_id}"),
+        phone: domain::catalog::PhoneNumber::parse("+447700900123").unwrap(),
+        cost: domain::Money::parse("0.50", "USD").unwrap(),
+        now: at,
+    };
+    (order_id, vec![place, assign])
+}
+
+/// Six orders placed through both processes in turn, two at each placing time (ties are
+/// ordered by id, as in the view); then the last gets its code and the one before is cancelled.
+async fn round(placed: &mut Vec<OrderId>, user: UserId, ledgers: [Ledger; 2], first: i64) {
+    for (i, ledger) in ledgers.iter().cycle().take(6).enumerate() {
+        let (order_id, commands) = place(user, first + i as i64 / 2);
+        ledger.order_commands(order_id, commands, None, Metadata::default()).await.unwrap();
+        placed.push(order_id);
+    }
+    let n = placed.len();
+    let now = domain::Timestamp(first + 10_000_000);
+    let sms = OrderCommand::ReceiveSms { sms_id: "1".into(), code: "4711".into(), text: "4711".into(), now };
+    ledgers[1].order_command(placed[n - 1], sms, None, Metadata::default()).await.unwrap();
+    let cancel = OrderCommand::ForceCancel { now };
+    ledgers[1].order_command(placed[n - 2], cancel, None, Metadata::default()).await.unwrap();
+}
+
+/// A user's orders list in memory says what the orders view says, page by page and status by
+/// status, while two processes place, cancel and complete that user's orders, before and
+/// after the list was first read.
+async fn orders_lists_in_memory_equal_the_orders_view(db: TestDatabase) {
+    let (a, b) = (open_store(&db).await, open_store(&db).await);
+    let (ledger_a, ledger_b) =
+        (Ledger::new(a.clone(), OrderPolicy::default()), Ledger::new(b.clone(), OrderPolicy::default()));
+    let catalog = std::sync::Arc::new(smsledger::catalog::CatalogCache::new(vec![]));
+    let orders = Orders::new(a.clone(), ledger_a.clone(), catalog);
+    let user = UserId::new();
+    ledger_a.wallet_command(user, Currency::USD, deposit("100.00"), None, Metadata::default()).await.unwrap();
+    let mut placed = Vec::new();
+    round(&mut placed, user, [ledger_a.clone(), ledger_b.clone()], 1_000).await;
+    let compare = |label: &'static str| {
+        let (a, orders) = (a.clone(), &orders);
+        async move {
+            caught_up(&a).await;
+            while smsledger::projection::views::run_batch(a.engine(), View::Orders, 1_000).await.unwrap() > 0 {}
+            for status in
+                [None, Some(OrderStatus::NumberAssigned), Some(OrderStatus::SmsReceived), Some(OrderStatus::Cancelled)]
+            {
+                for (offset, limit) in [(0, 100), (0, 4), (4, 4), (11, 5)] {
+                    let memory = orders.page(user, status, offset, limit).await.unwrap();
+                    let (_, view) = orders_view::list_for_user(a.engine(), user, status, offset, limit).await.unwrap();
+                    let ids =
+                        |page: &orders_view::OrderPage| page.orders.iter().map(|o| o.order_id).collect::<Vec<_>>();
+                    assert_eq!(
+                        (ids(&memory), memory.total),
+                        (ids(&view), view.total),
+                        "{label} {status:?} {offset}+{limit}"
+                    );
+                    assert_eq!(memory.orders, view.orders, "{label}: the same views");
+                }
+            }
+        }
+    };
+    compare("loaded").await;
+    round(&mut placed, user, [ledger_b.clone(), ledger_a.clone()], 500).await;
+    compare("followed").await;
+    assert_eq!(orders.page(user, None, 0, 100).await.unwrap().total, 12);
+}
+
 on_both_engines!(
+    orders_lists_in_memory_equal_the_orders_view,
     memory_follows_every_process_writes,
     a_refusal_from_memory_is_confirmed_against_the_database,
     a_new_stream_is_kept_from_its_first_event,

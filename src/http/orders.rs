@@ -254,11 +254,7 @@ pub async fn list(
         return Err(ApiError::bad_request(format!("page starts at 1; per_page is 1 to {PAGE_SIZE_MAX}")));
     }
     let offset = (page - 1).saturating_mul(per_page);
-    let (engine, user) = (state.store.engine(), principal.user_id);
-    let found = crate::read::user_view(&state.store, orders_view::NAME, user, || {
-        orders_view::list_for_user(engine, user, status, offset, per_page)
-    })
-    .await?;
+    let found = state.orders.page(principal.user_id, status, offset, per_page).await?;
     Ok(ApiOk(OrdersPage {
         orders: found.orders.iter().map(OrderBody::from).collect(),
         page,

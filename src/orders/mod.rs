@@ -20,8 +20,11 @@ use projections::OrderView;
 
 use crate::catalog::CatalogCache;
 use crate::identity::now;
+use crate::projection::order_lists::{Found, OrderLists};
+use crate::projection::orders::{self as orders_view, OrderPage};
 use crate::providers::routing::{RoutingError, candidates, rent_first};
 use crate::providers::{Provider, ProviderError, SmsStatus};
+use crate::read::{self, ReadError};
 use crate::service::{Ledger, ServiceError};
 use crate::store::{AppendOutcome, EventStore, Folded, Metadata, StoreError};
 
@@ -78,11 +81,13 @@ pub struct Orders {
     store: EventStore,
     ledger: Ledger,
     pub catalog: Arc<CatalogCache>,
+    /// Users' orders lists in memory, fed by the store's tail once the first list is read.
+    lists: std::sync::OnceLock<Arc<OrderLists>>,
 }
 
 impl Orders {
     pub fn new(store: EventStore, ledger: Ledger, catalog: Arc<CatalogCache>) -> Orders {
-        Orders { store, ledger, catalog }
+        Orders { store, ledger, catalog, lists: std::sync::OnceLock::new() }
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -111,6 +116,49 @@ impl Orders {
                 position: *position,
                 reason: format!("{stream} does not start with order.placed"),
             }),
+        }
+    }
+
+    /// A page of the user's orders, newest first, optionally of one status, including every
+    /// write of theirs this process knows of (decision 0022): from the user's list in memory,
+    /// loaded from the orders view on first use.
+    pub async fn page(
+        &self,
+        user: UserId,
+        status: Option<OrderStatus>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<OrderPage, ReadError> {
+        let target = read::user_position(&self.store, user).await?;
+        let lists = self.lists.get_or_init(|| {
+            let lists = Arc::new(OrderLists::default());
+            self.store.live().follow(lists.clone());
+            lists
+        });
+        let engine = self.store.engine();
+        let from = match lists.page(user, status, offset, limit) {
+            Found::Page(page) => return Ok(page),
+            Found::Load { from } => from,
+            // Another read is loading this list: the view answers this one.
+            Found::Busy => {
+                let read = || orders_view::list_for_user(engine, user, status, offset, limit);
+                return Ok(read::view_at(&self.store, orders_view::NAME, target, read).await?.1);
+            }
+        };
+        let read = || orders_view::list_for_user(engine, user, None, 0, i64::MAX);
+        match read::view_at(&self.store, orders_view::NAME, from.max(target), read).await {
+            Ok((checkpoint, all)) => lists.loaded(user, all.orders, checkpoint),
+            Err(error) => {
+                lists.abandon(user);
+                return Err(error);
+            }
+        }
+        match lists.page(user, status, offset, limit) {
+            Found::Page(page) => Ok(page),
+            _ => {
+                let read = || orders_view::list_for_user(engine, user, status, offset, limit);
+                Ok(read::view_at(&self.store, orders_view::NAME, target, read).await?.1)
+            }
         }
     }
 

@@ -4,6 +4,7 @@ pub mod activity;
 pub mod analytics;
 pub mod deposits;
 pub mod notifications;
+pub mod order_lists;
 pub mod orders;
 mod runner;
 pub mod sink;

@@ -133,6 +133,16 @@ pub struct Live {
     /// How far the tail has applied the log; -1 until it has read the head once.
     tailed: watch::Sender<i64>,
     streams: Mutex<HashMap<String, Slot>>,
+    /// Read models kept elsewhere that the tail feeds every page; the lock is held while a
+    /// page is handed out and `tailed` moved, so a follower starts exactly where it joins.
+    followers: Mutex<Vec<Arc<dyn Follower>>>,
+}
+
+/// A read model the tail keeps current: `start` says where it joins (every event after that
+/// position will be passed to it), `passed` hands it each page in position order.
+pub trait Follower: Send + Sync {
+    fn start(&self, position: i64);
+    fn passed(&self, page: &[RecordedEvent]);
 }
 
 /// The newest position written by (or for) each actor (`user:{id}`): this process's appends as
@@ -177,7 +187,23 @@ impl LastWrites {
 
 impl Live {
     pub(super) fn new() -> Live {
-        Live { tailed: watch::channel(-1).0, streams: Mutex::default() }
+        Live { tailed: watch::channel(-1).0, streams: Mutex::default(), followers: Mutex::default() }
+    }
+
+    /// Has the tail feed `follower` from its position on.
+    pub fn follow(&self, follower: Arc<dyn Follower>) {
+        let mut followers = self.followers.lock().expect("live followers lock");
+        follower.start(self.tailed());
+        followers.push(follower);
+    }
+
+    /// The tail starts at `position`.
+    fn started(&self, position: i64) {
+        let followers = self.followers.lock().expect("live followers lock");
+        for follower in followers.iter() {
+            follower.start(position);
+        }
+        self.tailed.send_replace(position);
     }
 
     /// The tail's position: every event up to it is applied here.
@@ -267,6 +293,10 @@ impl Live {
             }
         }
         drop(streams);
+        let followers = self.followers.lock().expect("live followers lock");
+        for follower in followers.iter() {
+            follower.passed(page);
+        }
         if let Some(last) = page.last() {
             self.tailed.send_if_modified(|tailed| {
                 let newer = last.position > *tailed;
@@ -349,7 +379,7 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
         Some(inner) => inner.writes.lock().expect("last writes lock").floor = position,
         None => return,
     }
-    live.tailed.send_replace(position);
+    live.started(position);
     loop {
         match super::read_all(&engine, position, TAIL_PAGE).await {
             Ok(page) => {

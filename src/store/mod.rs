@@ -17,7 +17,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use live::{Folded, Live, OrderLog};
+pub use live::{Folded, Follower, Live, OrderLog};
 pub use plan::{BatchPlan, Known, WriterCache, plan_batch};
 use tokio::sync::{mpsc, oneshot, watch};
 pub use types::*;

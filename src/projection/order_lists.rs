@@ -1,0 +1,183 @@
+//! Each user's orders list kept in memory, fed by the store's tail (decision 0022): `GET
+//! /orders` pages it without a database round trip. A user's list is loaded once from the
+//! orders view (at a checkpoint at least where the tail was when the load began) and then
+//! followed event by event; order events the tail passes during the load wait in the slot.
+//! The same `OrderView` fold as the orders view, so both say the same.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use domain::order::{OrderEvent, OrderStatus};
+use domain::{DomainEvent, OrderId, UserId};
+use projections::OrderView;
+
+use super::orders::OrderPage;
+use crate::store::{Follower, RecordedEvent};
+
+/// Orders kept in all lists together; past it every ready list is dropped and loaded again.
+const ORDERS_MAX: usize = 200_000;
+
+#[derive(Default)]
+pub struct OrderLists {
+    inner: Mutex<Lists>,
+}
+
+#[derive(Default)]
+struct Lists {
+    /// Every event up to here has been passed to the lists.
+    passed: i64,
+    users: HashMap<UserId, Slot>,
+    /// The owner of every order in a ready list.
+    owners: HashMap<OrderId, UserId>,
+}
+
+enum Slot {
+    Ready(UserList),
+    /// Loading from the orders view, which must be at least at `from`; the order events
+    /// passed since wait here.
+    Loading {
+        from: i64,
+        passed: Vec<(i64, OrderId, OrderEvent)>,
+    },
+}
+
+/// One user's orders, oldest first, as the orders view orders them (placed at, then id).
+#[derive(Default)]
+struct UserList {
+    orders: Vec<OrderView>,
+    index: HashMap<OrderId, usize>,
+}
+
+impl UserList {
+    fn of(mut orders: Vec<OrderView>) -> UserList {
+        orders.sort_by_key(|view| (view.placed_at, view.order_id));
+        let index = orders.iter().enumerate().map(|(i, view)| (view.order_id, i)).collect();
+        UserList { orders, index }
+    }
+
+    /// Applies an order event; `true` when it placed an order new to this list.
+    fn apply(&mut self, position: i64, order_id: OrderId, event: &OrderEvent) -> bool {
+        if let Some(&i) = self.index.get(&order_id) {
+            self.orders[i].apply(event);
+            return false;
+        }
+        let Some(view) = OrderView::placed(event, position) else { return false };
+        let key = (view.placed_at, view.order_id);
+        let at = self.orders.partition_point(|o| (o.placed_at, o.order_id) < key);
+        self.orders.insert(at, view);
+        if at + 1 == self.orders.len() {
+            self.index.insert(order_id, at);
+        } else {
+            self.index = self.orders.iter().enumerate().map(|(i, view)| (view.order_id, i)).collect();
+        }
+        true
+    }
+
+    /// Newest first, optionally of one status.
+    fn page(&self, status: Option<OrderStatus>, offset: i64, limit: i64) -> OrderPage {
+        let matching = self.orders.iter().rev().filter(|o| status.is_none_or(|s| o.status == s));
+        let total = matching.clone().count() as i64;
+        let (offset, limit) = (usize::try_from(offset).unwrap_or(usize::MAX), usize::try_from(limit).unwrap_or(0));
+        OrderPage { orders: matching.skip(offset).take(limit).cloned().collect(), total }
+    }
+}
+
+/// What a page read found: the page, or the position the orders view must reach before a
+/// load can begin (`Load`), or another read loading the same list (`Busy`).
+pub enum Found {
+    Page(OrderPage),
+    Load { from: i64 },
+    Busy,
+}
+
+impl OrderLists {
+    /// The page from memory, or what to do to get it there.
+    pub fn page(&self, user: UserId, status: Option<OrderStatus>, offset: i64, limit: i64) -> Found {
+        let mut lists = self.inner.lock().expect("order lists lock");
+        let from = lists.passed;
+        match lists.users.get(&user) {
+            Some(Slot::Ready(list)) => Found::Page(list.page(status, offset, limit)),
+            Some(Slot::Loading { .. }) => Found::Busy,
+            None => {
+                lists.users.insert(user, Slot::Loading { from, passed: Vec::new() });
+                Found::Load { from }
+            }
+        }
+    }
+
+    /// Ends a load begun by `page`: `orders` are the user's orders in the orders view at
+    /// `checkpoint` (at least the load's `from`).
+    pub fn loaded(&self, user: UserId, orders: Vec<OrderView>, checkpoint: i64) {
+        let mut lists = self.inner.lock().expect("order lists lock");
+        let Some(Slot::Loading { from, passed }) = lists.users.remove(&user) else { return };
+        if checkpoint < from {
+            return; // not a view the load may use; the next read loads again
+        }
+        let mut list = UserList::of(orders);
+        for (position, order_id, event) in passed.iter().filter(|(position, ..)| *position > checkpoint) {
+            list.apply(*position, *order_id, event);
+        }
+        let count: usize = lists.owners.len() + list.orders.len();
+        if count > ORDERS_MAX {
+            lists.users.retain(|_, slot| matches!(slot, Slot::Loading { .. }));
+            lists.owners.clear();
+        }
+        for view in &list.orders {
+            lists.owners.insert(view.order_id, user);
+        }
+        lists.users.insert(user, Slot::Ready(list));
+    }
+
+    /// A load that failed gives its slot up.
+    pub fn abandon(&self, user: UserId) {
+        let mut lists = self.inner.lock().expect("order lists lock");
+        if matches!(lists.users.get(&user), Some(Slot::Loading { .. })) {
+            lists.users.remove(&user);
+        }
+    }
+}
+
+impl Follower for OrderLists {
+    fn start(&self, position: i64) {
+        let mut lists = self.inner.lock().expect("order lists lock");
+        lists.passed = lists.passed.max(position);
+    }
+
+    fn passed(&self, page: &[RecordedEvent]) {
+        let mut lists = self.inner.lock().expect("order lists lock");
+        let Lists { passed, users, owners } = &mut *lists;
+        for recorded in page {
+            *passed = (*passed).max(recorded.position);
+            if users.is_empty() || !recorded.stream_id.starts_with("order-") {
+                continue;
+            }
+            let Some(order_id) = recorded.stream_id.strip_prefix("order-").and_then(|id| id.parse().ok()).map(OrderId)
+            else {
+                continue;
+            };
+            // An event that does not decode is the projectors' and `verify`'s to report; the
+            // list of its owner is dropped and read again from the view.
+            let Ok(DomainEvent::Order(event)) = recorded.decode() else {
+                if let Some(user) = owners.get(&order_id).copied() {
+                    users.remove(&user);
+                }
+                continue;
+            };
+            for slot in users.values_mut() {
+                if let Slot::Loading { passed, .. } = slot {
+                    passed.push((recorded.position, order_id, event.clone()));
+                }
+            }
+            let owner = match &event {
+                OrderEvent::Placed { user_id, .. } => Some(*user_id),
+                _ => owners.get(&order_id).copied(),
+            };
+            if let Some(user) = owner
+                && let Some(Slot::Ready(list)) = users.get_mut(&user)
+                && list.apply(recorded.position, order_id, &event)
+            {
+                owners.insert(order_id, user);
+            }
+        }
+    }
+}
