@@ -79,23 +79,6 @@ pub async fn wait_for_user(store: &EventStore, view: &'static str, user: UserId)
     wait_for_position(store, view, view, target).await
 }
 
-/// A read of a user's own view that answers the view's checkpoint with its rows, in one
-/// statement: when the checkpoint has reached the user's last write (the usual case) that is
-/// the only round trip; otherwise it waits for the projector and reads again.
-pub async fn user_view<T, Read, Found>(
-    store: &EventStore,
-    view: &'static str,
-    user: UserId,
-    read: Read,
-) -> Result<T, ReadError>
-where
-    Read: Fn() -> Found,
-    Found: Future<Output = Result<(i64, T), sqlx::Error>>,
-{
-    let target = user_position(store, user).await?;
-    Ok(view_at(store, view, target, read).await?.1)
-}
-
 /// A read that answers its view's checkpoint with its rows: done when the checkpoint is at
 /// `target`, else it waits for the projector and reads again. Returns the checkpoint too.
 pub async fn view_at<T, Read, Found>(
@@ -147,7 +130,7 @@ async fn wait_for_position(
 /// keeps it in memory. A user who never had money in that currency has a zero balance.
 pub async fn balance(store: &EventStore, user: UserId, currency: Currency) -> Result<WalletBalance, ReadError> {
     let stream = domain::events::wallet_stream(user, currency);
-    match store.folded(&stream, false).await? {
+    match &*store.folded(&stream, false).await? {
         Folded::Wallet(wallet) => Ok(WalletBalance { available: wallet.state.available, held: wallet.state.held }),
         _ => Err(crate::store::StoreError::Invalid(format!("{stream} is not a wallet")).into()),
     }

@@ -56,8 +56,8 @@ impl Ledger {
         fresh: bool,
     ) -> Result<Loaded<WalletState>, ServiceError> {
         let stream = wallet_stream(user, currency);
-        match self.store.folded(&stream, fresh).await? {
-            Folded::Wallet(wallet) => Ok(wallet),
+        match &*self.store.folded(&stream, fresh).await? {
+            Folded::Wallet(wallet) => Ok(wallet.clone()),
             _ => Err(StoreError::Invalid(format!("{stream} is not a wallet")).into()),
         }
     }
@@ -70,8 +70,8 @@ impl Ledger {
     /// The order's events as this process keeps them (`fresh`: as the database has them now).
     pub async fn order_log(&self, order_id: OrderId, fresh: bool) -> Result<Loaded<OrderLog>, ServiceError> {
         let stream = order_stream(order_id);
-        match self.store.folded(&stream, fresh).await? {
-            Folded::Order(order) => Ok(order),
+        match &*self.store.folded(&stream, fresh).await? {
+            Folded::Order(order) => Ok(order.clone()),
             _ => Err(StoreError::Invalid(format!("{stream} is not an order")).into()),
         }
     }

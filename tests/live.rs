@@ -31,8 +31,8 @@ fn deposit(amount: &str) -> WalletCommand {
 }
 
 async fn in_memory(store: &EventStore, user: UserId) -> Loaded<WalletState> {
-    match store.folded(&domain::events::wallet_stream(user, Currency::USD), false).await.unwrap() {
-        Folded::Wallet(wallet) => wallet,
+    match &*store.folded(&domain::events::wallet_stream(user, Currency::USD), false).await.unwrap() {
+        Folded::Wallet(wallet) => wallet.clone(),
         other => panic!("not a wallet: {other:?}"),
     }
 }

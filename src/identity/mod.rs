@@ -249,8 +249,8 @@ impl Identity {
     /// The user as this process keeps it in memory (`fresh`: as the database has it now).
     pub async fn user_as(&self, user_id: UserId, fresh: bool) -> Result<UserState, AuthError> {
         let stream = user_stream(user_id);
-        match self.store.folded(&stream, fresh).await? {
-            crate::store::Folded::User(user) => Ok(user.state),
+        match &*self.store.folded(&stream, fresh).await? {
+            crate::store::Folded::User(user) => Ok(user.state.clone()),
             _ => Err(AuthError::Store(StoreError::Invalid(format!("{stream} is not a user")))),
         }
     }

@@ -106,7 +106,8 @@ impl Orders {
 
     async fn view_as(&self, order_id: OrderId, fresh: bool) -> Result<Option<OrderView>, StoreError> {
         let stream = order_stream(order_id);
-        let Folded::Order(log) = self.store.folded(&stream, fresh).await? else {
+        let folded = self.store.folded(&stream, fresh).await?;
+        let Folded::Order(log) = &*folded else {
             return Err(StoreError::Invalid(format!("{stream} is not an order")));
         };
         match (log.state.view(), log.state.0.first()) {

@@ -114,8 +114,16 @@ impl OrderLists {
             return; // not a view the load may use; the next read loads again
         }
         let mut list = UserList::of(orders);
+        // Every order event passed during the load waits in every loading slot: only this
+        // user's orders are taken (their placing names them; later events find them listed).
         for (position, order_id, event) in passed.iter().filter(|(position, ..)| *position > checkpoint) {
-            list.apply(*position, *order_id, event);
+            let theirs = match event {
+                OrderEvent::Placed { user_id, .. } => *user_id == user,
+                _ => list.index.contains_key(order_id),
+            };
+            if theirs {
+                list.apply(*position, *order_id, event);
+            }
         }
         let count: usize = lists.owners.len() + list.orders.len();
         if count > ORDERS_MAX {
@@ -179,5 +187,80 @@ impl Follower for OrderLists {
                 owners.insert(order_id, user);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
+    use domain::order::OrderPolicy;
+    use domain::{Aggregate, Money, PositiveMoney, Timestamp};
+
+    use super::*;
+
+    /// The events of placing an order for `user`, recorded from `position` on.
+    fn placed(user: UserId, position: i64) -> Vec<RecordedEvent> {
+        let order_id = OrderId::new();
+        let place = domain::order::OrderCommand::Place {
+            order_id,
+            user_id: user,
+            service: ServiceCode::parse("tg").unwrap(),
+            country: CountryCode::parse("GB").unwrap(),
+            price: PositiveMoney::parse("1.00", "USD").unwrap(),
+            policy: OrderPolicy::default(),
+            now: Timestamp(position),
+        };
+        let assign = domain::order::OrderCommand::AssignNumber {
+            provider_id: "sandbox".into(),
+            provider_order_id: "sb-1".into(),
+            phone: PhoneNumber::parse("+447700900123").unwrap(),
+            cost: Money::parse("0.50", "USD").unwrap(),
+            now: Timestamp(position),
+        };
+        let state = domain::order::OrderState::default();
+        let mut events = state.decide(place).unwrap();
+        events.extend(state.apply_all(&events).decide(assign).unwrap());
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let (event_type, payload) = DomainEvent::Order(event).encode();
+                RecordedEvent {
+                    position: position + i as i64,
+                    stream_id: format!("order-{order_id}"),
+                    version: i as i64 + 1,
+                    event_id: uuid::Uuid::now_v7(),
+                    event_type,
+                    schema_version: 1,
+                    payload,
+                    metadata: serde_json::json!({}),
+                    recorded_at: chrono::Utc::now(),
+                    hash: vec![0; 32],
+                }
+            })
+            .collect()
+    }
+
+    /// Orders of other users placed while a user's list loads are not that user's.
+    #[test]
+    fn a_load_takes_only_its_users_orders_from_what_passed_meanwhile() {
+        let (ann, bob) = (UserId::new(), UserId::new());
+        let lists = OrderLists::default();
+        lists.start(10);
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::Load { from: 10 }));
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::Busy));
+        let mut page = placed(bob, 11);
+        page.extend(placed(ann, 13));
+        lists.passed(&page);
+        lists.loaded(ann, Vec::new(), 10);
+        let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list is loaded") };
+        assert_eq!(found.total, 1);
+        assert_eq!((found.orders[0].user_id, found.orders[0].status), (ann, OrderStatus::NumberAssigned));
+        // Followed from then on; bob's list was never read, so nothing is kept for him.
+        lists.passed(&placed(ann, 15));
+        lists.passed(&placed(bob, 17));
+        let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list is loaded") };
+        assert_eq!(found.total, 2);
+        assert!(matches!(lists.page(bob, None, 0, 10), Found::Load { from: 18 }));
     }
 }

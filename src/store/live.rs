@@ -124,7 +124,7 @@ impl Folded {
 }
 
 enum Slot {
-    Ready(Box<Folded>),
+    Ready(Arc<Folded>),
     /// A database read is on its way; events the tail passes meanwhile wait here.
     Loading(Vec<RecordedEvent>),
 }
@@ -218,9 +218,9 @@ impl Live {
     }
 
     /// The stream as cached, if it is.
-    fn ready(&self, stream_id: &str) -> Option<Folded> {
+    fn ready(&self, stream_id: &str) -> Option<Arc<Folded>> {
         match self.streams.lock().expect("live streams lock").get(stream_id) {
-            Some(Slot::Ready(folded)) => Some(Folded::clone(folded)),
+            Some(Slot::Ready(folded)) => Some(folded.clone()),
             _ => None,
         }
     }
@@ -240,17 +240,18 @@ impl Live {
     }
 
     /// Ends a load: the database's fold plus what the tail passed meanwhile becomes the slot.
-    fn finish_loading(&self, stream_id: &str, read: Folded) -> Folded {
+    fn finish_loading(&self, stream_id: &str, read: Folded) -> Arc<Folded> {
         let mut streams = self.streams.lock().expect("live streams lock");
-        let Some(Slot::Loading(passed)) = streams.remove(stream_id) else { return read };
+        let Some(Slot::Loading(passed)) = streams.remove(stream_id) else { return Arc::new(read) };
         let mut folded = read.clone();
         for recorded in &passed {
             match folded.next(recorded) {
                 Some(next) => folded = next,
-                None => return read,
+                None => return Arc::new(read),
             }
         }
-        streams.insert(stream_id.to_owned(), Slot::Ready(Box::new(folded.clone())));
+        let folded = Arc::new(folded);
+        streams.insert(stream_id.to_owned(), Slot::Ready(folded.clone()));
         folded
     }
 
@@ -275,8 +276,8 @@ impl Live {
         for recorded in page {
             match streams.remove(&recorded.stream_id) {
                 Some(Slot::Ready(folded)) => {
-                    if let Some(next) = folded.next(recorded) {
-                        streams.insert(recorded.stream_id.clone(), Slot::Ready(Box::new(next)));
+                    if let Some(next) = Arc::unwrap_or_clone(folded).next(recorded) {
+                        streams.insert(recorded.stream_id.clone(), Slot::Ready(Arc::new(next)));
                     }
                 }
                 Some(Slot::Loading(mut passed)) => {
@@ -286,7 +287,7 @@ impl Live {
                 None if recorded.version == 1 && streams.len() < STREAMS_MAX => {
                     let first = Folded::empty(&recorded.stream_id).and_then(|empty| empty.next(recorded));
                     if let Some(first) = first {
-                        streams.insert(recorded.stream_id.clone(), Slot::Ready(Box::new(first)));
+                        streams.insert(recorded.stream_id.clone(), Slot::Ready(Arc::new(first)));
                     }
                 }
                 None => {}
@@ -317,7 +318,7 @@ impl super::EventStore {
     /// the database (and kept from then on). It includes every append this process acknowledged
     /// before the call, and other processes' once the tail passed them. `fresh`: read the database whatever memory holds,
     /// as a refused or conflicting decision does. Only user, wallet and order streams are kept.
-    pub async fn folded(&self, stream_id: &str, fresh: bool) -> Result<Folded, StoreError> {
+    pub async fn folded(&self, stream_id: &str, fresh: bool) -> Result<Arc<Folded>, StoreError> {
         let empty = Folded::empty(stream_id)
             .ok_or_else(|| StoreError::Invalid(format!("{stream_id} is not a stream kept in memory")))?;
         let live = self.live();
@@ -326,13 +327,13 @@ impl super::EventStore {
         // not waited for twice: the database answers.
         let own = self.own_head().max(0);
         if !live.wait_tailed(own, crate::read::FRESHNESS_WAIT_MAX).await {
-            return self.fold_folded(stream_id, empty).await;
+            return self.fold_folded(stream_id, empty).await.map(Arc::new);
         }
         if !fresh && let Some(folded) = live.ready(stream_id) {
             return Ok(folded);
         }
         if !live.start_loading(stream_id) {
-            return self.fold_folded(stream_id, empty).await;
+            return self.fold_folded(stream_id, empty).await.map(Arc::new);
         }
         match self.fold_folded(stream_id, empty).await {
             Ok(read) => Ok(live.finish_loading(stream_id, read)),
