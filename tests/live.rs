@@ -138,6 +138,28 @@ async fn a_new_stream_is_kept_from_its_first_event(db: TestDatabase) {
     assert!(store.folded("deposit-x", false).await.is_err(), "only users, wallets and orders are kept");
 }
 
+/// Projectors read their pages from the events the tail passed last, the same events as the
+/// log's, and from the log once those are gone.
+async fn recent_events_are_the_logs(db: TestDatabase) {
+    let store = open_store(&db).await;
+    caught_up(&store).await;
+    let start = store.live().tailed();
+    let ledger = Ledger::new(store.clone(), OrderPolicy::default());
+    for _ in 0..5 {
+        ledger.wallet_command(UserId::new(), Currency::USD, deposit("1.00"), None, Metadata::default()).await.unwrap();
+    }
+    caught_up(&store).await;
+    let head = store.head().await.unwrap().position;
+    for (after, limit) in [(start, 100), (start + 1, 2), (head - 1, 10), (head, 10)] {
+        let memory = store.live().recent_after(after, limit).expect("the tail has them");
+        assert_eq!(memory, store.read_all(after, limit).await.unwrap(), "after {after}, {limit}");
+    }
+    assert_eq!(store.live().recent_after(head, 10), Some(vec![]), "nothing after the head yet");
+    if start > 0 {
+        assert_eq!(store.live().recent_after(start - 1, 10), None, "from before the tail began: the log");
+    }
+}
+
 fn place(user: UserId, now: i64) -> (OrderId, Vec<OrderCommand>) {
     let order_id = OrderId::new();
     let at = domain::Timestamp(now);
@@ -219,6 +241,7 @@ async fn orders_lists_in_memory_equal_the_orders_view(db: TestDatabase) {
 }
 
 on_both_engines!(
+    recent_events_are_the_logs,
     orders_lists_in_memory_equal_the_orders_view,
     memory_follows_every_process_writes,
     a_refusal_from_memory_is_confirmed_against_the_database,

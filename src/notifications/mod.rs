@@ -77,13 +77,13 @@ impl Senders {
 
 /// Keeps the notifier folding the log, as the projectors do.
 pub fn spawn_notifier(store: &EventStore, settings: &NotificationSettings, batch_max: u32, poll: Duration) {
-    let engine = store.engine().clone();
+    let (engine, live) = (store.engine().clone(), store.live().clone());
     let targets = settings.targets();
+    let head = live.subscribe();
     let batch = move |news| {
-        let (engine, targets) = (engine.clone(), targets.clone());
-        async move { rows::run_batch(&engine, &targets, batch_max, news).await }
+        let (engine, targets, live) = (engine.clone(), targets.clone(), live.clone());
+        async move { rows::run_batch(&engine, Some(&live), &targets, batch_max, news).await }
     };
-    let head = store.subscribe();
     tokio::spawn(async move { crate::projection::keep_running(rows::NAME, batch, head, poll).await });
 }
 

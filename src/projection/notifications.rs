@@ -262,11 +262,12 @@ engine_notifications!(sqlite, sqlx::SqliteConnection);
 /// the caller knows there are new events.
 pub async fn run_batch(
     engine: &Engine,
+    recent: Option<&crate::store::Live>,
     targets: &Targets,
     batch_max: u32,
     news: bool,
 ) -> Result<usize, ProjectionError> {
-    super::views::run_batch_into(engine, super::views::Fold::Notifier(targets), NAME, batch_max, news).await
+    super::views::run_batch_into(engine, recent, super::views::Fold::Notifier(targets), NAME, batch_max, news).await
 }
 
 /// A user's notifications, newest first; and how many match.

@@ -6,6 +6,7 @@
 //! A rebuild fills `<table>_rebuild` from position 0, then swaps it in with one transaction,
 //! so readers see the old view or the new one, never a half-built one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::DomainEvent;
@@ -13,7 +14,7 @@ use projections::{Fold, LedgerEntry, ProjectionName, StatementFold};
 use tokio::sync::watch;
 
 use super::sink;
-use crate::store::{self, Engine, RecordedEvent, StoreError};
+use crate::store::{self, Engine, Live, RecordedEvent, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -99,13 +100,14 @@ pub async fn run_batch(
     target: Target,
     batch_max: u32,
 ) -> Result<usize, ProjectionError> {
-    run_page(engine, projection, target, batch_max, false).await
+    run_page(engine, None, projection, target, batch_max, false).await
 }
 
 /// One batch; `news`: the caller knows there are new events, so the look before the lock
-/// is skipped.
+/// is skipped. `recent`: the tail whose recent events the page is read from while it has them.
 async fn run_page(
     engine: &Engine,
+    recent: Option<&Live>,
     projection: ProjectionName,
     target: Target,
     batch_max: u32,
@@ -121,7 +123,7 @@ async fn run_page(
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             let position = lock_postgres_checkpoint(&mut tx, &name).await?;
-            let mut events = store::read_all(engine, position, batch_max).await?;
+            let mut events = store::read_page(engine, recent, position, batch_max).await?;
             if events.is_empty() {
                 return Ok(0);
             }
@@ -132,7 +134,7 @@ async fn run_page(
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let position = sink::sqlite::checkpoint(&mut tx, &name).await?;
-            let mut events = store::read_all(engine, position, batch_max).await?;
+            let mut events = store::read_page(engine, recent, position, batch_max).await?;
             if events.is_empty() {
                 return Ok(0);
             }
@@ -162,17 +164,13 @@ pub(super) async fn lock_postgres_checkpoint(tx: &mut sqlx::PgConnection, name: 
     Ok(position)
 }
 
-/// Runs a projector until the process ends: a batch, then wait for new events.
-pub async fn run_live(
-    engine: Engine,
-    projection: ProjectionName,
-    batch_max: u32,
-    head: watch::Receiver<i64>,
-    poll: Duration,
-) {
+/// Runs a projector until the process ends: a batch, then wait for the tail to pass new
+/// events; pages come from the tail's recent events while it has them.
+pub async fn run_live(live: Arc<Live>, engine: Engine, projection: ProjectionName, batch_max: u32, poll: Duration) {
+    let head = live.subscribe();
     let batch = move |news| {
-        let engine = engine.clone();
-        async move { run_page(&engine, projection, Target::Live, batch_max, news).await }
+        let (engine, live) = (engine.clone(), live.clone());
+        async move { run_page(&engine, Some(&live), projection, Target::Live, batch_max, news).await }
     };
     keep_running(projection.as_str(), batch, head, poll).await
 }
@@ -213,16 +211,17 @@ where
 
 /// Starts every projector live on the current runtime, as `serve` runs them.
 pub fn spawn_all_live(store: &crate::store::EventStore, batch_max: u32, poll: Duration) {
+    let live = store.live().clone();
     for projection in ProjectionName::ALL {
-        tokio::spawn(run_live(store.engine().clone(), projection, batch_max, store.subscribe(), poll));
+        tokio::spawn(run_live(live.clone(), store.engine().clone(), projection, batch_max, poll));
     }
     for view in super::views::View::ALL {
-        let engine = store.engine().clone();
+        let (engine, recent) = (store.engine().clone(), live.clone());
         let batch = move |news| {
-            let engine = engine.clone();
-            async move { super::views::run_live_batch(&engine, view, batch_max, news).await }
+            let (engine, recent) = (engine.clone(), recent.clone());
+            async move { super::views::run_live_batch(&engine, &recent, view, batch_max, news).await }
         };
-        let head = store.subscribe();
+        let head = live.subscribe();
         tokio::spawn(async move { keep_running(view.name(), batch, head, poll).await });
     }
 }

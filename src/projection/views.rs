@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::runner::{ProjectionError, lock_postgres_checkpoint};
 use super::sink;
-use crate::store::{self, Engine, RecordedEvent};
+use crate::store::{self, Engine, Live, RecordedEvent};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -138,23 +138,26 @@ async fn apply_sqlite(
 
 /// Runs one batch of a view's projector; returns how many events it read (0: caught up).
 pub async fn run_batch(engine: &Engine, view: View, batch_max: u32) -> Result<usize, ProjectionError> {
-    run_batch_into(engine, Fold::View(view, view.name()), view.name(), batch_max, false).await
+    run_batch_into(engine, None, Fold::View(view, view.name()), view.name(), batch_max, false).await
 }
 
 /// The live projector's batch; `news`: there are new events, no need to look first.
 pub(super) async fn run_live_batch(
     engine: &Engine,
+    recent: &Live,
     view: View,
     batch_max: u32,
     news: bool,
 ) -> Result<usize, ProjectionError> {
-    run_batch_into(engine, Fold::View(view, view.name()), view.name(), batch_max, news).await
+    run_batch_into(engine, Some(recent), Fold::View(view, view.name()), view.name(), batch_max, news).await
 }
 
 /// One batch folded by `fold`, from and to the checkpoint `name`, in one transaction;
-/// `news`: the caller knows there are new events (the look before the lock is skipped).
+/// `news`: the caller knows there are new events (the look before the lock is skipped);
+/// `recent`: the tail whose recent events the page is read from while it has them.
 pub(super) async fn run_batch_into(
     engine: &Engine,
+    recent: Option<&Live>,
     fold: Fold<'_>,
     name: &str,
     batch_max: u32,
@@ -167,7 +170,7 @@ pub(super) async fn run_batch_into(
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             let position = lock_postgres_checkpoint(&mut tx, name).await?;
-            let mut events = store::read_all(engine, position, batch_max).await?;
+            let mut events = store::read_page(engine, recent, position, batch_max).await?;
             let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
             apply_postgres(fold, &mut tx, &mut events).await?;
             sink::postgres::set_checkpoint(&mut tx, name, last).await?;
@@ -177,7 +180,7 @@ pub(super) async fn run_batch_into(
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let position = sink::sqlite::checkpoint(&mut tx, name).await?;
-            let mut events = store::read_all(engine, position, batch_max).await?;
+            let mut events = store::read_page(engine, recent, position, batch_max).await?;
             let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
             apply_sqlite(fold, &mut tx, &mut events).await?;
             sink::sqlite::set_checkpoint(&mut tx, name, last).await?;
@@ -199,7 +202,7 @@ pub async fn rebuild(
     let live = view.name();
     let aside = format!("{live}_rebuild");
     super::runner::prepare_aside_table(engine, live, &aside, &aside).await?;
-    while run_batch_into(engine, Fold::View(view, &aside), &aside, batch_max, false).await? > 0 {
+    while run_batch_into(engine, None, Fold::View(view, &aside), &aside, batch_max, false).await? > 0 {
         progress(super::checkpoint(engine, &aside).await?);
     }
     let drop_live = sink::sql(format!("DROP TABLE {live}"));

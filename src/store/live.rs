@@ -37,6 +37,9 @@ pub const CHANNEL: &str = "smsledger_events";
 const TAIL_POLL: Duration = Duration::from_millis(100);
 /// Events the tail reads per query.
 const TAIL_PAGE: u32 = 1_000;
+/// The newest events kept for the projectors, which read their pages from here while they
+/// keep up (one read of the log per process instead of one per projector).
+const RECENT_MAX: usize = 4_096;
 /// Streams kept in memory; past it the ready ones are dropped and loaded again on use.
 const STREAMS_MAX: usize = 50_000;
 /// Actors whose last write is remembered; past it the memory starts over from the tail's
@@ -136,6 +139,8 @@ pub struct Live {
     /// Read models kept elsewhere that the tail feeds every page; the lock is held while a
     /// page is handed out and `tailed` moved, so a follower starts exactly where it joins.
     followers: Mutex<Vec<Arc<dyn Follower>>>,
+    /// The last `RECENT_MAX` events the tail passed, oldest first.
+    recent: Mutex<std::collections::VecDeque<RecordedEvent>>,
 }
 
 /// A read model the tail keeps current: `start` says where it joins (every event after that
@@ -187,7 +192,12 @@ impl LastWrites {
 
 impl Live {
     pub(super) fn new() -> Live {
-        Live { tailed: watch::channel(-1).0, streams: Mutex::default(), followers: Mutex::default() }
+        Live {
+            tailed: watch::channel(-1).0,
+            streams: Mutex::default(),
+            followers: Mutex::default(),
+            recent: Mutex::default(),
+        }
     }
 
     /// Has the tail feed `follower` from its position on.
@@ -209,6 +219,24 @@ impl Live {
     /// The tail's position: every event up to it is applied here.
     pub fn tailed(&self) -> i64 {
         *self.tailed.borrow()
+    }
+
+    /// Changes whenever the tail passed new events (what projectors wait on).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.tailed.subscribe()
+    }
+
+    /// Up to `limit` events after `after` from the ones the tail passed last, if it still has
+    /// the one right after `after` (`None`: read the log). Empty when the tail has not passed
+    /// anything after `after` yet.
+    pub fn recent_after(&self, after: i64, limit: u32) -> Option<Vec<RecordedEvent>> {
+        let recent = self.recent.lock().expect("live recent lock");
+        let first = recent.front()?.position;
+        if first > after + 1 {
+            return None;
+        }
+        let skip = usize::try_from(after + 1 - first).unwrap_or(usize::MAX);
+        Some(recent.iter().skip(skip).take(limit as usize).cloned().collect())
     }
 
     /// Waits until the tail has applied `position`; `false` after `wait`.
@@ -294,6 +322,14 @@ impl Live {
             }
         }
         drop(streams);
+        let mut recent = self.recent.lock().expect("live recent lock");
+        for recorded in page.iter().skip(page.len().saturating_sub(RECENT_MAX)) {
+            if recent.len() == RECENT_MAX {
+                recent.pop_front();
+            }
+            recent.push_back(recorded.clone());
+        }
+        drop(recent);
         let followers = self.followers.lock().expect("live followers lock");
         for follower in followers.iter() {
             follower.passed(page);

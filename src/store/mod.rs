@@ -168,7 +168,7 @@ impl EventStore {
 
     /// The tail of the log and the streams this process keeps in memory; the tail starts on
     /// the first call.
-    pub fn live(&self) -> &Live {
+    pub fn live(&self) -> &Arc<Live> {
         self.inner.live.get_or_init(|| {
             let live = Arc::new(Live::new());
             tokio::spawn(live::tail(Arc::downgrade(&self.inner), live.clone()));
@@ -279,6 +279,20 @@ async fn head_position(engine: &Engine) -> Result<i64, StoreError> {
         Engine::Postgres(pool) => postgres::head(pool).await?.position,
         Engine::Sqlite(pool) => sqlite::head(pool).await?.position,
     })
+}
+
+/// Events with `position > after`, at most `limit`: from the tail's recent events when it has
+/// them (`recent`), otherwise from the log.
+pub async fn read_page(
+    engine: &Engine,
+    recent: Option<&Live>,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    match recent.and_then(|live| live.recent_after(after, limit)) {
+        Some(page) => Ok(page),
+        None => read_all(engine, after, limit).await,
+    }
 }
 
 pub async fn read_all(engine: &Engine, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
