@@ -43,9 +43,10 @@ async fn snapshot(engine: &Engine) -> sink::Snapshot {
     }
 }
 
-/// The balances projector running as `serve` runs it, woken by this store's writer or the poll.
+/// The balances projector running as `serve` runs it, woken by this store's tail or the poll.
 fn live_balances(store: &EventStore, poll: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(projection::run_live(store.engine().clone(), ProjectionName::Balances, 100, store.subscribe(), poll))
+    let live = store.live().clone();
+    tokio::spawn(projection::run_live(live, store.engine().clone(), ProjectionName::Balances, 100, poll))
 }
 
 async fn count_balances(engine: &Engine) -> i64 {
@@ -142,10 +143,10 @@ async fn rebuild_under_writes_never_shows_a_half_built_view(db: TestDatabase) {
         })
     };
     let live = tokio::spawn(projection::run_live(
+        store.live().clone(),
         store.engine().clone(),
         ProjectionName::Balances,
         5,
-        store.subscribe(),
         Duration::from_millis(20),
     ));
     let writer = tokio::spawn(async move { workload::run(&ledger, 4, 3, 7).await });

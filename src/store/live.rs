@@ -39,7 +39,7 @@ const TAIL_POLL: Duration = Duration::from_millis(100);
 const TAIL_PAGE: u32 = 1_000;
 /// The newest events kept for the projectors, which read their pages from here while they
 /// keep up (one read of the log per process instead of one per projector).
-const RECENT_MAX: usize = 4_096;
+const RECENT_MAX: usize = 2_048;
 /// Streams kept in memory; past it the ready ones are dropped and loaded again on use.
 const STREAMS_MAX: usize = 50_000;
 /// Actors whose last write is remembered; past it the memory starts over from the tail's
