@@ -448,8 +448,11 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
     }
 }
 
-/// PostgreSQL's notifications of commits; nothing on SQLite (one process writes it).
-struct Notifications(Option<sqlx::postgres::PgListener>);
+/// PostgreSQL's notifications of commits; nothing on SQLite (one process writes it). A task
+/// of its own receives them as they come (a listener that stops reading lets them pile up, in
+/// this process and in PostgreSQL's notification queue) and wakes the tail once for however
+/// many arrived; it ends with the tail.
+struct Notifications(Option<Arc<tokio::sync::Notify>>);
 
 impl Notifications {
     async fn listen(engine: &Engine) -> Notifications {
@@ -459,24 +462,45 @@ impl Notifications {
             listener.listen(CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
         };
-        match listener.await {
-            Ok(listener) => Notifications(Some(listener)),
+        let mut listener = match listener.await {
+            Ok(listener) => listener,
             Err(error) => {
                 tracing::warn!(%error, "live.listen_failed");
-                Notifications(None)
+                return Notifications(None);
             }
-        }
-    }
-
-    /// The next notification (or a lost connection, after which the listener reconnects).
-    async fn next(&mut self) {
-        match &mut self.0 {
-            Some(listener) => {
-                if let Err(error) = listener.recv().await {
-                    tracing::debug!(%error, "live.notification_lost");
-                    tokio::time::sleep(TAIL_POLL).await;
+        };
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let tail = Arc::downgrade(&wake);
+        tokio::spawn(async move {
+            loop {
+                // `recv` is cancel-safe: the periodic look for an ended tail loses nothing.
+                tokio::select! {
+                    received = listener.recv() => match received {
+                        Ok(_) => {
+                            while listener.next_buffered().is_some() {}
+                            let Some(wake) = tail.upgrade() else { return };
+                            wake.notify_one();
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "live.notification_lost");
+                            tokio::time::sleep(TAIL_POLL).await;
+                        }
+                    },
+                    _ = tokio::time::sleep(TAIL_POLL) => {
+                        if tail.strong_count() == 0 {
+                            return;
+                        }
+                    }
                 }
             }
+        });
+        Notifications(Some(wake))
+    }
+
+    /// The next wake-up: one or more commits were announced since the last.
+    async fn next(&mut self) {
+        match &self.0 {
+            Some(wake) => wake.notified().await,
             None => std::future::pending().await,
         }
     }
