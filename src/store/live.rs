@@ -39,9 +39,9 @@ const TAIL_POLL: Duration = Duration::from_millis(100);
 const TAIL_PAGE: u32 = 1_000;
 /// The newest events kept for the projectors, which read their pages from here while they
 /// keep up (one read of the log per process instead of one per projector).
-const RECENT_MAX: usize = 2_048;
+const RECENT_MAX: usize = 1_024;
 /// Streams kept in memory; past it the ready ones are dropped and loaded again on use.
-const STREAMS_MAX: usize = 50_000;
+const STREAMS_MAX: usize = 20_000;
 /// Actors whose last write is remembered; past it the memory starts over from the tail's
 /// position (every write before it is then covered by the floor).
 const LAST_WRITES_MAX: usize = 100_000;
