@@ -241,6 +241,10 @@ impl Live {
 
     /// Waits until the tail has applied `position`; `false` after `wait`.
     pub async fn wait_tailed(&self, position: i64, wait: Duration) -> bool {
+        // Every memory read asks; usually the tail is there already.
+        if self.tailed() >= position {
+            return true;
+        }
         let mut seen = self.tailed.subscribe();
         tokio::time::timeout(wait, seen.wait_for(|tailed| *tailed >= position)).await.is_ok_and(|r| r.is_ok())
     }
@@ -381,18 +385,8 @@ impl super::EventStore {
     }
 
     async fn fold_folded(&self, stream_id: &str, empty: Folded) -> Result<Folded, StoreError> {
-        let mut folded = empty;
-        for recorded in self.read_stream(stream_id).await? {
-            let corrupt = |reason: String| StoreError::Corrupt {
-                position: recorded.position,
-                reason: format!("{}: {reason}", recorded.stream_id),
-            };
-            let event = recorded.decode().map_err(|e| corrupt(e.to_string()))?;
-            folded = folded
-                .apply(recorded.position, event)
-                .ok_or_else(|| corrupt(format!("{} does not belong here", recorded.event_type)))?;
-        }
-        Ok(folded)
+        let from = Loaded { state: empty, version: 0 };
+        Ok(self.fold_stream_at(stream_id, from, |folded, position, event| folded.apply(position, event)).await?.state)
     }
 }
 

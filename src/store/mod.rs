@@ -209,6 +209,16 @@ impl EventStore {
         from: Loaded<S>,
         apply: impl Fn(S, domain::DomainEvent) -> Option<S>,
     ) -> Result<Loaded<S>, StoreError> {
+        self.fold_stream_at(stream_id, from, |state, _, event| apply(state, event)).await
+    }
+
+    /// `fold_stream_from` for folds that keep each event's log position (an order's view).
+    pub async fn fold_stream_at<S>(
+        &self,
+        stream_id: &str,
+        from: Loaded<S>,
+        apply: impl Fn(S, i64, domain::DomainEvent) -> Option<S>,
+    ) -> Result<Loaded<S>, StoreError> {
         let events = self.read_stream_after(stream_id, from.version).await?;
         let mut state = from.state;
         for recorded in &events {
@@ -217,8 +227,8 @@ impl EventStore {
                 reason: format!("{}: {reason}", recorded.stream_id),
             };
             let event = recorded.decode().map_err(|e| corrupt(e.to_string()))?;
-            state =
-                apply(state, event).ok_or_else(|| corrupt(format!("{} does not belong here", recorded.event_type)))?;
+            state = apply(state, recorded.position, event)
+                .ok_or_else(|| corrupt(format!("{} does not belong here", recorded.event_type)))?;
         }
         Ok(Loaded { state, version: from.version + events.len() as u64 })
     }
