@@ -152,7 +152,7 @@ async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Resu
             WHERE EXISTS (SELECT 1 FROM head) RETURNING 1), \
          keys AS (INSERT INTO idempotency_keys (key, outcome) SELECT k, o::jsonb FROM UNNEST($13::text[], $14::text[]) AS t(k, o) \
             WHERE EXISTS (SELECT 1 FROM head) RETURNING 1), \
-         notified AS (SELECT pg_notify('smsledger_events', '') FROM head) \
+         notified AS (SELECT pg_notify($16, '') FROM head) \
          SELECT (SELECT count(*) FROM head), (SELECT count(*) FROM inserted), (SELECT count(*) FROM notified)",
     )
     .bind(columns.positions)
@@ -170,6 +170,7 @@ async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Resu
     .bind(keys)
     .bind(outcomes)
     .bind(expected_head)
+    .bind(super::live::CHANNEL)
     .fetch_one(pool)
     .await?;
     debug_assert!(head_moved == 0 || inserted as usize == plan.rows.len());
