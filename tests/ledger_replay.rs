@@ -420,24 +420,8 @@ async fn a_code_racing_an_expiry_settles_the_hold_once(db: TestDatabase) {
     ledger.wallet_command(user, Currency::USD, deposit, None, Default::default()).await.unwrap();
     let t0 = domain::Timestamp(1_000);
     for _ in 0..30 {
-        let order_id = domain::OrderId::new();
-        let place = OrderCommand::Place {
-            order_id,
-            user_id: user,
-            service: domain::catalog::ServiceCode::parse("tg").unwrap(),
-            country: domain::catalog::CountryCode::parse("GB").unwrap(),
-            price: usd("1.00"),
-            policy: OrderPolicy::default(),
-            now: t0,
-        };
-        let assign = OrderCommand::AssignNumber {
-            provider_id: "sandbox".into(),
-            provider_order_id: format!("sb-{order_id}"),
-            phone: domain::catalog::PhoneNumber::parse("+447700900123").unwrap(),
-            cost: domain::Money::parse("0.50", "USD").unwrap(),
-            now: t0,
-        };
-        ledger.order_commands(order_id, vec![place, assign], None, Default::default()).await.unwrap();
+        let (order_id, placing) = workload::placing(user, "1.00", t0);
+        ledger.order_commands(order_id, placing, None, Default::default()).await.unwrap();
         let code = OrderCommand::ReceiveSms {
             sms_id: "1".into(),
             code: "123456".into(),

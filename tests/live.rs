@@ -3,6 +3,8 @@
 //! decision memory would refuse is decided again on the database's state.
 
 mod common;
+#[path = "common/workload.rs"]
+mod workload;
 
 use std::time::Duration;
 
@@ -160,33 +162,11 @@ async fn recent_events_are_the_logs(db: TestDatabase) {
     }
 }
 
-fn place(user: UserId, now: i64) -> (OrderId, Vec<OrderCommand>) {
-    let order_id = OrderId::new();
-    let at = domain::Timestamp(now);
-    let place = OrderCommand::Place {
-        order_id,
-        user_id: user,
-        service: domain::catalog::ServiceCode::parse("tg").unwrap(),
-        country: domain::catalog::CountryCode::parse("GB").unwrap(),
-        price: PositiveMoney::parse("1.00", "USD").unwrap(),
-        policy: OrderPolicy::default(),
-        now: at,
-    };
-    let assign = OrderCommand::AssignNumber {
-        provider_id: "sandbox".into(),
-        provider_order_id: format!("sb-{order_id}"),
-        phone: domain::catalog::PhoneNumber::parse("+447700900123").unwrap(),
-        cost: domain::Money::parse("0.50", "USD").unwrap(),
-        now: at,
-    };
-    (order_id, vec![place, assign])
-}
-
 /// Six orders placed through both processes in turn, two at each placing time (ties are
 /// ordered by id, as in the view); then the last gets its code and the one before is cancelled.
 async fn round(placed: &mut Vec<OrderId>, user: UserId, ledgers: [Ledger; 2], first: i64) {
     for (i, ledger) in ledgers.iter().cycle().take(6).enumerate() {
-        let (order_id, commands) = place(user, first + i as i64 / 2);
+        let (order_id, commands) = workload::placing(user, "1.00", domain::Timestamp(first + i as i64 / 2));
         ledger.order_commands(order_id, commands, None, Metadata::default()).await.unwrap();
         placed.push(order_id);
     }

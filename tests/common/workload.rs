@@ -1,6 +1,9 @@
 //! A scripted random workload through the real application service: deposits, orders
 //! through every ending, withdrawals and admin adjustments, by many users at once.
 
+// Each test binary that includes this file uses a part of it.
+#![allow(dead_code)]
+
 use domain::catalog::{CountryCode, PhoneNumber, ServiceCode};
 use domain::order::OrderCommand;
 use domain::wallet::WalletCommand;
@@ -174,4 +177,27 @@ pub async fn run(ledger: &Ledger, users: usize, orders_per_user: usize, seed: u6
         accepted += task.await.unwrap();
     }
     accepted
+}
+
+/// The commands that place an order for `user` at `price` (USD) at `now` and give it a sandbox
+/// number costing 0.50: appended together, as `Orders::place` does.
+pub fn placing(user: UserId, price: &str, now: Timestamp) -> (OrderId, Vec<OrderCommand>) {
+    let order_id = OrderId::new();
+    let place = OrderCommand::Place {
+        order_id,
+        user_id: user,
+        service: ServiceCode::parse("tg").unwrap(),
+        country: CountryCode::parse("GB").unwrap(),
+        price: PositiveMoney::parse(price, "USD").unwrap(),
+        policy: domain::order::OrderPolicy::default(),
+        now,
+    };
+    let assign = OrderCommand::AssignNumber {
+        provider_id: "sandbox".into(),
+        provider_order_id: format!("sb-{order_id}"),
+        phone: PhoneNumber::parse("+447700900123").unwrap(),
+        cost: Money::parse("0.50", "USD").unwrap(),
+        now,
+    };
+    (order_id, vec![place, assign])
 }
