@@ -1,7 +1,7 @@
 //! Does the store slow down as the log grows? The same measurements on a log of 10 thousand
 //! events and on one of 10 million (`BENCH_EVENTS_LARGE`): single-event appends by 64
 //! concurrent writers (group commit, hash chain, version checks), reading one aggregate's
-//! stream by id, finding a stream's last position (what a user's read waits for), and reading
+//! stream by id, finding a stream's last position (what the writer checks an expected version against), and reading
 //! a page of the log after a position (what a projector does).
 //!
 //! The large log is filled by `INSERT ... SELECT generate_series` in the store's own table
