@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::runner::ProjectionError;
 use super::sink::{self, placeholders};
+use super::page::Slice;
 use crate::store::{Engine, RecordedEvent};
 
 /// The checkpoint name of the live activity log.
@@ -60,9 +61,9 @@ macro_rules! engine_activity {
             pub async fn apply_page(
                 connection: &mut $connection,
                 table: &str,
-                events: &mut [RecordedEvent],
+                page: Slice<'_>,
             ) -> Result<(), ProjectionError> {
-                let entries = entries(events);
+                let entries = entries(page.events());
                 for chunk in entries.chunks(ROWS_PER_STATEMENT) {
                     let text = format!(
                         "INSERT INTO {table} (position, recorded_at, actor, event_type, stream_id, ip, request_id) \

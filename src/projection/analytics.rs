@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use domain::DomainEvent;
 use projections::{AnalyticsFold, AnalyticsKey};
 use rust_decimal::Decimal;
 use sqlx::Row;
@@ -11,7 +10,8 @@ use sqlx::Row;
 use super::runner::ProjectionError;
 use super::sink::{self, placeholders};
 use super::sql_types::Amount;
-use crate::store::{Engine, RecordedEvent};
+use super::page::Slice;
+use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live analytics view.
 pub const NAME: &str = super::views::View::Analytics.name();
@@ -23,14 +23,12 @@ const ROWS_PER_STATEMENT: usize = 200;
 pub type Row5 = (String, String, String, String, Decimal);
 
 /// Folds a page; events that do not decode are refused (a corrupt log stops the projector).
-fn fold_page(events: &mut [RecordedEvent]) -> Result<AnalyticsFold, ProjectionError> {
+fn fold_page(page: Slice<'_>) -> Result<AnalyticsFold, ProjectionError> {
     let mut fold = AnalyticsFold::default();
-    for event in events.iter_mut().filter(|e| e.event_type.starts_with("wallet.") || e.event_type.starts_with("order."))
+    for (event, decoded) in
+        page.iter().filter(|(e, _)| e.event_type.starts_with("wallet.") || e.event_type.starts_with("order."))
     {
-        let payload = std::mem::take(&mut event.payload);
-        let decoded = DomainEvent::decode_owned(&event.event_type, event.schema_version, payload)
-            .map_err(|e| ProjectionError::Undecodable { position: event.position, reason: e.to_string() })?;
-        fold.apply(event.recorded_at.timestamp_micros(), &decoded);
+        fold.apply(event.recorded_at.timestamp_micros(), decoded?);
     }
     Ok(fold)
 }
@@ -44,9 +42,9 @@ macro_rules! engine_analytics {
             pub async fn apply_page(
                 connection: &mut $connection,
                 table: &str,
-                events: &mut [RecordedEvent],
+                page: Slice<'_>,
             ) -> Result<(), ProjectionError> {
-                let fold = fold_page(events)?;
+                let fold = fold_page(page)?;
                 let keys: Vec<&AnalyticsKey> = fold.rows.keys().collect();
                 let mut stored: BTreeMap<(String, String, String, String), Decimal> = BTreeMap::new();
                 for chunk in keys.chunks(ROWS_PER_STATEMENT) {

@@ -12,16 +12,15 @@ use uuid::Uuid;
 
 use super::runner::ProjectionError;
 use super::sink;
-use crate::store::{Engine, RecordedEvent};
+use super::page::Slice;
+use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live deposits view.
 pub const NAME: &str = super::views::View::Deposits.name();
 
 /// The deposit events of a page, by deposit, oldest first.
-fn deposit_events(
-    events: &mut [RecordedEvent],
-) -> Result<BTreeMap<DepositId, Vec<(i64, DepositEvent)>>, ProjectionError> {
-    let by_stream = super::views::events_by_stream(events, "deposit.", "deposit-", |event| match event {
+fn deposit_events(page: Slice<'_>) -> Result<BTreeMap<DepositId, Vec<(i64, &DepositEvent)>>, ProjectionError> {
+    let by_stream = super::views::events_by_stream(page, "deposit.", "deposit-", |event| match event {
         DomainEvent::Deposit(deposit) => Some(deposit),
         _ => None,
     })?;
@@ -48,9 +47,9 @@ macro_rules! engine_deposits {
             pub async fn apply_page(
                 connection: &mut $connection,
                 table: &str,
-                events: &mut [RecordedEvent],
+                page: Slice<'_>,
             ) -> Result<(), ProjectionError> {
-                let by_deposit = deposit_events(events)?;
+                let by_deposit = deposit_events(page)?;
                 let ids: Vec<Uuid> = by_deposit.keys().map(|id| id.0).collect();
                 let mut views: BTreeMap<DepositId, DepositView> = BTreeMap::new();
                 for text in sink::$module::documents_by_id(connection, table, "deposit_id", &ids).await? {

@@ -3,9 +3,11 @@
 pub mod activity;
 pub mod analytics;
 pub mod deposits;
+mod group;
 pub mod notifications;
 pub mod order_lists;
 pub mod orders;
+mod page;
 mod runner;
 pub mod sink;
 pub mod sql_types;

@@ -2,14 +2,14 @@
 //! checkpoint (so a notice is derived once, and never lost on a crash), and what the sender and
 //! the notification routes read and mark.
 
-use domain::DomainEvent;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::runner::ProjectionError;
 use super::sink;
 use crate::notifications::derive::{Notice, notices};
-use crate::store::{Engine, RecordedEvent};
+use super::page::Slice;
+use crate::store::Engine;
 
 /// The notifier's checkpoint name.
 pub const NAME: &str = "notifier";
@@ -74,15 +74,13 @@ macro_rules! engine_notifications {
             /// (none: they are not kept).
             pub async fn apply_page(
                 connection: &mut $connection,
-                events: &mut [RecordedEvent],
+                page: Slice<'_>,
                 targets: &Targets,
             ) -> Result<(), ProjectionError> {
-                for event in events.iter_mut() {
-                    let payload = std::mem::take(&mut event.payload);
-                    let decoded = DomainEvent::decode_owned(&event.event_type, event.schema_version, payload)
-                        .map_err(|e| ProjectionError::Undecodable { position: event.position, reason: e.to_string() })?;
+                for (event, decoded) in page.iter() {
+                    let decoded = decoded?;
                     let at = millis(event.recorded_at.timestamp_micros());
-                    for notice in notices(&decoded) {
+                    for notice in notices(decoded) {
                         match (notice, targets.admin_chat.as_deref()) {
                             (Notice::InApp { user, kind, message }, _) => {
                                 sqlx::query(

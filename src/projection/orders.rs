@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::runner::ProjectionError;
 use super::sink;
-use crate::store::{Engine, RecordedEvent};
+use super::page::Slice;
+use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live orders view.
 pub const NAME: &str = super::views::View::Orders.name();
@@ -34,8 +35,8 @@ pub fn status_text(status: OrderStatus) -> &'static str {
 }
 
 /// The order events of a page, by order, oldest first.
-fn order_events(events: &mut [RecordedEvent]) -> Result<BTreeMap<OrderId, Vec<(i64, OrderEvent)>>, ProjectionError> {
-    let by_stream = super::views::events_by_stream(events, "order.", "order-", |event| match event {
+fn order_events(page: Slice<'_>) -> Result<BTreeMap<OrderId, Vec<(i64, &OrderEvent)>>, ProjectionError> {
+    let by_stream = super::views::events_by_stream(page, "order.", "order-", |event| match event {
         DomainEvent::Order(order) => Some(order),
         _ => None,
     })?;
@@ -76,9 +77,9 @@ macro_rules! engine_orders {
             pub async fn apply_page(
                 connection: &mut $connection,
                 table: &str,
-                events: &mut [RecordedEvent],
+                page: Slice<'_>,
             ) -> Result<(), ProjectionError> {
-                let by_order = order_events(events)?;
+                let by_order = order_events(page)?;
                 if by_order.is_empty() {
                     return Ok(());
                 }

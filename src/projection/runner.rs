@@ -9,12 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::DomainEvent;
 use projections::{Fold, LedgerEntry, ProjectionName, StatementFold};
 use tokio::sync::watch;
 
+use super::page::{Page, Slice};
 use super::sink;
-use crate::store::{self, Engine, Live, RecordedEvent, StoreError};
+use crate::store::{self, Engine, Live, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -47,38 +47,23 @@ pub fn checkpoint_name(projection: ProjectionName, target: Target) -> String {
     }
 }
 
-/// Decodes a page of events; ledger events become entries, others are skipped.
-/// Decodes a page of events, taking their payloads (a replay has no further use for them).
-fn decode(events: &mut [RecordedEvent]) -> Result<Vec<(usize, DomainEvent)>, ProjectionError> {
-    events
-        .iter_mut()
-        .enumerate()
-        .map(|(i, event)| {
-            let payload = std::mem::take(&mut event.payload);
-            DomainEvent::decode_owned(&event.event_type, event.schema_version, payload)
-                .map(|decoded| (i, decoded))
-                .map_err(|e| ProjectionError::Undecodable { position: event.position, reason: e.to_string() })
-        })
-        .collect()
-}
-
-fn entries<'a>(events: &'a [RecordedEvent], decoded: &'a [(usize, DomainEvent)]) -> Vec<LedgerEntry<'a>> {
-    decoded
-        .iter()
-        .filter_map(|(i, event)| {
-            let recorded = &events[*i];
-            LedgerEntry::new(recorded.position, recorded.recorded_at.timestamp_micros(), &recorded.event_type, event)
-        })
-        .collect()
+/// The ledger entries of a page (every event of it must decode: a corrupt log stops the
+/// ledger projections).
+pub(super) fn ledger_entries(page: Slice<'_>) -> Result<Vec<LedgerEntry<'_>>, ProjectionError> {
+    let mut entries = Vec::new();
+    for (recorded, decoded) in page.iter() {
+        let micros = recorded.recorded_at.timestamp_micros();
+        entries.extend(LedgerEntry::new(recorded.position, micros, &recorded.event_type, decoded?));
+    }
+    Ok(entries)
 }
 
 /// Folds one page into `target` on an open transaction; returns the new checkpoint.
 macro_rules! fold_page {
     ($engine_sink:ident, $connection:expr, $projection:expr, $target:expr, $events:expr) => {{
-        let events: &mut [RecordedEvent] = $events;
-        let decoded = decode(events)?;
-        let entries = entries(events, &decoded);
-        let last = events.last().expect("a page is never empty").position;
+        let page: &Page = $events;
+        let entries = ledger_entries(page.all())?;
+        let last = page.last_position().expect("a page is never empty");
         sink::$engine_sink::write_batch($connection, $projection, &table($projection, $target), &entries).await?;
         sink::$engine_sink::set_checkpoint($connection, &checkpoint_name($projection, $target), last).await?;
         last
@@ -123,24 +108,24 @@ async fn run_page(
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             let position = lock_postgres_checkpoint(&mut tx, &name).await?;
-            let mut events = store::read_page(engine, recent, position, batch_max).await?;
-            if events.is_empty() {
+            let page = Page::decode(store::read_page(engine, recent, position, batch_max).await?);
+            if page.is_empty() {
                 return Ok(0);
             }
-            fold_page!(postgres, &mut tx, projection, target, &mut events);
+            fold_page!(postgres, &mut tx, projection, target, &page);
             tx.commit().await?;
-            Ok(events.len())
+            Ok(page.len())
         }
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let position = sink::sqlite::checkpoint(&mut tx, &name).await?;
-            let mut events = store::read_page(engine, recent, position, batch_max).await?;
-            if events.is_empty() {
+            let page = Page::decode(store::read_page(engine, recent, position, batch_max).await?);
+            if page.is_empty() {
                 return Ok(0);
             }
-            fold_page!(sqlite, &mut tx, projection, target, &mut events);
+            fold_page!(sqlite, &mut tx, projection, target, &page);
             tx.commit().await?;
-            Ok(events.len())
+            Ok(page.len())
         }
     }
 }
@@ -209,21 +194,17 @@ where
     }
 }
 
-/// Starts every projector live on the current runtime, as `serve` runs them.
+/// Starts the projectors live on the current runtime, as `serve` runs them: one group for
+/// the ledger projections and the views (decision 0023).
 pub fn spawn_all_live(store: &crate::store::EventStore, batch_max: u32, poll: Duration) {
     let live = store.live().clone();
-    for projection in ProjectionName::ALL {
-        tokio::spawn(run_live(live.clone(), store.engine().clone(), projection, batch_max, poll));
-    }
-    for view in super::views::View::ALL {
-        let (engine, recent) = (store.engine().clone(), live.clone());
-        let batch = move |news| {
-            let (engine, recent) = (engine.clone(), recent.clone());
-            async move { super::views::run_live_batch(&engine, &recent, view, batch_max, news).await }
-        };
-        let head = live.subscribe();
-        tokio::spawn(async move { keep_running(view.name(), batch, head, poll).await });
-    }
+    let engine = store.engine().clone();
+    let head = live.subscribe();
+    let batch = move |news| {
+        let (engine, live) = (engine.clone(), live.clone());
+        async move { super::group::run_batch(&engine, &live, batch_max, news).await }
+    };
+    tokio::spawn(async move { keep_running("projectors", batch, head, poll).await });
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -267,11 +248,10 @@ pub async fn rebuild(
     // each write waits for the one before, so the aside checkpoint only moves forward.
     let mut writing: Option<tokio::task::JoinHandle<Result<(), ProjectionError>>> = None;
     loop {
-        let mut events = reader.next_page().await?;
-        let Some(last) = events.last() else { break };
-        after = last.position;
-        let decoded = decode(&mut events)?;
-        for entry in entries(&events, &decoded) {
+        let page = Page::decode(reader.next_page().await?);
+        let Some(last) = page.last_position() else { break };
+        after = last;
+        for entry in ledger_entries(page.all())? {
             fold.apply(&entry);
         }
         if let Fold::Statement(statement) = &mut fold {
@@ -399,11 +379,11 @@ async fn swap(engine: &Engine, projection: ProjectionName, batch_max: u32) -> Re
             let tx = $tx;
             let mut position = sink::$engine_sink::checkpoint(&mut *tx, &aside_name).await?;
             loop {
-                let mut events = store::read_all(engine, position, batch_max).await?;
-                if events.is_empty() {
+                let page = Page::decode(store::read_all(engine, position, batch_max).await?);
+                if page.is_empty() {
                     break;
                 }
-                position = fold_page!($engine_sink, &mut *tx, projection, Target::Aside, &mut events);
+                position = fold_page!($engine_sink, &mut *tx, projection, Target::Aside, &page);
             }
             sqlx::query(drop_live).execute(&mut *tx).await?;
             sqlx::query(rename).execute(&mut *tx).await?;

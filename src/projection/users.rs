@@ -10,14 +10,15 @@ use sqlx::Row;
 
 use super::runner::ProjectionError;
 use super::sink;
-use crate::store::{Engine, RecordedEvent};
+use super::page::Slice;
+use crate::store::Engine;
 
 /// The checkpoint name of the live users directory.
 pub const NAME: &str = super::views::View::Users.name();
 
 /// The user events of a page, by user, oldest first.
-fn user_events(events: &mut [RecordedEvent]) -> Result<BTreeMap<UserId, Vec<(i64, UserEvent)>>, ProjectionError> {
-    let by_stream = super::views::events_by_stream(events, "user.", "user-", |event| match event {
+fn user_events(page: Slice<'_>) -> Result<BTreeMap<UserId, Vec<(i64, &UserEvent)>>, ProjectionError> {
+    let by_stream = super::views::events_by_stream(page, "user.", "user-", |event| match event {
         DomainEvent::User(user) => Some(user),
         _ => None,
     })?;
@@ -66,9 +67,9 @@ macro_rules! engine_users {
             pub async fn apply_page(
                 connection: &mut $connection,
                 table: &str,
-                events: &mut [RecordedEvent],
+                page: Slice<'_>,
             ) -> Result<(), ProjectionError> {
-                let by_user = user_events(events)?;
+                let by_user = user_events(page)?;
                 let ids: Vec<uuid::Uuid> = by_user.keys().map(|id| id.0).collect();
                 let mut rows: BTreeMap<UserId, UserRow> = BTreeMap::new();
                 for text in sink::$module::documents_by_id(connection, table, "user_id", &ids).await? {

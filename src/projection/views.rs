@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use domain::DomainEvent;
 use uuid::Uuid;
 
+use projections::ProjectionName;
+
+use super::page::{Page, Slice};
 use super::runner::{ProjectionError, lock_postgres_checkpoint};
 use super::sink;
-use crate::store::{self, Engine, Live, RecordedEvent};
+use crate::store::{self, Engine, Live};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -41,27 +44,24 @@ impl View {
     }
 }
 
-/// The events of a page whose type starts with `type_prefix`, decoded and picked, by the id
-/// their stream names (`{stream_prefix}{uuid}`), oldest first. An event in a stream of another
-/// shape, or one that does not decode or is not picked, is refused: the view stops there.
-pub(super) fn events_by_stream<T>(
-    events: &mut [RecordedEvent],
+/// The events of a page whose type starts with `type_prefix`, picked, by the id their stream
+/// names (`{stream_prefix}{uuid}`), oldest first. An event in a stream of another shape, or
+/// one that does not decode or is not picked, is refused: the view stops there.
+pub(super) fn events_by_stream<'a, T>(
+    page: Slice<'a>,
     type_prefix: &str,
     stream_prefix: &str,
-    pick: impl Fn(DomainEvent) -> Option<T>,
-) -> Result<BTreeMap<Uuid, Vec<(i64, T)>>, ProjectionError> {
-    let mut by_stream: BTreeMap<Uuid, Vec<(i64, T)>> = BTreeMap::new();
-    for event in events.iter_mut().filter(|e| e.event_type.starts_with(type_prefix)) {
+    pick: impl Fn(&'a DomainEvent) -> Option<&'a T>,
+) -> Result<BTreeMap<Uuid, Vec<(i64, &'a T)>>, ProjectionError> {
+    let mut by_stream: BTreeMap<Uuid, Vec<(i64, &'a T)>> = BTreeMap::new();
+    for (event, decoded) in page.iter().filter(|(event, _)| event.event_type.starts_with(type_prefix)) {
         let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
         let id = event
             .stream_id
             .strip_prefix(stream_prefix)
             .and_then(|id| Uuid::parse_str(id).ok())
             .ok_or_else(|| undecodable(format!("{type_prefix} event in stream {}", event.stream_id)))?;
-        let payload = std::mem::take(&mut event.payload);
-        let decoded = DomainEvent::decode_owned(&event.event_type, event.schema_version, payload)
-            .map_err(|error| undecodable(error.to_string()))?;
-        let picked = pick(decoded).ok_or_else(|| undecodable(format!("not a {type_prefix} event")))?;
+        let picked = pick(decoded?).ok_or_else(|| undecodable(format!("not a {type_prefix} event")))?;
         by_stream.entry(id).or_default().push((event.position, picked));
     }
     Ok(by_stream)
@@ -73,7 +73,7 @@ pub(super) fn events_by_stream<T>(
 pub(crate) fn fold_document<K: std::fmt::Display, D, E>(
     id: K,
     stored: Option<D>,
-    events: &[(i64, E)],
+    events: &[(i64, &E)],
     start: impl Fn(&E, i64) -> Option<D>,
     apply: impl Fn(&mut D, &E),
     first: &str,
@@ -83,9 +83,9 @@ pub(crate) fn fold_document<K: std::fmt::Display, D, E>(
     for (at, event) in events {
         position = *at;
         match document.as_mut() {
-            Some(document) => apply(document, event),
+            Some(document) => apply(document, *event),
             None => {
-                let started = start(event, *at).ok_or_else(|| ProjectionError::Undecodable {
+                let started = start(*event, *at).ok_or_else(|| ProjectionError::Undecodable {
                     position: *at,
                     reason: format!("{id} has events before {first}"),
                 })?;
@@ -99,57 +99,55 @@ pub(crate) fn fold_document<K: std::fmt::Display, D, E>(
 }
 
 /// What a batch folds its page into: a view's table (live or the one being rebuilt aside),
-/// or the notifier's inbox and outbox.
+/// a ledger projection's live table, or the notifier's inbox and outbox.
 #[derive(Clone, Copy)]
 pub(super) enum Fold<'a> {
     View(View, &'a str),
+    Ledger(ProjectionName),
     Notifier(&'a super::notifications::Targets),
 }
 
-async fn apply_postgres(
+pub(super) async fn apply_postgres(
     fold: Fold<'_>,
     connection: &mut sqlx::PgConnection,
-    events: &mut [RecordedEvent],
+    page: Slice<'_>,
 ) -> Result<(), ProjectionError> {
     match fold {
-        Fold::View(View::Orders, table) => super::orders::postgres::apply_page(connection, table, events).await,
-        Fold::View(View::Deposits, table) => super::deposits::postgres::apply_page(connection, table, events).await,
-        Fold::View(View::Analytics, table) => super::analytics::postgres::apply_page(connection, table, events).await,
-        Fold::View(View::Users, table) => super::users::postgres::apply_page(connection, table, events).await,
-        Fold::View(View::Activity, table) => super::activity::postgres::apply_page(connection, table, events).await,
-        Fold::Notifier(targets) => super::notifications::postgres::apply_page(connection, events, targets).await,
+        Fold::Ledger(projection) => {
+            let entries = super::runner::ledger_entries(page)?;
+            Ok(sink::postgres::write_batch(connection, projection, projection.table(), &entries).await?)
+        }
+        Fold::View(View::Orders, table) => super::orders::postgres::apply_page(connection, table, page).await,
+        Fold::View(View::Deposits, table) => super::deposits::postgres::apply_page(connection, table, page).await,
+        Fold::View(View::Analytics, table) => super::analytics::postgres::apply_page(connection, table, page).await,
+        Fold::View(View::Users, table) => super::users::postgres::apply_page(connection, table, page).await,
+        Fold::View(View::Activity, table) => super::activity::postgres::apply_page(connection, table, page).await,
+        Fold::Notifier(targets) => super::notifications::postgres::apply_page(connection, page, targets).await,
     }
 }
 
-async fn apply_sqlite(
+pub(super) async fn apply_sqlite(
     fold: Fold<'_>,
     connection: &mut sqlx::SqliteConnection,
-    events: &mut [RecordedEvent],
+    page: Slice<'_>,
 ) -> Result<(), ProjectionError> {
     match fold {
-        Fold::View(View::Orders, table) => super::orders::sqlite::apply_page(connection, table, events).await,
-        Fold::View(View::Deposits, table) => super::deposits::sqlite::apply_page(connection, table, events).await,
-        Fold::View(View::Analytics, table) => super::analytics::sqlite::apply_page(connection, table, events).await,
-        Fold::View(View::Users, table) => super::users::sqlite::apply_page(connection, table, events).await,
-        Fold::View(View::Activity, table) => super::activity::sqlite::apply_page(connection, table, events).await,
-        Fold::Notifier(targets) => super::notifications::sqlite::apply_page(connection, events, targets).await,
+        Fold::Ledger(projection) => {
+            let entries = super::runner::ledger_entries(page)?;
+            Ok(sink::sqlite::write_batch(connection, projection, projection.table(), &entries).await?)
+        }
+        Fold::View(View::Orders, table) => super::orders::sqlite::apply_page(connection, table, page).await,
+        Fold::View(View::Deposits, table) => super::deposits::sqlite::apply_page(connection, table, page).await,
+        Fold::View(View::Analytics, table) => super::analytics::sqlite::apply_page(connection, table, page).await,
+        Fold::View(View::Users, table) => super::users::sqlite::apply_page(connection, table, page).await,
+        Fold::View(View::Activity, table) => super::activity::sqlite::apply_page(connection, table, page).await,
+        Fold::Notifier(targets) => super::notifications::sqlite::apply_page(connection, page, targets).await,
     }
 }
 
 /// Runs one batch of a view's projector; returns how many events it read (0: caught up).
 pub async fn run_batch(engine: &Engine, view: View, batch_max: u32) -> Result<usize, ProjectionError> {
     run_batch_into(engine, None, Fold::View(view, view.name()), view.name(), batch_max, false).await
-}
-
-/// The live projector's batch; `news`: there are new events, no need to look first.
-pub(super) async fn run_live_batch(
-    engine: &Engine,
-    recent: &Live,
-    view: View,
-    batch_max: u32,
-    news: bool,
-) -> Result<usize, ProjectionError> {
-    run_batch_into(engine, Some(recent), Fold::View(view, view.name()), view.name(), batch_max, news).await
 }
 
 /// One batch folded by `fold`, from and to the checkpoint `name`, in one transaction;
@@ -170,22 +168,22 @@ pub(super) async fn run_batch_into(
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             let position = lock_postgres_checkpoint(&mut tx, name).await?;
-            let mut events = store::read_page(engine, recent, position, batch_max).await?;
-            let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            apply_postgres(fold, &mut tx, &mut events).await?;
+            let page = Page::decode(store::read_page(engine, recent, position, batch_max).await?);
+            let Some(last) = page.last_position() else { return Ok(0) };
+            apply_postgres(fold, &mut tx, page.all()).await?;
             sink::postgres::set_checkpoint(&mut tx, name, last).await?;
             tx.commit().await?;
-            Ok(events.len())
+            Ok(page.len())
         }
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let position = sink::sqlite::checkpoint(&mut tx, name).await?;
-            let mut events = store::read_page(engine, recent, position, batch_max).await?;
-            let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-            apply_sqlite(fold, &mut tx, &mut events).await?;
+            let page = Page::decode(store::read_page(engine, recent, position, batch_max).await?);
+            let Some(last) = page.last_position() else { return Ok(0) };
+            apply_sqlite(fold, &mut tx, page.all()).await?;
             sink::sqlite::set_checkpoint(&mut tx, name, last).await?;
             tx.commit().await?;
-            Ok(events.len())
+            Ok(page.len())
         }
     }
 }
@@ -212,9 +210,9 @@ pub async fn rebuild(
             let tx = $tx;
             let mut position = sink::$engine_sink::checkpoint(&mut *tx, &aside).await?;
             loop {
-                let mut events = store::read_all(engine, position, batch_max).await?;
-                let Some(last) = events.last().map(|e| e.position) else { break };
-                $apply(Fold::View(view, &aside), &mut *tx, &mut events).await?;
+                let page = Page::decode(store::read_all(engine, position, batch_max).await?);
+                let Some(last) = page.last_position() else { break };
+                $apply(Fold::View(view, &aside), &mut *tx, page.all()).await?;
                 position = last;
             }
             sqlx::query(drop_live).execute(&mut *tx).await?;
