@@ -110,14 +110,16 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&mut self, route: &'static str, method: Method, path: &str, body: Option<Value>) -> Option<Value> {
+    /// Times one call; the answer's body is read, not parsed (as the ceiling's client does):
+    /// `call_json` parses it for the callers that use it.
+    async fn call(&mut self, route: &'static str, method: Method, path: &str, body: Option<Value>) -> Option<Vec<u8>> {
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let sent = Instant::now();
         let answer = match request.send().await {
-            Ok(response) if response.status().is_success() => response.json::<Value>().await.ok(),
+            Ok(response) if response.status().is_success() => response.bytes().await.ok().map(Vec::from),
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
@@ -135,6 +137,11 @@ impl Client {
             None => entry.errors += 1,
         }
         answer
+    }
+
+    async fn call_json(&mut self, route: &'static str, method: Method, path: &str, body: Option<Value>) -> Option<Value> {
+        let answer = self.call(route, method, path, body).await?;
+        serde_json::from_slice(&answer).ok()
     }
 }
 
@@ -206,7 +213,7 @@ async fn sign_up(api: &str, i: usize) -> anyhow::Result<Client> {
 /// A Stripe deposit: the intent, then `payment_intent.succeeded` signed as Stripe signs it.
 async fn deposit(client: &mut Client, n: u64) {
     let body = json!({"amount": FUNDS, "currency": "USD"});
-    let Some(started) = client.call("POST /payments/deposit", Method::POST, "/payments/deposit", Some(body)).await
+    let Some(started) = client.call_json("POST /payments/deposit", Method::POST, "/payments/deposit", Some(body)).await
     else {
         return;
     };
@@ -288,7 +295,7 @@ async fn mixed(mut client: Client, i: usize, deadline: Instant) -> Client {
     while Instant::now() < deadline {
         round += 1;
         let order = json!({"service": "tg", "country": "GB"});
-        let Some(placed) = client.call("POST /orders", Method::POST, "/orders", Some(order)).await else { continue };
+        let Some(placed) = client.call_json("POST /orders", Method::POST, "/orders", Some(order)).await else { continue };
         let id = placed["data"]["order"]["id"].as_str().expect("an order id").to_owned();
         if round.is_multiple_of(10) {
             client
@@ -297,7 +304,7 @@ async fn mixed(mut client: Client, i: usize, deadline: Instant) -> Client {
         } else {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let Some(seen) = client.call("GET /orders/:id", Method::GET, &format!("/orders/{id}"), None).await
+                let Some(seen) = client.call_json("GET /orders/:id", Method::GET, &format!("/orders/{id}"), None).await
                 else {
                     break;
                 };
@@ -435,7 +442,7 @@ async fn run() -> anyhow::Result<()> {
     );
 
     let read = |mut client: Client, _i: usize, deadline: Instant| async move {
-        let listed = client.call("GET /orders (page of 20)", Method::GET, "/orders?per_page=1", None).await;
+        let listed = client.call_json("GET /orders (page of 20)", Method::GET, "/orders?per_page=1", None).await;
         let id = listed.and_then(|l| l["data"]["orders"][0]["id"].as_str().map(str::to_owned)).unwrap_or_default();
         while Instant::now() < deadline {
             client.call("GET /user/balance", Method::GET, "/user/balance", None).await;

@@ -26,6 +26,41 @@ async fn catch_up(engine: &Engine, batch_max: u32) {
     }
 }
 
+/// Runs the projector group (as `serve` does) until every member is at the head.
+async fn group_catch_up(store: &EventStore, batch_max: u32) {
+    while projection::run_group_batch(store.engine(), store.live(), batch_max, false).await.unwrap() > 0 {}
+}
+
+async fn checkpoint_of(engine: &Engine, name: &str) -> i64 {
+    let status = projection::status(engine, 0).await.unwrap();
+    status.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no projection {name}")).position
+}
+
+/// A trigger that fails the insert of the statement line at `position`.
+async fn fail_statement_line(engine: &Engine, position: i64) {
+    match engine {
+        Engine::Postgres(_) => {
+            execute(engine, format!("CREATE FUNCTION crash() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'crash'; END $$;\
+                CREATE TRIGGER crash BEFORE INSERT ON statement_lines FOR EACH ROW WHEN (NEW.position = {position}) EXECUTE FUNCTION crash();")).await
+        }
+        Engine::Sqlite(_) => {
+            execute(engine, format!("CREATE TRIGGER crash BEFORE INSERT ON statement_lines WHEN NEW.position = {position} BEGIN SELECT RAISE(ABORT, 'crash'); END;")).await
+        }
+    }
+}
+
+async fn drop_statement_failure(engine: &Engine) {
+    match engine {
+        Engine::Postgres(_) => execute(engine, "DROP TRIGGER crash ON statement_lines").await,
+        Engine::Sqlite(_) => execute(engine, "DROP TRIGGER crash").await,
+    }
+}
+
+async fn ledger_positions(store: &EventStore) -> Vec<i64> {
+    let events = store.read_all(0, 100_000).await.unwrap();
+    events.iter().filter(|e| e.decode().unwrap().postings().is_some()).map(|e| e.position).collect()
+}
+
 async fn execute(engine: &Engine, statement: impl Into<String>) {
     let statement = statement.into();
     let sql = sqlx::AssertSqlSafe(statement.clone());
@@ -96,29 +131,64 @@ async fn a_projector_that_crashes_mid_batch_resumes_without_double_applying(db: 
     let (store, _) = ledger_with_workload(&db, 4, 5).await;
     let engine = store.engine();
     // A trigger that fails the insert of the third statement line: the batch dies part-way.
-    let events = store.read_all(0, 1_000).await.unwrap();
-    let ledger_positions: Vec<i64> =
-        events.iter().filter(|e| e.decode().unwrap().postings().is_some()).map(|e| e.position).collect();
-    let victim = ledger_positions[2];
-    match engine {
-        Engine::Postgres(_) => {
-            execute(engine, format!("CREATE FUNCTION crash() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'crash'; END $$;\
-                CREATE TRIGGER crash BEFORE INSERT ON statement_lines FOR EACH ROW WHEN (NEW.position = {victim}) EXECUTE FUNCTION crash();")).await
-        }
-        Engine::Sqlite(_) => {
-            execute(engine, format!("CREATE TRIGGER crash BEFORE INSERT ON statement_lines WHEN NEW.position = {victim} BEGIN SELECT RAISE(ABORT, 'crash'); END;")).await
-        }
-    }
+    fail_statement_line(engine, ledger_positions(&store).await[2]).await;
     assert!(projection::run_batch(engine, ProjectionName::Statement, Target::Live, 1_000).await.is_err());
     let after_crash = snapshot(engine).await;
     assert!(after_crash.statement.is_empty(), "lines before the failure in the same batch were not kept");
     let status = projection::status(engine, 0).await.unwrap();
     assert_eq!(status.iter().find(|s| s.name == "statement").unwrap().position, 0);
-    match engine {
-        Engine::Postgres(_) => execute(engine, "DROP TRIGGER crash ON statement_lines").await,
-        Engine::Sqlite(_) => execute(engine, "DROP TRIGGER crash").await,
-    }
+    drop_statement_failure(engine).await;
     catch_up(engine, 1_000).await;
+    let report = verify::verify(&store).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+/// The group folds each page once into every projection: the same views as each projection
+/// folded alone (a rebuild) and as `verify`'s fold of the log, every checkpoint at the head.
+async fn the_projector_group_folds_what_each_projection_folds_alone(db: TestDatabase) {
+    let (store, _) = ledger_with_workload(&db, 8, 10).await;
+    // Small pages, so page boundaries fall mid-order and mid-user.
+    group_catch_up(&store, 7).await;
+    let head = store.head().await.unwrap().position;
+    let status = projection::status(store.engine(), head).await.unwrap();
+    assert!(status.iter().all(|s| s.lag == 0), "{status:?}");
+    let report = verify::verify(&store).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let grouped = snapshot(store.engine()).await;
+    assert!(!grouped.balances.is_empty() && !grouped.statement.is_empty());
+    for projection in ProjectionName::ALL {
+        projection::rebuild(store.engine(), projection, 50, &|_| {}).await.unwrap();
+    }
+    assert_eq!(snapshot(store.engine()).await, grouped);
+}
+
+/// A member whose checkpoint is further on than the others' (one that ran alone, or a
+/// rebuild swapped in) is folded only what comes after it: nothing twice.
+async fn a_group_member_ahead_gets_only_what_is_after_its_checkpoint(db: TestDatabase) {
+    let (store, ledger) = ledger_with_workload(&db, 4, 5).await;
+    while projection::run_batch(store.engine(), ProjectionName::Balances, Target::Live, 1_000).await.unwrap() > 0 {}
+    let balances_at = checkpoint_of(store.engine(), "balances").await;
+    assert!(balances_at > 0 && checkpoint_of(store.engine(), "statement").await == 0);
+    workload::run(&ledger, 3, 3, 9).await;
+    group_catch_up(&store, 1_000).await;
+    let report = verify::verify(&store).await.unwrap();
+    assert!(report.is_ok(), "balances folded twice or missed: {:?}", report.problems);
+}
+
+/// A projection that fails its page does not hold the others back: the round falls back to
+/// each projection alone; once the fault is gone, the failed one catches up.
+async fn one_failing_projection_does_not_stop_the_group(db: TestDatabase) {
+    let (store, _) = ledger_with_workload(&db, 4, 5).await;
+    let engine = store.engine();
+    fail_statement_line(engine, ledger_positions(&store).await[2]).await;
+    group_catch_up(&store, 1_000).await;
+    let head = store.head().await.unwrap().position;
+    assert_eq!(checkpoint_of(engine, "balances").await, head);
+    assert_eq!(checkpoint_of(engine, "orders").await, head);
+    assert_eq!(checkpoint_of(engine, "statement").await, 0, "the failing projection kept nothing");
+    drop_statement_failure(engine).await;
+    group_catch_up(&store, 1_000).await;
+    assert_eq!(checkpoint_of(engine, "statement").await, head);
     let report = verify::verify(&store).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
@@ -448,6 +518,9 @@ async fn a_code_racing_an_expiry_settles_the_hold_once(db: TestDatabase) {
 }
 
 on_both_engines!(
+    the_projector_group_folds_what_each_projection_folds_alone,
+    a_group_member_ahead_gets_only_what_is_after_its_checkpoint,
+    one_failing_projection_does_not_stop_the_group,
     a_code_racing_an_expiry_settles_the_hold_once,
     cached_wallet_folds_see_every_write,
     verify_passes_after_a_random_workload_and_rebuild_is_identical,

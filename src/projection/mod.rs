@@ -14,6 +14,7 @@ pub mod sql_types;
 pub mod users;
 pub mod views;
 
+pub use group::run_batch as run_group_batch;
 pub(crate) use runner::keep_running;
 pub use runner::{
     ProjectionError, ProjectionStatus, Target, checkpoint, checkpoint_name, rebuild, run_batch, run_live,

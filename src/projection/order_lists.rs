@@ -14,16 +14,23 @@ use projections::OrderView;
 use super::orders::OrderPage;
 use crate::store::{Follower, RecordedEvent};
 
-/// Orders kept in all lists together; past it every ready list is dropped and loaded again.
-const ORDERS_MAX: usize = 200_000;
+/// Orders kept in all lists together (about 0.7 KB each); past it every ready list is
+/// dropped and loaded again when next read.
+const ORDERS_MAX: usize = 50_000;
 
-#[derive(Default)]
 pub struct OrderLists {
     inner: Mutex<Lists>,
 }
 
-#[derive(Default)]
+impl Default for OrderLists {
+    fn default() -> Self {
+        OrderLists::bounded(ORDERS_MAX)
+    }
+}
+
 struct Lists {
+    /// At most this many orders in all lists.
+    bound: usize,
     /// Every event up to here has been passed to the lists.
     passed: i64,
     users: HashMap<UserId, Slot>,
@@ -90,7 +97,20 @@ pub enum Found {
     Busy,
 }
 
+impl Lists {
+    /// Drops every ready list (loading ones stay): memory back within its bound.
+    fn drop_ready(&mut self) {
+        self.users.retain(|_, slot| matches!(slot, Slot::Loading { .. }));
+        self.owners.clear();
+    }
+}
+
 impl OrderLists {
+    fn bounded(bound: usize) -> OrderLists {
+        let lists = Lists { bound, passed: 0, users: HashMap::new(), owners: HashMap::new() };
+        OrderLists { inner: Mutex::new(lists) }
+    }
+
     /// The page from memory, or what to do to get it there.
     pub fn page(&self, user: UserId, status: Option<OrderStatus>, offset: i64, limit: i64) -> Found {
         let mut lists = self.inner.lock().expect("order lists lock");
@@ -125,10 +145,8 @@ impl OrderLists {
                 list.apply(*position, *order_id, event);
             }
         }
-        let count: usize = lists.owners.len() + list.orders.len();
-        if count > ORDERS_MAX {
-            lists.users.retain(|_, slot| matches!(slot, Slot::Loading { .. }));
-            lists.owners.clear();
+        if lists.owners.len() + list.orders.len() > lists.bound {
+            lists.drop_ready();
         }
         for view in &list.orders {
             lists.owners.insert(view.order_id, user);
@@ -153,7 +171,7 @@ impl Follower for OrderLists {
 
     fn passed(&self, page: &[RecordedEvent]) {
         let mut lists = self.inner.lock().expect("order lists lock");
-        let Lists { passed, users, owners } = &mut *lists;
+        let Lists { passed, users, owners, .. } = &mut *lists;
         for recorded in page {
             *passed = (*passed).max(recorded.position);
             if users.is_empty() || !recorded.stream_id.starts_with("order-") {
@@ -186,6 +204,9 @@ impl Follower for OrderLists {
             {
                 owners.insert(order_id, user);
             }
+        }
+        if lists.owners.len() > lists.bound {
+            lists.drop_ready();
         }
     }
 }
@@ -262,5 +283,22 @@ mod tests {
         let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list is loaded") };
         assert_eq!(found.total, 2);
         assert!(matches!(lists.page(bob, None, 0, 10), Found::Load { from: 18 }));
+    }
+
+    /// Lists that grow past the bound while followed are dropped, and loaded again when read.
+    #[test]
+    fn lists_past_the_bound_are_dropped_and_loaded_again() {
+        let ann = UserId::new();
+        let lists = OrderLists::bounded(3);
+        lists.start(10);
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::Load { .. }));
+        lists.loaded(ann, Vec::new(), 10);
+        for position in [11, 13, 15] {
+            lists.passed(&placed(ann, position));
+        }
+        let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("three orders fit") };
+        assert_eq!(found.total, 3);
+        lists.passed(&placed(ann, 17));
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::Load { from: 18 }), "a fourth does not");
     }
 }
