@@ -34,6 +34,9 @@ pub fn status_text(status: OrderStatus) -> &'static str {
     }
 }
 
+/// Orders written by one upsert (11 values each, within both engines' limits).
+const ROWS_PER_STATEMENT: usize = 100;
+
 /// The order events of a page, by order, oldest first.
 fn order_events(page: Slice<'_>) -> Result<BTreeMap<OrderId, Vec<(i64, &OrderEvent)>>, ProjectionError> {
     let by_stream = super::views::events_by_stream(page, "order.", "order-", |event| match event {
@@ -89,6 +92,7 @@ macro_rules! engine_orders {
                     let view = parse_view(&text)?;
                     views.insert(view.order_id, view);
                 }
+                let mut folded = Vec::with_capacity(by_order.len());
                 for (id, events) in by_order {
                     let (view, position) = crate::projection::views::fold_document(
                         id,
@@ -98,27 +102,34 @@ macro_rules! engine_orders {
                         OrderView::apply,
                         "order.placed",
                     )?;
-                    let view = &view;
-                    let json = serde_json::to_string(view).expect("an order view serializes");
-                    sqlx::query(sink::sql(format!(
+                    let json = serde_json::to_string(&view).expect("an order view serializes");
+                    folded.push((view, position, json));
+                }
+                // Many rows a statement: one round trip for a page's orders, not one each.
+                for chunk in folded.chunks(ROWS_PER_STATEMENT) {
+                    let text = format!(
                         "INSERT INTO {table} (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
+                         VALUES {} ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
                          provider_id = excluded.provider_id, provider_order_id = excluded.provider_order_id, \
                          expires_at = excluded.expires_at, position = excluded.position, view = excluded.view",
-                    )))
-                    .bind(id.0)
-                    .bind(view.user_id.0)
-                    .bind(status_text(view.status))
-                    .bind(view.provider_id.as_deref())
-                    .bind(view.provider_order_id.as_deref())
-                    .bind(view.placed_at.0)
-                    .bind(view.expires_at.0)
-                    .bind(position)
-                    .bind(json)
-                    .bind(view.service.as_str())
-                    .bind(view.country.as_str())
-                    .execute(&mut *connection)
-                    .await?;
+                        sink::placeholders(chunk.len(), 11)
+                    );
+                    let mut query = sqlx::query(sink::sql(text));
+                    for (view, position, json) in chunk {
+                        query = query
+                            .bind(view.order_id.0)
+                            .bind(view.user_id.0)
+                            .bind(status_text(view.status))
+                            .bind(view.provider_id.as_deref())
+                            .bind(view.provider_order_id.as_deref())
+                            .bind(view.placed_at.0)
+                            .bind(view.expires_at.0)
+                            .bind(*position)
+                            .bind(json.as_str())
+                            .bind(view.service.as_str())
+                            .bind(view.country.as_str());
+                    }
+                    query.execute(&mut *connection).await?;
                 }
                 Ok(())
             }
