@@ -139,7 +139,13 @@ impl Client {
         answer
     }
 
-    async fn call_json(&mut self, route: &'static str, method: Method, path: &str, body: Option<Value>) -> Option<Value> {
+    async fn call_json(
+        &mut self,
+        route: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<Value> {
         let answer = self.call(route, method, path, body).await?;
         serde_json::from_slice(&answer).ok()
     }
@@ -295,7 +301,9 @@ async fn mixed(mut client: Client, i: usize, deadline: Instant) -> Client {
     while Instant::now() < deadline {
         round += 1;
         let order = json!({"service": "tg", "country": "GB"});
-        let Some(placed) = client.call_json("POST /orders", Method::POST, "/orders", Some(order)).await else { continue };
+        let Some(placed) = client.call_json("POST /orders", Method::POST, "/orders", Some(order)).await else {
+            continue;
+        };
         let id = placed["data"]["order"]["id"].as_str().expect("an order id").to_owned();
         if round.is_multiple_of(10) {
             client

@@ -55,9 +55,30 @@ impl Ledger {
         currency: Currency,
         fresh: bool,
     ) -> Result<Loaded<WalletState>, ServiceError> {
+        self.read_wallet(user, currency, fresh, Clone::clone).await
+    }
+
+    /// The wallet's available balance as this process keeps it (`fresh`: as the database
+    /// has it now), read without copying the wallet.
+    pub async fn available_as(
+        &self,
+        user: UserId,
+        currency: Currency,
+        fresh: bool,
+    ) -> Result<rust_decimal::Decimal, ServiceError> {
+        self.read_wallet(user, currency, fresh, |wallet| wallet.state.available).await
+    }
+
+    async fn read_wallet<T>(
+        &self,
+        user: UserId,
+        currency: Currency,
+        fresh: bool,
+        read: impl FnOnce(&Loaded<WalletState>) -> T,
+    ) -> Result<T, ServiceError> {
         let stream = wallet_stream(user, currency);
         match &*self.store.folded(&stream, fresh).await? {
-            Folded::Wallet(wallet) => Ok(wallet.clone()),
+            Folded::Wallet(wallet) => Ok(read(wallet)),
             _ => Err(StoreError::Invalid(format!("{stream} is not a wallet")).into()),
         }
     }
@@ -308,15 +329,22 @@ impl Ledger {
         commands: Vec<WalletCommand>,
         fresh: bool,
     ) -> Result<StreamAppend, ServiceError> {
-        let wallet = self.wallet_as(user, currency, fresh).await?;
-        let mut state = wallet.state;
-        let mut events = Vec::new();
-        for command in commands {
-            let decided = state.decide(command)?;
-            state = state.apply_all(&decided);
-            events.extend(decided);
-        }
-        Ok(wallet_append(user, currency, wallet.version, &events))
+        // Decided on the wallet in memory as it is; a copy is made only to decide a second
+        // command after the first one's events.
+        self.read_wallet(user, currency, fresh, |wallet| {
+            let mut state = std::borrow::Cow::Borrowed(&wallet.state);
+            let mut events = Vec::new();
+            let last = commands.len().saturating_sub(1);
+            for (i, command) in commands.into_iter().enumerate() {
+                let decided = state.decide(command)?;
+                if i < last {
+                    state = std::borrow::Cow::Owned(state.into_owned().apply_all(&decided));
+                }
+                events.extend(decided);
+            }
+            Ok(wallet_append(user, currency, wallet.version, &events))
+        })
+        .await?
     }
 }
 

@@ -233,12 +233,13 @@ impl Orders {
         };
         // From memory; a shortage is confirmed against the database (a deposit through
         // another process may not have reached this one yet).
-        let mut wallet = self.ledger.wallet_as(request.user, cheapest.price.currency, false).await?.state;
-        if wallet.available < cheapest.price.amount {
-            wallet = self.ledger.wallet(request.user, cheapest.price.currency).await?.state;
+        let (user, currency) = (request.user, cheapest.price.currency);
+        let mut available = self.ledger.available_as(user, currency, false).await?;
+        if available < cheapest.price.amount {
+            available = self.ledger.available_as(user, currency, true).await?;
         }
-        if wallet.available < cheapest.price.amount {
-            return Err(OrderFailure::NoBalance { available: wallet.available, needed: cheapest.price.amount });
+        if available < cheapest.price.amount {
+            return Err(OrderFailure::NoBalance { available, needed: cheapest.price.amount });
         }
         let (candidate, rental) = rent_first(&found, &request.service, &request.country).await.map_err(|error| {
             tracing::info!(%error, service = %request.service, country = %request.country, "order.no_number");

@@ -3,9 +3,9 @@
 
 use sqlx::Row;
 
+use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink::{self, placeholders};
-use super::page::Slice;
 use crate::store::{Engine, RecordedEvent};
 
 /// The checkpoint name of the live activity log.

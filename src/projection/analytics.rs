@@ -7,10 +7,10 @@ use projections::{AnalyticsFold, AnalyticsKey};
 use rust_decimal::Decimal;
 use sqlx::Row;
 
+use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink::{self, placeholders};
 use super::sql_types::Amount;
-use super::page::Slice;
 use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live analytics view.

@@ -10,9 +10,9 @@ use projections::{DepositView, deposit_status_text as status_text};
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
-use super::page::Slice;
 use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live deposits view.

@@ -62,7 +62,9 @@ pub async fn run_batch(engine: &Engine, recent: &Live, batch_max: u32, news: boo
             let mut read = 0;
             for member in MEMBERS {
                 let alone = match member {
-                    Member::Ledger(projection) => super::runner::run_batch(engine, projection, Target::Live, batch_max).await,
+                    Member::Ledger(projection) => {
+                        super::runner::run_batch(engine, projection, Target::Live, batch_max).await
+                    }
                     Member::View(view) => views::run_batch(engine, view, batch_max).await,
                 };
                 match alone {

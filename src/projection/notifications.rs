@@ -5,10 +5,10 @@
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
 use crate::notifications::derive::{Notice, notices};
-use super::page::Slice;
 use crate::store::Engine;
 
 /// The notifier's checkpoint name.

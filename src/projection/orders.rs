@@ -11,9 +11,9 @@ use projections::OrderView;
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
-use super::page::Slice;
 use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live orders view.

@@ -8,9 +8,9 @@ use domain::{DomainEvent, UserId};
 use projections::UserRow;
 use sqlx::Row;
 
+use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
-use super::page::Slice;
 use crate::store::Engine;
 
 /// The checkpoint name of the live users directory.

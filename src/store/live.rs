@@ -265,7 +265,12 @@ impl Live {
             return false;
         }
         if streams.len() >= STREAMS_MAX {
-            streams.retain(|_, slot| matches!(slot, Slot::Loading(_)));
+            // Orders first: they are most of the streams and each is read for a few minutes;
+            // users and wallets are read by every request of their owner.
+            streams.retain(|id, slot| matches!(slot, Slot::Loading(_)) || !id.starts_with("order-"));
+            if streams.len() >= STREAMS_MAX / 2 {
+                streams.retain(|_, slot| matches!(slot, Slot::Loading(_)));
+            }
         }
         streams.insert(stream_id.to_owned(), Slot::Loading(Vec::new()));
         true
@@ -497,5 +502,31 @@ impl Notifications {
             Some(wake) => wake.notified().await,
             None => std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory full: order streams make room first; users and wallets stay in memory.
+    #[test]
+    fn a_full_memory_drops_orders_first() {
+        let live = Live::new();
+        let (user, wallet) = (format!("user-{}", uuid::Uuid::nil()), format!("wallet-{}-USD", uuid::Uuid::nil()));
+        let ready = |stream_id: &str| Slot::Ready(Arc::new(Folded::empty(stream_id).expect("a kept kind of stream")));
+        {
+            let mut streams = live.streams.lock().unwrap();
+            streams.insert(user.clone(), ready(&user));
+            streams.insert(wallet.clone(), ready(&wallet));
+            for n in 0..STREAMS_MAX {
+                let order = format!("order-{n}");
+                streams.insert(order.clone(), ready(&order));
+            }
+        }
+        assert!(live.start_loading("order-new"));
+        assert!(live.ready(&user).is_some() && live.ready(&wallet).is_some());
+        assert!(live.ready("order-0").is_none());
+        assert_eq!(live.streams.lock().unwrap().len(), 3, "the user, the wallet and the order loading");
     }
 }
