@@ -101,9 +101,17 @@ impl IntoResponse for ApiError {
 /// `{"success": true, "data": ...}` with 200.
 pub struct ApiOk<T>(pub T);
 
+/// The success envelope, serialized straight to the body (no JSON tree built first: that
+/// was a quarter of a read's CPU time).
+#[derive(Serialize)]
+struct Success<T> {
+    success: bool,
+    data: T,
+}
+
 impl<T: Serialize> IntoResponse for ApiOk<T> {
     fn into_response(self) -> Response {
-        Json(json!({"success": true, "data": self.0})).into_response()
+        Json(Success { success: true, data: self.0 }).into_response()
     }
 }
 
@@ -112,7 +120,7 @@ pub struct ApiCreated<T>(pub T);
 
 impl<T: Serialize> IntoResponse for ApiCreated<T> {
     fn into_response(self) -> Response {
-        (StatusCode::CREATED, Json(json!({"success": true, "data": self.0}))).into_response()
+        (StatusCode::CREATED, Json(Success { success: true, data: self.0 })).into_response()
     }
 }
 

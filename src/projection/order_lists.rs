@@ -18,6 +18,11 @@ use crate::store::{Follower, RecordedEvent};
 /// dropped and loaded again when next read.
 const ORDERS_MAX: usize = 50_000;
 
+/// Lists loading at once; a read that would begin one more is answered by the orders view.
+/// Each load holds a user's whole list twice for a moment (rows and views): many at once
+/// were the server's peak memory (decision 0023).
+const LOADS_MAX: usize = 4;
+
 pub struct OrderLists {
     inner: Mutex<Lists>,
 }
@@ -31,6 +36,8 @@ impl Default for OrderLists {
 struct Lists {
     /// At most this many orders in all lists.
     bound: usize,
+    /// Slots loading now.
+    loading: usize,
     /// Every event up to here has been passed to the lists.
     passed: i64,
     users: HashMap<UserId, Slot>,
@@ -90,7 +97,8 @@ impl UserList {
 }
 
 /// What a page read found: the page, or the position the orders view must reach before a
-/// load can begin (`Load`), or another read loading the same list (`Busy`).
+/// load can begin (`Load`), or no load for this read (`Busy`: another read is loading the
+/// same list, or `LOADS_MAX` lists are loading); the orders view answers it.
 pub enum Found {
     Page(OrderPage),
     Load { from: i64 },
@@ -107,7 +115,7 @@ impl Lists {
 
 impl OrderLists {
     fn bounded(bound: usize) -> OrderLists {
-        let lists = Lists { bound, passed: 0, users: HashMap::new(), owners: HashMap::new() };
+        let lists = Lists { bound, loading: 0, passed: 0, users: HashMap::new(), owners: HashMap::new() };
         OrderLists { inner: Mutex::new(lists) }
     }
 
@@ -118,8 +126,10 @@ impl OrderLists {
         match lists.users.get(&user) {
             Some(Slot::Ready(list)) => Found::Page(list.page(status, offset, limit)),
             Some(Slot::Loading { .. }) => Found::Busy,
+            None if lists.loading >= LOADS_MAX => Found::Busy,
             None => {
                 lists.users.insert(user, Slot::Loading { from, passed: Vec::new() });
+                lists.loading += 1;
                 Found::Load { from }
             }
         }
@@ -130,6 +140,7 @@ impl OrderLists {
     pub fn loaded(&self, user: UserId, orders: Vec<OrderView>, checkpoint: i64) {
         let mut lists = self.inner.lock().expect("order lists lock");
         let Some(Slot::Loading { from, passed }) = lists.users.remove(&user) else { return };
+        lists.loading -= 1;
         if checkpoint < from {
             return; // not a view the load may use; the next read loads again
         }
@@ -159,6 +170,7 @@ impl OrderLists {
         let mut lists = self.inner.lock().expect("order lists lock");
         if matches!(lists.users.get(&user), Some(Slot::Loading { .. })) {
             lists.users.remove(&user);
+            lists.loading -= 1;
         }
     }
 }
@@ -184,7 +196,9 @@ impl Follower for OrderLists {
             // An event that does not decode is the projectors' and `verify`'s to report; the
             // list of its owner is dropped and read again from the view.
             let Ok(DomainEvent::Order(event)) = recorded.decode() else {
-                if let Some(user) = owners.get(&order_id).copied() {
+                if let Some(user) = owners.get(&order_id).copied()
+                    && matches!(users.get(&user), Some(Slot::Ready(_)))
+                {
                     users.remove(&user);
                 }
                 continue;
@@ -283,6 +297,24 @@ mod tests {
         let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list is loaded") };
         assert_eq!(found.total, 2);
         assert!(matches!(lists.page(bob, None, 0, 10), Found::Load { from: 18 }));
+    }
+
+    /// At most `LOADS_MAX` lists load at once; the next read is answered by the view.
+    #[test]
+    fn loads_at_once_are_bounded() {
+        let lists = OrderLists::default();
+        lists.start(10);
+        let users: Vec<UserId> = (0..=LOADS_MAX).map(|_| UserId::new()).collect();
+        for user in &users[..LOADS_MAX] {
+            assert!(matches!(lists.page(*user, None, 0, 10), Found::Load { .. }));
+        }
+        let last = users[LOADS_MAX];
+        assert!(matches!(lists.page(last, None, 0, 10), Found::Busy));
+        lists.loaded(users[0], Vec::new(), 10);
+        lists.abandon(users[1]);
+        assert!(matches!(lists.page(last, None, 0, 10), Found::Load { .. }));
+        assert!(matches!(lists.page(users[1], None, 0, 10), Found::Load { .. }));
+        assert!(matches!(lists.page(UserId::new(), None, 0, 10), Found::Busy));
     }
 
     /// Lists that grow past the bound while followed are dropped, and loaded again when read.
