@@ -42,7 +42,8 @@ fn redact(url: &str) -> String {
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open(&settings).await?;
-    projection::spawn_all_live(&store, settings.projection_batch_max, settings.projection_poll);
+    let targets = settings.notifications.targets();
+    projection::spawn_all_live(&store, targets, settings.projection_batch_max, settings.projection_poll);
     let listener =
         TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr()?;

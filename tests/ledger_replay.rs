@@ -28,7 +28,8 @@ async fn catch_up(engine: &Engine, batch_max: u32) {
 
 /// Runs the projector group (as `serve` does) until every member is at the head.
 async fn group_catch_up(store: &EventStore, batch_max: u32) {
-    while projection::run_group_batch(store.engine(), store.live(), batch_max, false).await.unwrap() > 0 {}
+    let targets = projection::notifications::Targets::default();
+    while projection::run_group_batch(store.engine(), store.live(), &targets, batch_max, false).await.unwrap() > 0 {}
 }
 
 async fn checkpoint_of(engine: &Engine, name: &str) -> i64 {

@@ -100,12 +100,6 @@ impl AppState {
         let identity =
             Identity::new(store.clone(), &secrets.jwt_secret, &secrets.secrets_key, mailer, &settings.auth.link_base);
         let ledger = crate::service::Ledger::new(store.clone(), settings.order_policy);
-        crate::notifications::spawn_notifier(
-            &store,
-            &settings.notifications,
-            settings.projection_batch_max,
-            settings.projection_poll,
-        );
         AppState {
             system_log: crate::store::system_log::SystemLog::start(store.engine().clone()),
             payments: crate::payments::Payments::new(

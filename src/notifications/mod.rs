@@ -75,18 +75,6 @@ impl Senders {
     }
 }
 
-/// Keeps the notifier folding the log, as the projectors do.
-pub fn spawn_notifier(store: &EventStore, settings: &NotificationSettings, batch_max: u32, poll: Duration) {
-    let (engine, live) = (store.engine().clone(), store.live().clone());
-    let targets = settings.targets();
-    let head = live.subscribe();
-    let batch = move |news| {
-        let (engine, targets, live) = (engine.clone(), targets.clone(), live.clone());
-        async move { rows::run_batch(&engine, Some(&live), &targets, batch_max, news).await }
-    };
-    tokio::spawn(async move { crate::projection::keep_running(rows::NAME, batch, head, poll).await });
-}
-
 /// The wait before attempt `attempts + 1` of a failed message.
 pub fn retry_wait_ms(base_ms: i64, attempts: i32) -> i64 {
     let doublings = u32::try_from(attempts.clamp(0, 30)).unwrap_or(30);

@@ -5,11 +5,14 @@
 //! only what is after its checkpoint), so a crash applies all of a page or none of it and
 //! two processes never apply an event twice, as before.
 //!
+//! The notifier (the in-app notifications and the outbox it derives) is a member too.
+//!
 //! If a group batch fails, every projection runs a batch of its own for that round: one
 //! projection that cannot go on (an event it cannot fold) does not stop the others.
 
 use projections::ProjectionName;
 
+use super::notifications::{self, Targets};
 use super::page::Page;
 use super::runner::{ProjectionError, Target};
 use super::sink;
@@ -17,55 +20,71 @@ use super::views::{self, Fold, View};
 use crate::store::{self, Engine, Live};
 
 #[derive(Clone, Copy)]
-enum Member {
+enum Member<'a> {
     Ledger(ProjectionName),
     View(View),
+    Notifier(&'a Targets),
 }
 
 /// The projections folded by the group, in the order their checkpoints are locked.
-const MEMBERS: [Member; 8] = [
-    Member::Ledger(ProjectionName::Balances),
-    Member::Ledger(ProjectionName::Statement),
-    Member::Ledger(ProjectionName::TrialBalance),
-    Member::View(View::Orders),
-    Member::View(View::Deposits),
-    Member::View(View::Analytics),
-    Member::View(View::Users),
-    Member::View(View::Activity),
-];
+fn members(targets: &Targets) -> [Member<'_>; 9] {
+    [
+        Member::Ledger(ProjectionName::Balances),
+        Member::Ledger(ProjectionName::Statement),
+        Member::Ledger(ProjectionName::TrialBalance),
+        Member::View(View::Orders),
+        Member::View(View::Deposits),
+        Member::View(View::Analytics),
+        Member::View(View::Users),
+        Member::View(View::Activity),
+        Member::Notifier(targets),
+    ]
+}
 
-impl Member {
+impl<'a> Member<'a> {
     /// Its checkpoint's name.
     fn name(self) -> &'static str {
         match self {
             Member::Ledger(projection) => projection.as_str(),
             Member::View(view) => view.name(),
+            Member::Notifier(_) => notifications::NAME,
         }
     }
 
     /// How it folds a page into its live table.
-    fn fold(self) -> Fold<'static> {
+    fn fold(self) -> Fold<'a> {
         match self {
             Member::Ledger(projection) => Fold::Ledger(projection),
             Member::View(view) => Fold::View(view, view.name()),
+            Member::Notifier(targets) => Fold::Notifier(targets),
         }
     }
 }
 
 /// One round of the group; returns how many events it read (0: every member caught up).
 /// `news`: the caller knows there are new events (the look before the locks is skipped).
-pub async fn run_batch(engine: &Engine, recent: &Live, batch_max: u32, news: bool) -> Result<usize, ProjectionError> {
-    match run_together(engine, recent, batch_max, news).await {
+/// `targets`: where the notifier puts what it derives.
+pub async fn run_batch(
+    engine: &Engine,
+    recent: &Live,
+    targets: &Targets,
+    batch_max: u32,
+    news: bool,
+) -> Result<usize, ProjectionError> {
+    match run_together(engine, recent, targets, batch_max, news).await {
         Ok(read) => Ok(read),
         Err(error) => {
             tracing::warn!(%error, "projection.group_batch_failed: each projection runs alone this round");
             let mut read = 0;
-            for member in MEMBERS {
+            for member in members(targets) {
                 let alone = match member {
                     Member::Ledger(projection) => {
                         super::runner::run_batch(engine, projection, Target::Live, batch_max).await
                     }
                     Member::View(view) => views::run_batch(engine, view, batch_max).await,
+                    Member::Notifier(targets) => {
+                        notifications::run_batch(engine, None, targets, batch_max, false).await
+                    }
                 };
                 match alone {
                     Ok(n) => read += n,
@@ -77,8 +96,15 @@ pub async fn run_batch(engine: &Engine, recent: &Live, batch_max: u32, news: boo
     }
 }
 
-async fn run_together(engine: &Engine, recent: &Live, batch_max: u32, news: bool) -> Result<usize, ProjectionError> {
-    let names: Vec<&str> = MEMBERS.into_iter().map(Member::name).collect();
+async fn run_together(
+    engine: &Engine,
+    recent: &Live,
+    targets: &Targets,
+    batch_max: u32,
+    news: bool,
+) -> Result<usize, ProjectionError> {
+    let members = members(targets);
+    let names: Vec<&str> = members.into_iter().map(Member::name).collect();
     if !news {
         let seen = unlocked_checkpoints(engine, &names).await?;
         let from = seen.iter().copied().min().unwrap_or(0);
@@ -95,7 +121,7 @@ async fn run_together(engine: &Engine, recent: &Live, batch_max: u32, news: bool
             let from = positions.iter().copied().min().unwrap_or(0);
             let page = Page::decode(store::read_page(engine, Some(recent), from, batch_max).await?);
             let Some(last) = page.last_position() else { return Ok(0) };
-            for (member, &position) in MEMBERS.into_iter().zip(&positions) {
+            for (member, &position) in members.into_iter().zip(&positions) {
                 let after = page.after(position);
                 if !after.is_empty() {
                     $apply(member.fold(), &mut *tx, after).await?;

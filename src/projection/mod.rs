@@ -15,7 +15,6 @@ pub mod users;
 pub mod views;
 
 pub use group::run_batch as run_group_batch;
-pub(crate) use runner::keep_running;
 pub use runner::{
     ProjectionError, ProjectionStatus, Target, checkpoint, checkpoint_name, rebuild, run_batch, run_live,
     spawn_all_live, status, table,

@@ -165,7 +165,7 @@ pub async fn run_live(live: Arc<Live>, engine: Engine, projection: ProjectionNam
 /// How long a projector that found events waits before it looks again (decision 0021).
 pub const GATHER_WAIT: Duration = Duration::from_millis(10);
 
-pub(crate) async fn keep_running<F, Fut>(name: &str, batch: F, mut head: watch::Receiver<i64>, poll: Duration)
+async fn keep_running<F, Fut>(name: &str, batch: F, mut head: watch::Receiver<i64>, poll: Duration)
 where
     F: Fn(bool) -> Fut,
     Fut: std::future::Future<Output = Result<usize, ProjectionError>>,
@@ -195,14 +195,20 @@ where
 }
 
 /// Starts the projectors live on the current runtime, as `serve` runs them: one group for
-/// the ledger projections and the views (decision 0023).
-pub fn spawn_all_live(store: &crate::store::EventStore, batch_max: u32, poll: Duration) {
+/// the ledger projections, the views and the notifier (decision 0023), which puts what it
+/// derives where `targets` say.
+pub fn spawn_all_live(
+    store: &crate::store::EventStore,
+    targets: super::notifications::Targets,
+    batch_max: u32,
+    poll: Duration,
+) {
     let live = store.live().clone();
     let engine = store.engine().clone();
     let head = live.subscribe();
     let batch = move |news| {
-        let (engine, live) = (engine.clone(), live.clone());
-        async move { super::group::run_batch(&engine, &live, batch_max, news).await }
+        let (engine, live, targets) = (engine.clone(), live.clone(), targets.clone());
+        async move { super::group::run_batch(&engine, &live, &targets, batch_max, news).await }
     };
     tokio::spawn(async move { keep_running("projectors", batch, head, poll).await });
 }

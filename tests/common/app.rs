@@ -82,7 +82,8 @@ pub async fn spawn_with(database: TestDatabase, options: Options) -> TestApp {
     })
     .expect("test settings");
     let store = open_store(&database).await;
-    smsledger::projection::spawn_all_live(&store, 1_000, Duration::from_millis(20));
+    let targets = settings.notifications.targets();
+    smsledger::projection::spawn_all_live(&store, targets, 1_000, Duration::from_millis(20));
     let secrets = Secrets { jwt_secret: JWT_SECRET.into(), secrets_key: SECRETS_KEY.into() };
     // As `serve` chooses, except that tests read the mail a log would have shown.
     let mailer = match Mailer::for_settings(&settings.notifications, store.engine()) {
