@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     })?;
     let store = EventStore::open(&settings.store).await?;
-    smsledger::projection::spawn_all_live(&store, 1_000, Duration::from_millis(250));
+    smsledger::projection::spawn_all_live(&store, Default::default(), 1_000, Duration::from_millis(250));
     let secrets = Secrets {
         jwt_secret: "bench jwt secret, thirty-two bytes".into(),
         secrets_key: "bench sealing key, 32 bytes long".into(),

@@ -13,13 +13,14 @@ use uuid::Uuid;
 use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
+use super::views::ByDocument;
 use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live deposits view.
 pub const NAME: &str = super::views::View::Deposits.name();
 
 /// The deposit events of a page, by deposit, oldest first.
-fn deposit_events(page: Slice<'_>) -> Result<BTreeMap<DepositId, Vec<(i64, &DepositEvent)>>, ProjectionError> {
+fn deposit_events(page: Slice<'_>) -> Result<ByDocument<'_, DepositId, DepositEvent>, ProjectionError> {
     let by_stream = super::views::events_by_stream(page, "deposit.", "deposit-", |event| match event {
         DomainEvent::Deposit(deposit) => Some(deposit),
         _ => None,

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
+use super::views::ByDocument;
 use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live orders view.
@@ -38,7 +39,7 @@ pub fn status_text(status: OrderStatus) -> &'static str {
 const ROWS_PER_STATEMENT: usize = 100;
 
 /// The order events of a page, by order, oldest first.
-fn order_events(page: Slice<'_>) -> Result<BTreeMap<OrderId, Vec<(i64, &OrderEvent)>>, ProjectionError> {
+fn order_events(page: Slice<'_>) -> Result<ByDocument<'_, OrderId, OrderEvent>, ProjectionError> {
     let by_stream = super::views::events_by_stream(page, "order.", "order-", |event| match event {
         DomainEvent::Order(order) => Some(order),
         _ => None,

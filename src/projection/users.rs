@@ -11,13 +11,14 @@ use sqlx::Row;
 use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
+use super::views::ByDocument;
 use crate::store::Engine;
 
 /// The checkpoint name of the live users directory.
 pub const NAME: &str = super::views::View::Users.name();
 
 /// The user events of a page, by user, oldest first.
-fn user_events(page: Slice<'_>) -> Result<BTreeMap<UserId, Vec<(i64, &UserEvent)>>, ProjectionError> {
+fn user_events(page: Slice<'_>) -> Result<ByDocument<'_, UserId, UserEvent>, ProjectionError> {
     let by_stream = super::views::events_by_stream(page, "user.", "user-", |event| match event {
         DomainEvent::User(user) => Some(user),
         _ => None,

@@ -44,6 +44,9 @@ impl View {
     }
 }
 
+/// A page's events of each document (by its id), oldest first, with their positions.
+pub(super) type ByDocument<'a, K, T> = BTreeMap<K, Vec<(i64, &'a T)>>;
+
 /// The events of a page whose type starts with `type_prefix`, picked, by the id their stream
 /// names (`{stream_prefix}{uuid}`), oldest first. An event in a stream of another shape, or
 /// one that does not decode or is not picked, is refused: the view stops there.
@@ -52,8 +55,8 @@ pub(super) fn events_by_stream<'a, T>(
     type_prefix: &str,
     stream_prefix: &str,
     pick: impl Fn(&'a DomainEvent) -> Option<&'a T>,
-) -> Result<BTreeMap<Uuid, Vec<(i64, &'a T)>>, ProjectionError> {
-    let mut by_stream: BTreeMap<Uuid, Vec<(i64, &'a T)>> = BTreeMap::new();
+) -> Result<ByDocument<'a, Uuid, T>, ProjectionError> {
+    let mut by_stream: ByDocument<'a, Uuid, T> = BTreeMap::new();
     for (event, decoded) in page.iter().filter(|(event, _)| event.event_type.starts_with(type_prefix)) {
         let undecodable = |reason: String| ProjectionError::Undecodable { position: event.position, reason };
         let id = event
