@@ -123,6 +123,29 @@ async fn a_code_cannot_be_cancelled_away(database: TestDatabase) {
     app.assert_ledger_sound().await;
 }
 
+/// The monitor reads the open orders a page at a time: every one is polled, then every one
+/// overdue is expired, across page boundaries, each once.
+async fn the_monitor_works_through_open_orders_page_by_page(database: TestDatabase) {
+    let env = [("SANDBOX_BEHAVIOUR", "never_deliver"), ("CANCEL_TIMEOUT", "100"), ("ORDER_TIMEOUT", "1000")];
+    let app = spawn_with(database, with_env(&env)).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(text(&place(&app, &token).await["id"]));
+    }
+    let early = monitor::scan_paged(&app.orders, &app.store, 2, 2).await.unwrap();
+    assert_eq!((early.open, early.expired, early.polled, early.failed), (5, 0, 5, 0));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let late = monitor::scan_paged(&app.orders, &app.store, 2, 2).await.unwrap();
+    assert_eq!((late.open, late.expired, late.failed), (5, 5, 0), "{late:?}");
+    for id in &ids {
+        assert_eq!(order(&app, &token, id).await["status"], "expired");
+    }
+    assert_eq!(app.balance(As::Bearer(&token)).await, (d("1.00"), d("0")));
+    assert_eq!(scan(&app).await.open, 0);
+    app.assert_ledger_sound().await;
+}
+
 async fn expiry_refunds_even_after_a_restart(database: TestDatabase) {
     let env = [("SANDBOX_BEHAVIOUR", "never_deliver"), ("CANCEL_TIMEOUT", "100"), ("ORDER_TIMEOUT", "1000")];
     let app = spawn_with(database, with_env(&env)).await;
@@ -489,6 +512,7 @@ on_both_engines!(
     cancel_too_early_then_allowed,
     a_code_cannot_be_cancelled_away,
     expiry_refunds_even_after_a_restart,
+    the_monitor_works_through_open_orders_page_by_page,
     provider_ending_a_rental_refunds,
     another_sms_on_the_same_number,
     a_retry_with_the_same_key_returns_the_same_order,

@@ -25,6 +25,10 @@ pub const ADVISORY_LOCK_KEY: i64 = 0x736d_736d_6f6e_6974;
 /// Open orders one scan looks at, soonest deadline first.
 const SCAN_MAX: i64 = 10_000;
 
+/// Open orders read and worked on at a time: a scan's memory stays that of one page, however
+/// many orders are open (a backlog of 10,000 read at once was the server's peak memory).
+const SCAN_PAGE: i64 = 500;
+
 /// What one scan did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scan {
@@ -55,38 +59,55 @@ fn metadata() -> Metadata {
 
 /// Scans the open orders once, working on at most `concurrency` at a time.
 pub async fn scan(orders: &Arc<Orders>, store: &EventStore, concurrency: usize) -> Result<Scan, OrderFailure> {
+    scan_paged(orders, store, concurrency, SCAN_PAGE).await
+}
+
+/// `scan`, reading the open orders `page` at a time (soonest deadline first).
+pub async fn scan_paged(
+    orders: &Arc<Orders>,
+    store: &EventStore,
+    concurrency: usize,
+    page: i64,
+) -> Result<Scan, OrderFailure> {
     // Orders placed or changed just before the scan are in the view it reads.
     crate::read::wait_for_checkpoint(store, orders_view::NAME, orders_view::NAME).await.map_err(|error| {
         OrderFailure::Store(crate::store::StoreError::TaskFailed(format!("the orders view is behind: {error}")))
     })?;
-    let open = orders_view::open_orders(store.engine(), SCAN_MAX).await.map_err(db)?;
-    let mut report = Scan { open: open.len(), ..Scan::default() };
-    let at = now();
+    let mut report = Scan::default();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    for view in open {
-        let Some(step) = step(&view, at) else { continue };
-        match step {
-            Step::Expire => report.expired += 1,
-            Step::Poll => report.polled += 1,
-        }
-        let (orders, permits) = (Arc::clone(orders), Arc::clone(&permits));
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-            let metadata = metadata();
-            let result = match step {
-                Step::Expire => orders.expire(&view, &metadata).await,
-                Step::Poll => orders.refresh(view.clone(), &metadata).await.map(|_| ()),
-            };
-            if let Err(error) = &result {
-                tracing::warn!(order_id = %view.order_id, %error, "monitor.order_failed");
+    let mut after = None;
+    while (report.open as i64) < SCAN_MAX {
+        let limit = page.clamp(1, SCAN_MAX - report.open as i64);
+        let open = orders_view::open_orders(store.engine(), after, limit).await.map_err(db)?;
+        let Some(last) = open.last() else { break };
+        after = Some((last.expires_at, last.order_id));
+        report.open += open.len();
+        let at = now();
+        let mut tasks = JoinSet::new();
+        for view in open {
+            let Some(step) = step(&view, at) else { continue };
+            match step {
+                Step::Expire => report.expired += 1,
+                Step::Poll => report.polled += 1,
             }
-            result.is_ok()
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        if !done.unwrap_or(false) {
-            report.failed += 1;
+            let (orders, permits) = (Arc::clone(orders), Arc::clone(&permits));
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                let metadata = metadata();
+                let result = match step {
+                    Step::Expire => orders.expire(&view, &metadata).await,
+                    Step::Poll => orders.refresh(view.clone(), &metadata).await.map(|_| ()),
+                };
+                if let Err(error) = &result {
+                    tracing::warn!(order_id = %view.order_id, %error, "monitor.order_failed");
+                }
+                result.is_ok()
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if !done.unwrap_or(false) {
+                report.failed += 1;
+            }
         }
     }
     metrics::gauge!("orders_open").set(report.open as f64);

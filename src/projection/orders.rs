@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use domain::order::{OrderEvent, OrderStatus};
-use domain::{DomainEvent, OrderId, UserId};
+use domain::{DomainEvent, OrderId, Timestamp, UserId};
 use projections::OrderView;
 use sqlx::Row;
 use uuid::Uuid;
@@ -219,9 +219,22 @@ macro_rules! engine_orders {
             }
 
             /// Open orders, the soonest to expire first.
-            pub async fn open(connection: &mut $connection, limit: i64) -> Result<Vec<OrderView>, sqlx::Error> {
-                let text = format!("SELECT view FROM orders WHERE status IN {OPEN} ORDER BY expires_at LIMIT $1");
-                let rows = sqlx::query(sink::sql(text)).bind(limit).fetch_all(&mut *connection).await?;
+            pub async fn open(
+                connection: &mut $connection,
+                after: Option<(Timestamp, OrderId)>,
+                limit: i64,
+            ) -> Result<Vec<OrderView>, sqlx::Error> {
+                let text = format!(
+                    "SELECT view FROM orders WHERE status IN {OPEN} \
+                     AND ($1 IS NULL OR expires_at > $1 OR (expires_at = $1 AND order_id > $2)) \
+                     ORDER BY expires_at, order_id LIMIT $3"
+                );
+                let rows = sqlx::query(sink::sql(text))
+                    .bind(after.map(|(at, _)| at.0))
+                    .bind(after.map(|(_, id)| id.0))
+                    .bind(limit)
+                    .fetch_all(&mut *connection)
+                    .await?;
                 rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect()
             }
 
@@ -301,9 +314,13 @@ pub async fn orders_placed_between(
     on_engine!(engine, placed_between(from, before, after, limit))
 }
 
-/// Open orders, the soonest to expire first.
-pub async fn open_orders(engine: &Engine, limit: i64) -> Result<Vec<OrderView>, sqlx::Error> {
-    on_engine!(engine, open(limit))
+/// Open orders, the soonest to expire first (then by id), after `after` (that deadline and id).
+pub async fn open_orders(
+    engine: &Engine,
+    after: Option<(Timestamp, OrderId)>,
+    limit: i64,
+) -> Result<Vec<OrderView>, sqlx::Error> {
+    on_engine!(engine, open(after, limit))
 }
 
 /// The order a provider's rental belongs to.

@@ -41,7 +41,7 @@ const TAIL_PAGE: u32 = 1_000;
 /// keep up (one read of the log per process instead of one per projector).
 const RECENT_MAX: usize = 1_024;
 /// Streams kept in memory; past it the ready ones are dropped and loaded again on use.
-const STREAMS_MAX: usize = 20_000;
+const STREAMS_MAX: usize = 10_000;
 /// Actors whose last write is remembered; past it the memory starts over from the tail's
 /// position (every write before it is then covered by the floor).
 const LAST_WRITES_MAX: usize = 100_000;
