@@ -21,7 +21,7 @@ const ORDERS_MAX: usize = 50_000;
 /// Lists loading at once; a read that would begin one more is answered by the orders view.
 /// Each load holds a user's whole list twice for a moment (rows and views): many at once
 /// were the server's peak memory (decision 0023).
-const LOADS_MAX: usize = 8;
+const LOADS_MAX: usize = 16;
 
 pub struct OrderLists {
     inner: Mutex<Lists>,
