@@ -137,14 +137,16 @@ impl Orders {
             lists
         });
         let engine = self.store.engine();
+        // The page from the orders view, once it has the user's writes.
+        let from_view = || async move {
+            let read = || orders_view::list_for_user(engine, user, status, offset, limit);
+            Ok(read::view_at(&self.store, orders_view::NAME, target, read).await?.1)
+        };
         let from = match lists.page(user, status, offset, limit) {
             Found::Page(page) => return Ok(page),
             Found::Load { from } => from,
-            // Another read is loading this list: the view answers this one.
-            Found::Busy => {
-                let read = || orders_view::list_for_user(engine, user, status, offset, limit);
-                return Ok(read::view_at(&self.store, orders_view::NAME, target, read).await?.1);
-            }
+            // No load for this read (another read is loading this list, or enough others are).
+            Found::Busy => return from_view().await,
         };
         let read = || orders_view::list_for_user(engine, user, None, 0, i64::MAX);
         match read::view_at(&self.store, orders_view::NAME, from.max(target), read).await {
@@ -156,10 +158,7 @@ impl Orders {
         }
         match lists.page(user, status, offset, limit) {
             Found::Page(page) => Ok(page),
-            _ => {
-                let read = || orders_view::list_for_user(engine, user, status, offset, limit);
-                Ok(read::view_at(&self.store, orders_view::NAME, target, read).await?.1)
-            }
+            _ => from_view().await,
         }
     }
 

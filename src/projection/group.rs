@@ -54,7 +54,7 @@ impl<'a> Member<'a> {
     /// How it folds a page into its live table.
     fn fold(self) -> Fold<'a> {
         match self {
-            Member::Ledger(projection) => Fold::Ledger(projection),
+            Member::Ledger(projection) => Fold::Ledger(projection, projection.table()),
             Member::View(view) => Fold::View(view, view.name()),
             Member::Notifier(targets) => Fold::Notifier(targets),
         }

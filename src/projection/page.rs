@@ -30,10 +30,6 @@ impl Page {
         self.events.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-
     /// The position of the page's last event.
     pub fn last_position(&self) -> Option<i64> {
         self.events.last().map(|event| event.position)

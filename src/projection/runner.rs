@@ -13,7 +13,7 @@ use projections::{Fold, LedgerEntry, ProjectionName, StatementFold};
 use tokio::sync::watch;
 
 use super::page::{Page, Slice};
-use super::sink;
+use super::{sink, views};
 use crate::store::{self, Engine, Live, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,18 +58,6 @@ pub(super) fn ledger_entries(page: Slice<'_>) -> Result<Vec<LedgerEntry<'_>>, Pr
     Ok(entries)
 }
 
-/// Folds one page into `target` on an open transaction; returns the new checkpoint.
-macro_rules! fold_page {
-    ($engine_sink:ident, $connection:expr, $projection:expr, $target:expr, $events:expr) => {{
-        let page: &Page = $events;
-        let entries = ledger_entries(page.all())?;
-        let last = page.last_position().expect("a page is never empty");
-        sink::$engine_sink::write_batch($connection, $projection, &table($projection, $target), &entries).await?;
-        sink::$engine_sink::set_checkpoint($connection, &checkpoint_name($projection, $target), last).await?;
-        last
-    }};
-}
-
 /// A projection's checkpoint as committed, read without any lock.
 pub async fn checkpoint(engine: &Engine, name: &str) -> Result<i64, sqlx::Error> {
     match engine {
@@ -88,8 +76,9 @@ pub async fn run_batch(
     run_page(engine, None, projection, target, batch_max, false).await
 }
 
-/// One batch; `news`: the caller knows there are new events, so the look before the lock
-/// is skipped. `recent`: the tail whose recent events the page is read from while it has them.
+/// One batch (through the views' batch: lock, page, fold, checkpoint, commit); `news`: the
+/// caller knows there are new events, so the look before the lock is skipped. `recent`: the
+/// tail whose recent events the page is read from while it has them.
 async fn run_page(
     engine: &Engine,
     recent: Option<&Live>,
@@ -98,36 +87,9 @@ async fn run_page(
     batch_max: u32,
     news: bool,
 ) -> Result<usize, ProjectionError> {
-    let name = checkpoint_name(projection, target);
-    // Most calls of a caught-up projector find nothing new: learn that without the
-    // checkpoint lock, which on SQLite is the database write lock the store's writer needs.
-    if !news && nothing_after_checkpoint(engine, &name).await? {
-        return Ok(0);
-    }
-    match engine {
-        Engine::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            let position = lock_postgres_checkpoint(&mut tx, &name).await?;
-            let page = Page::decode(store::read_page(engine, recent, position, batch_max).await?);
-            if page.is_empty() {
-                return Ok(0);
-            }
-            fold_page!(postgres, &mut tx, projection, target, &page);
-            tx.commit().await?;
-            Ok(page.len())
-        }
-        Engine::Sqlite(pool) => {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let position = sink::sqlite::checkpoint(&mut tx, &name).await?;
-            let page = Page::decode(store::read_page(engine, recent, position, batch_max).await?);
-            if page.is_empty() {
-                return Ok(0);
-            }
-            fold_page!(sqlite, &mut tx, projection, target, &page);
-            tx.commit().await?;
-            Ok(page.len())
-        }
-    }
+    let (table, name) = (table(projection, target), checkpoint_name(projection, target));
+    let fold = views::Fold::Ledger(projection, &table);
+    views::run_batch_into(engine, recent, fold, &name, batch_max, news).await
 }
 
 /// Whether the log has nothing after the checkpoint `name` (read without any lock).
@@ -381,15 +343,14 @@ async fn swap(engine: &Engine, projection: ProjectionName, batch_max: u32) -> Re
     let drop_live = sqlx::AssertSqlSafe(format!("DROP TABLE {live}"));
     let rename = sqlx::AssertSqlSafe(format!("ALTER TABLE {aside} RENAME TO {live}"));
     macro_rules! swap_on {
-        ($engine_sink:ident, $tx:expr) => {{
+        ($engine_sink:ident, $apply:path, $tx:expr) => {{
             let tx = $tx;
             let mut position = sink::$engine_sink::checkpoint(&mut *tx, &aside_name).await?;
             loop {
                 let page = Page::decode(store::read_all(engine, position, batch_max).await?);
-                if page.is_empty() {
-                    break;
-                }
-                position = fold_page!($engine_sink, &mut *tx, projection, Target::Aside, &page);
+                let Some(last) = page.last_position() else { break };
+                $apply(views::Fold::Ledger(projection, &aside), &mut *tx, page.all()).await?;
+                position = last;
             }
             sqlx::query(drop_live).execute(&mut *tx).await?;
             sqlx::query(rename).execute(&mut *tx).await?;
@@ -405,13 +366,13 @@ async fn swap(engine: &Engine, projection: ProjectionName, batch_max: u32) -> Re
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             lock_postgres_checkpoint(&mut tx, &checkpoint_name(projection, Target::Live)).await?;
-            let position = swap_on!(postgres, &mut *tx);
+            let position = swap_on!(postgres, views::apply_postgres, &mut *tx);
             tx.commit().await?;
             position
         }
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            let position = swap_on!(sqlite, &mut *tx);
+            let position = swap_on!(sqlite, views::apply_sqlite, &mut *tx);
             tx.commit().await?;
             position
         }

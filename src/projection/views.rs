@@ -102,11 +102,11 @@ pub(crate) fn fold_document<K: std::fmt::Display, D, E>(
 }
 
 /// What a batch folds its page into: a view's table (live or the one being rebuilt aside),
-/// a ledger projection's live table, or the notifier's inbox and outbox.
+/// a ledger projection's table (live or aside), or the notifier's inbox and outbox.
 #[derive(Clone, Copy)]
 pub(super) enum Fold<'a> {
     View(View, &'a str),
-    Ledger(ProjectionName),
+    Ledger(ProjectionName, &'a str),
     Notifier(&'a super::notifications::Targets),
 }
 
@@ -116,9 +116,9 @@ pub(super) async fn apply_postgres(
     page: Slice<'_>,
 ) -> Result<(), ProjectionError> {
     match fold {
-        Fold::Ledger(projection) => {
+        Fold::Ledger(projection, table) => {
             let entries = super::runner::ledger_entries(page)?;
-            Ok(sink::postgres::write_batch(connection, projection, projection.table(), &entries).await?)
+            Ok(sink::postgres::write_batch(connection, projection, table, &entries).await?)
         }
         Fold::View(View::Orders, table) => super::orders::postgres::apply_page(connection, table, page).await,
         Fold::View(View::Deposits, table) => super::deposits::postgres::apply_page(connection, table, page).await,
@@ -135,9 +135,9 @@ pub(super) async fn apply_sqlite(
     page: Slice<'_>,
 ) -> Result<(), ProjectionError> {
     match fold {
-        Fold::Ledger(projection) => {
+        Fold::Ledger(projection, table) => {
             let entries = super::runner::ledger_entries(page)?;
-            Ok(sink::sqlite::write_batch(connection, projection, projection.table(), &entries).await?)
+            Ok(sink::sqlite::write_batch(connection, projection, table, &entries).await?)
         }
         Fold::View(View::Orders, table) => super::orders::sqlite::apply_page(connection, table, page).await,
         Fold::View(View::Deposits, table) => super::deposits::sqlite::apply_page(connection, table, page).await,

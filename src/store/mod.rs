@@ -220,17 +220,21 @@ impl EventStore {
         apply: impl Fn(S, i64, domain::DomainEvent) -> Option<S>,
     ) -> Result<Loaded<S>, StoreError> {
         let events = self.read_stream_after(stream_id, from.version).await?;
+        let version = from.version + events.len() as u64;
         let mut state = from.state;
-        for recorded in &events {
+        // The events are read for this fold only: their payloads are decoded in place.
+        for mut recorded in events {
             let corrupt = |reason: String| StoreError::Corrupt {
                 position: recorded.position,
                 reason: format!("{}: {reason}", recorded.stream_id),
             };
-            let event = recorded.decode().map_err(|e| corrupt(e.to_string()))?;
+            let payload = std::mem::take(&mut recorded.payload);
+            let event = domain::DomainEvent::decode_owned(&recorded.event_type, recorded.schema_version, payload)
+                .map_err(|e| corrupt(e.to_string()))?;
             state = apply(state, recorded.position, event)
                 .ok_or_else(|| corrupt(format!("{} does not belong here", recorded.event_type)))?;
         }
-        Ok(Loaded { state, version: from.version + events.len() as u64 })
+        Ok(Loaded { state, version })
     }
 
     /// The newest event of a stream, if it has any.
