@@ -142,11 +142,28 @@ impl Orders {
             let read = || orders_view::list_for_user(engine, user, status, offset, limit);
             Ok(read::view_at(&self.store, orders_view::NAME, target, read).await?.1)
         };
-        let from = match lists.page(user, status, offset, limit) {
-            Found::Page(page) => return Ok(page),
-            Found::Load { from } => from,
-            // No load for this read (another read is loading this list, or enough others are).
-            Found::Busy => return from_view().await,
+        // Busy (another read is loading this list, or enough others are): wait for a load to
+        // end and ask again, so a list is loaded by the read that needs it (one slow read
+        // per list); past the freshness wait, the orders view answers.
+        let deadline = tokio::time::Instant::now() + read::FRESHNESS_WAIT_MAX;
+        let mut ended = None;
+        let from = loop {
+            match lists.page(user, status, offset, limit) {
+                Found::Page(page) => return Ok(page),
+                Found::Load { from } => break from,
+                Found::Busy => match ended.take() {
+                    None => {
+                        let mut waiting = Box::pin(lists.load_ended());
+                        waiting.as_mut().enable();
+                        ended = Some(waiting);
+                    }
+                    Some(waiting) => {
+                        if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+                            return from_view().await;
+                        }
+                    }
+                },
+            }
         };
         let read = || orders_view::list_for_user(engine, user, None, 0, i64::MAX);
         match read::view_at(&self.store, orders_view::NAME, from.max(target), read).await {

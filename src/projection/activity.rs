@@ -44,8 +44,8 @@ struct Entry<'a> {
     actor: &'a str,
 }
 
-fn entries(events: &[RecordedEvent]) -> Vec<Entry<'_>> {
-    events.iter().filter_map(|event| Some(Entry { event, actor: event.metadata.get("actor")?.as_str()? })).collect()
+fn entries<'a>(events: impl Iterator<Item = &'a RecordedEvent>) -> Vec<Entry<'a>> {
+    events.filter_map(|event| Some(Entry { event, actor: event.metadata.get("actor")?.as_str()? })).collect()
 }
 
 fn text_of<'a>(event: &'a RecordedEvent, key: &str) -> Option<&'a str> {

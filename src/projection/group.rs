@@ -119,7 +119,7 @@ async fn run_together(
             let tx = $tx;
             let positions: Vec<i64> = $positions;
             let from = positions.iter().copied().min().unwrap_or(0);
-            let page = Page::decode(store::read_page(engine, Some(recent), from, batch_max).await?);
+            let page = Page::new(store::read_page(engine, Some(recent), from, batch_max).await?);
             let Some(last) = page.last_position() else { return Ok(0) };
             for (member, &position) in members.into_iter().zip(&positions) {
                 let after = page.after(position);

@@ -5,26 +5,28 @@
 //! The same `OrderView` fold as the orders view, so both say the same.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use domain::order::{OrderEvent, OrderStatus};
 use domain::{DomainEvent, OrderId, UserId};
 use projections::OrderView;
 
 use super::orders::OrderPage;
-use crate::store::{Follower, RecordedEvent};
+use crate::store::{Follower, Passed};
 
 /// Orders kept in all lists together (about 0.7 KB each); past it every ready list is
 /// dropped and loaded again when next read.
 const ORDERS_MAX: usize = 50_000;
 
-/// Lists loading at once; a read that would begin one more is answered by the orders view.
-/// Each load holds a user's whole list twice for a moment (rows and views): many at once
-/// were the server's peak memory (decision 0023).
+/// Lists loading at once; a read that would begin one more waits for a load to end (see
+/// [`OrderLists::load_ended`]). Each load holds a user's whole list twice for a moment (rows
+/// and views): many at once were the server's peak memory (decision 0023).
 const LOADS_MAX: usize = 16;
 
 pub struct OrderLists {
     inner: Mutex<Lists>,
+    /// Woken whenever a load ends (loaded or abandoned): a slot is free, or a list is ready.
+    ended: tokio::sync::Notify,
 }
 
 impl Default for OrderLists {
@@ -97,8 +99,8 @@ impl UserList {
 }
 
 /// What a page read found: the page, or the position the orders view must reach before a
-/// load can begin (`Load`), or no load for this read (`Busy`: another read is loading the
-/// same list, or `LOADS_MAX` lists are loading); the orders view answers it.
+/// load can begin (`Load`), or no load for this read yet (`Busy`: another read is loading the
+/// same list, or `LOADS_MAX` lists are loading): wait for a load to end and ask again.
 pub enum Found {
     Page(OrderPage),
     Load { from: i64 },
@@ -116,7 +118,13 @@ impl Lists {
 impl OrderLists {
     fn bounded(bound: usize) -> OrderLists {
         let lists = Lists { bound, loading: 0, passed: 0, users: HashMap::new(), owners: HashMap::new() };
-        OrderLists { inner: Mutex::new(lists) }
+        OrderLists { inner: Mutex::new(lists), ended: tokio::sync::Notify::new() }
+    }
+
+    /// Resolves when a load ends after it is enabled (enable it before asking for a page
+    /// again, so an end in between is not missed).
+    pub fn load_ended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ended.notified()
     }
 
     /// The page from memory, or what to do to get it there.
@@ -141,6 +149,7 @@ impl OrderLists {
         let mut lists = self.inner.lock().expect("order lists lock");
         let Some(Slot::Loading { from, passed }) = lists.users.remove(&user) else { return };
         lists.loading -= 1;
+        self.ended.notify_waiters();
         if checkpoint < from {
             return; // not a view the load may use; the next read loads again
         }
@@ -171,6 +180,7 @@ impl OrderLists {
         if matches!(lists.users.get(&user), Some(Slot::Loading { .. })) {
             lists.users.remove(&user);
             lists.loading -= 1;
+            self.ended.notify_waiters();
         }
     }
 }
@@ -181,10 +191,10 @@ impl Follower for OrderLists {
         lists.passed = lists.passed.max(position);
     }
 
-    fn passed(&self, page: &[RecordedEvent]) {
+    fn passed(&self, page: &[Arc<Passed>]) {
         let mut lists = self.inner.lock().expect("order lists lock");
         let Lists { passed, users, owners, .. } = &mut *lists;
-        for recorded in page {
+        for Passed { recorded, decoded } in page.iter().map(|event| &**event) {
             *passed = (*passed).max(recorded.position);
             if users.is_empty() || !recorded.stream_id.starts_with("order-") {
                 continue;
@@ -195,7 +205,7 @@ impl Follower for OrderLists {
             };
             // An event that does not decode is the projectors' and `verify`'s to report; the
             // list of its owner is dropped and read again from the view.
-            let Ok(DomainEvent::Order(event)) = recorded.decode() else {
+            let Ok(DomainEvent::Order(event)) = decoded else {
                 if let Some(user) = owners.get(&order_id).copied()
                     && matches!(users.get(&user), Some(Slot::Ready(_)))
                 {
@@ -208,13 +218,13 @@ impl Follower for OrderLists {
                     passed.push((recorded.position, order_id, event.clone()));
                 }
             }
-            let owner = match &event {
+            let owner = match event {
                 OrderEvent::Placed { user_id, .. } => Some(*user_id),
                 _ => owners.get(&order_id).copied(),
             };
             if let Some(user) = owner
                 && let Some(Slot::Ready(list)) = users.get_mut(&user)
-                && list.apply(recorded.position, order_id, &event)
+                && list.apply(recorded.position, order_id, event)
             {
                 owners.insert(order_id, user);
             }
@@ -234,7 +244,7 @@ mod tests {
     use super::*;
 
     /// The events of placing an order for `user`, recorded from `position` on.
-    fn placed(user: UserId, position: i64) -> Vec<RecordedEvent> {
+    fn placed(user: UserId, position: i64) -> Vec<Arc<Passed>> {
         let order_id = OrderId::new();
         let place = domain::order::OrderCommand::Place {
             order_id,
@@ -260,7 +270,7 @@ mod tests {
             .enumerate()
             .map(|(i, event)| {
                 let (event_type, payload) = DomainEvent::Order(event).encode();
-                RecordedEvent {
+                let recorded = crate::store::RecordedEvent {
                     position: position + i as i64,
                     stream_id: format!("order-{order_id}"),
                     version: i as i64 + 1,
@@ -271,7 +281,8 @@ mod tests {
                     metadata: serde_json::json!({}),
                     recorded_at: chrono::Utc::now(),
                     hash: vec![0; 32],
-                }
+                };
+                Arc::new(Passed::decode(recorded))
             })
             .collect()
     }
@@ -299,9 +310,9 @@ mod tests {
         assert!(matches!(lists.page(bob, None, 0, 10), Found::Load { from: 18 }));
     }
 
-    /// At most `LOADS_MAX` lists load at once; the next read is answered by the view.
-    #[test]
-    fn loads_at_once_are_bounded() {
+    /// At most `LOADS_MAX` lists load at once; the next read waits until a load ends.
+    #[tokio::test]
+    async fn loads_at_once_are_bounded() {
         let lists = OrderLists::default();
         lists.start(10);
         let users: Vec<UserId> = (0..=LOADS_MAX).map(|_| UserId::new()).collect();
@@ -309,8 +320,13 @@ mod tests {
             assert!(matches!(lists.page(*user, None, 0, 10), Found::Load { .. }));
         }
         let last = users[LOADS_MAX];
+        let mut ended = std::pin::pin!(lists.load_ended());
+        ended.as_mut().enable();
         assert!(matches!(lists.page(last, None, 0, 10), Found::Busy));
+        let no_time = std::time::Duration::ZERO;
+        assert!(tokio::time::timeout(no_time, ended.as_mut()).await.is_err(), "no load has ended yet");
         lists.loaded(users[0], Vec::new(), 10);
+        assert!(tokio::time::timeout(no_time, ended.as_mut()).await.is_ok(), "the waiting read is woken");
         lists.abandon(users[1]);
         assert!(matches!(lists.page(last, None, 0, 10), Found::Load { .. }));
         assert!(matches!(lists.page(users[1], None, 0, 10), Found::Load { .. }));

@@ -1,29 +1,31 @@
 //! A page of the log decoded once and read by every projection folded from it: the
-//! projectors of one process share each page (decision 0023) instead of decoding it each.
+//! projectors of one process share each page (decision 0023), and a page the tail passed
+//! was decoded by the tail (the same events the streams in memory and the orders lists use).
+
+use std::sync::Arc;
 
 use domain::DomainEvent;
 
 use super::runner::ProjectionError;
-use crate::store::RecordedEvent;
+use crate::store::{Passed, RecordedEvent};
 
-/// Events in position order with their decoded payloads (the raw payloads are taken out;
-/// the metadata stays). An event that does not decode is kept with its reason: only a
-/// projection that needs that event refuses the page.
+/// Events in position order with their decoded payloads. An event that does not decode is
+/// kept with its reason: only a projection that needs that event refuses the page.
 pub struct Page {
-    events: Vec<RecordedEvent>,
-    decoded: Vec<Result<DomainEvent, String>>,
+    events: Vec<Arc<Passed>>,
 }
 
 impl Page {
-    pub fn decode(mut events: Vec<RecordedEvent>) -> Page {
-        let decoded = events
-            .iter_mut()
-            .map(|event| {
-                let payload = std::mem::take(&mut event.payload);
-                DomainEvent::decode_owned(&event.event_type, event.schema_version, payload).map_err(|e| e.to_string())
-            })
-            .collect();
-        Page { events, decoded }
+    /// A page of events decoded already (by the tail, or by [`store::read_page`]).
+    ///
+    /// [`store::read_page`]: crate::store::read_page
+    pub fn new(events: Vec<Arc<Passed>>) -> Page {
+        Page { events }
+    }
+
+    /// A page of events read from the log, decoded here.
+    pub fn decode(events: Vec<RecordedEvent>) -> Page {
+        Page::new(events.into_iter().map(|event| Arc::new(Passed::decode(event))).collect())
     }
 
     pub fn len(&self) -> usize {
@@ -32,26 +34,25 @@ impl Page {
 
     /// The position of the page's last event.
     pub fn last_position(&self) -> Option<i64> {
-        self.events.last().map(|event| event.position)
+        self.events.last().map(|event| event.recorded.position)
     }
 
     pub fn all(&self) -> Slice<'_> {
-        Slice { events: &self.events, decoded: &self.decoded }
+        Slice { events: &self.events }
     }
 
     /// The events after `position` (a projection whose checkpoint is further on than the
     /// page's start).
     pub fn after(&self, position: i64) -> Slice<'_> {
-        let from = self.events.partition_point(|event| event.position <= position);
-        Slice { events: &self.events[from..], decoded: &self.decoded[from..] }
+        let from = self.events.partition_point(|event| event.recorded.position <= position);
+        Slice { events: &self.events[from..] }
     }
 }
 
 /// Part of a page, borrowed.
 #[derive(Clone, Copy)]
 pub struct Slice<'a> {
-    events: &'a [RecordedEvent],
-    decoded: &'a [Result<DomainEvent, String>],
+    events: &'a [Arc<Passed>],
 }
 
 impl<'a> Slice<'a> {
@@ -59,21 +60,24 @@ impl<'a> Slice<'a> {
         self.events.is_empty()
     }
 
-    pub fn events(&self) -> &'a [RecordedEvent] {
-        self.events
+    /// The events as recorded (without their payloads).
+    pub fn events(&self) -> impl Iterator<Item = &'a RecordedEvent> + 'a {
+        self.events.iter().map(|event| &event.recorded)
     }
 
     pub fn last_position(&self) -> Option<i64> {
-        self.events.last().map(|event| event.position)
+        self.events.last().map(|event| event.recorded.position)
     }
 
     /// Every event with its decoding; one that did not decode is an `Undecodable` error.
     pub fn iter(&self) -> impl Iterator<Item = (&'a RecordedEvent, Result<&'a DomainEvent, ProjectionError>)> + 'a {
-        self.events.iter().zip(self.decoded).map(|(event, decoded)| {
-            let decoded = decoded
+        self.events.iter().map(|event| {
+            let recorded = &event.recorded;
+            let decoded = event
+                .decoded
                 .as_ref()
-                .map_err(|reason| ProjectionError::Undecodable { position: event.position, reason: reason.clone() });
-            (event, decoded)
+                .map_err(|reason| ProjectionError::Undecodable { position: recorded.position, reason: reason.clone() });
+            (recorded, decoded)
         })
     }
 }

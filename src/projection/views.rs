@@ -171,7 +171,7 @@ pub(super) async fn run_batch_into(
         Engine::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             let position = lock_postgres_checkpoint(&mut tx, name).await?;
-            let page = Page::decode(store::read_page(engine, recent, position, batch_max).await?);
+            let page = Page::new(store::read_page(engine, recent, position, batch_max).await?);
             let Some(last) = page.last_position() else { return Ok(0) };
             apply_postgres(fold, &mut tx, page.all()).await?;
             sink::postgres::set_checkpoint(&mut tx, name, last).await?;
@@ -181,7 +181,7 @@ pub(super) async fn run_batch_into(
         Engine::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let position = sink::sqlite::checkpoint(&mut tx, name).await?;
-            let page = Page::decode(store::read_page(engine, recent, position, batch_max).await?);
+            let page = Page::new(store::read_page(engine, recent, position, batch_max).await?);
             let Some(last) = page.last_position() else { return Ok(0) };
             apply_sqlite(fold, &mut tx, page.all()).await?;
             sink::sqlite::set_checkpoint(&mut tx, name, last).await?;

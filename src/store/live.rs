@@ -29,7 +29,7 @@ use domain::{Aggregate, Currency, DomainEvent, UserId};
 use projections::OrderView;
 use tokio::sync::watch;
 
-use super::{Engine, Inner, Loaded, RecordedEvent, StoreError};
+use super::{Engine, Inner, Loaded, Passed, StoreError};
 
 /// The PostgreSQL notification channel every commit of events is announced on.
 pub const CHANNEL: &str = "smsledger_events";
@@ -112,24 +112,24 @@ impl Folded {
         })
     }
 
-    /// The fold with `recorded` applied if it is the next event; `None` if it cannot be (a
+    /// The fold with `passed` applied if it is the next event; `None` if it cannot be (a
     /// gap, or an event that does not decode or belong): the slot is then dropped.
-    fn next(self, recorded: &RecordedEvent) -> Option<Folded> {
-        let version = u64::try_from(recorded.version).ok()?;
+    fn next(self, passed: &Passed) -> Option<Folded> {
+        let version = u64::try_from(passed.recorded.version).ok()?;
         if version <= self.version() {
             return Some(self); // the database read that filled this slot had it already
         }
         if version != self.version() + 1 {
             return None;
         }
-        self.apply(recorded.position, recorded.decode().ok()?)
+        self.apply(passed.recorded.position, passed.decoded.as_ref().ok()?.clone())
     }
 }
 
 enum Slot {
     Ready(Arc<Folded>),
     /// A database read is on its way; events the tail passes meanwhile wait here.
-    Loading(Vec<RecordedEvent>),
+    Loading(Vec<Arc<Passed>>),
 }
 
 pub struct Live {
@@ -140,14 +140,14 @@ pub struct Live {
     /// page is handed out and `tailed` moved, so a follower starts exactly where it joins.
     followers: Mutex<Vec<Arc<dyn Follower>>>,
     /// The last `RECENT_MAX` events the tail passed, oldest first.
-    recent: Mutex<std::collections::VecDeque<RecordedEvent>>,
+    recent: Mutex<std::collections::VecDeque<Arc<Passed>>>,
 }
 
 /// A read model the tail keeps current: `start` says where it joins (every event after that
 /// position will be passed to it), `passed` hands it each page in position order.
 pub trait Follower: Send + Sync {
     fn start(&self, position: i64);
-    fn passed(&self, page: &[RecordedEvent]);
+    fn passed(&self, page: &[Arc<Passed>]);
 }
 
 /// The newest position written by (or for) each actor (`user:{id}`): this process's appends as
@@ -178,8 +178,8 @@ impl LastWrites {
     }
 
     /// Records the writers of a page the tail read.
-    fn passed(&mut self, page: &[RecordedEvent]) {
-        for recorded in page {
+    fn passed(&mut self, page: &[Arc<Passed>]) {
+        for Passed { recorded, .. } in page.iter().map(|passed| &**passed) {
             if let Some(actor) = recorded.metadata.get("actor").and_then(|a| a.as_str()) {
                 self.wrote(actor, recorded.position);
             }
@@ -229,9 +229,9 @@ impl Live {
     /// Up to `limit` events after `after` from the ones the tail passed last, if it still has
     /// the one right after `after` (`None`: read the log). Empty when the tail has not passed
     /// anything after `after` yet.
-    pub fn recent_after(&self, after: i64, limit: u32) -> Option<Vec<RecordedEvent>> {
+    pub fn recent_after(&self, after: i64, limit: u32) -> Option<Vec<Arc<Passed>>> {
         let recent = self.recent.lock().expect("live recent lock");
-        let first = recent.front()?.position;
+        let first = recent.front()?.recorded.position;
         if first > after + 1 {
             return None;
         }
@@ -281,8 +281,8 @@ impl Live {
         let mut streams = self.streams.lock().expect("live streams lock");
         let Some(Slot::Loading(passed)) = streams.remove(stream_id) else { return Arc::new(read) };
         let mut folded = read.clone();
-        for recorded in &passed {
-            match folded.next(recorded) {
+        for event in &passed {
+            match folded.next(event) {
                 Some(next) => folded = next,
                 None => return Arc::new(read),
             }
@@ -308,21 +308,22 @@ impl Live {
     }
 
     /// Applies one page the tail read, in position order.
-    fn pass(&self, page: &[RecordedEvent]) {
+    fn pass(&self, page: &[Arc<Passed>]) {
         let mut streams = self.streams.lock().expect("live streams lock");
-        for recorded in page {
+        for passed in page {
+            let recorded = &passed.recorded;
             match streams.remove(&recorded.stream_id) {
                 Some(Slot::Ready(folded)) => {
-                    if let Some(next) = Arc::unwrap_or_clone(folded).next(recorded) {
+                    if let Some(next) = Arc::unwrap_or_clone(folded).next(passed) {
                         streams.insert(recorded.stream_id.clone(), Slot::Ready(Arc::new(next)));
                     }
                 }
-                Some(Slot::Loading(mut passed)) => {
-                    passed.push(recorded.clone());
-                    streams.insert(recorded.stream_id.clone(), Slot::Loading(passed));
+                Some(Slot::Loading(mut waiting)) => {
+                    waiting.push(passed.clone());
+                    streams.insert(recorded.stream_id.clone(), Slot::Loading(waiting));
                 }
                 None if recorded.version == 1 && streams.len() < STREAMS_MAX => {
-                    let first = Folded::empty(&recorded.stream_id).and_then(|empty| empty.next(recorded));
+                    let first = Folded::empty(&recorded.stream_id).and_then(|empty| empty.next(passed));
                     if let Some(first) = first {
                         streams.insert(recorded.stream_id.clone(), Slot::Ready(Arc::new(first)));
                     }
@@ -332,11 +333,11 @@ impl Live {
         }
         drop(streams);
         let mut recent = self.recent.lock().expect("live recent lock");
-        for recorded in page.iter().skip(page.len().saturating_sub(RECENT_MAX)) {
+        for passed in page.iter().skip(page.len().saturating_sub(RECENT_MAX)) {
             if recent.len() == RECENT_MAX {
                 recent.pop_front();
             }
-            recent.push_back(recorded.clone());
+            recent.push_back(passed.clone());
         }
         drop(recent);
         let followers = self.followers.lock().expect("live followers lock");
@@ -344,9 +345,10 @@ impl Live {
             follower.passed(page);
         }
         if let Some(last) = page.last() {
+            let last = last.recorded.position;
             self.tailed.send_if_modified(|tailed| {
-                let newer = last.position > *tailed;
-                *tailed = (*tailed).max(last.position);
+                let newer = last > *tailed;
+                *tailed = (*tailed).max(last);
                 newer
             });
         }
@@ -397,8 +399,8 @@ impl super::EventStore {
 
 /// The tail: reads the log after its position for as long as the store exists.
 pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
-    let (engine, mut local) = match store.upgrade() {
-        Some(inner) => (inner.engine.clone(), inner.head.clone()),
+    let (engine, mut local, handoff) = match store.upgrade() {
+        Some(inner) => (inner.engine.clone(), inner.head.clone(), inner.handoff.clone()),
         None => return,
     };
     let mut notified = Notifications::listen(&engine).await;
@@ -417,14 +419,19 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
     }
     live.started(position);
     loop {
-        match super::read_all(&engine, position, TAIL_PAGE).await {
+        // This process's own commits come from its writer; the log is read only from the
+        // first event the writer did not hand over (another process's, or one it dropped).
+        let handed = handoff.take_after(position, TAIL_PAGE as usize);
+        let read = if handed.is_empty() { super::read_all(&engine, position, TAIL_PAGE).await } else { Ok(handed) };
+        match read {
             Ok(page) => {
+                let page: Vec<Arc<Passed>> = page.into_iter().map(|event| Arc::new(Passed::decode(event))).collect();
                 let Some(inner) = store.upgrade() else { return };
                 // Writers first: a read that sees the tail past a write finds its writer.
                 inner.writes.lock().expect("last writes lock").passed(&page);
                 live.pass(&page);
                 if let Some(last) = page.last() {
-                    position = last.position;
+                    position = last.recorded.position;
                 }
                 if page.len() as u32 == TAIL_PAGE {
                     continue;

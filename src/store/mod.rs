@@ -82,15 +82,23 @@ impl Engine {
 
     /// `cache` is the writer's memory of its own last commit (PostgreSQL uses it to skip a
     /// read; SQLite reads in-process under its write lock and needs none).
-    async fn commit_batch(
-        &self,
-        batch: &[&AppendRequest],
-        cache: &mut WriterCache,
-    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
+    async fn commit_batch(&self, batch: &[&AppendRequest], cache: &mut WriterCache) -> Result<Committed, sqlx::Error> {
         match self {
             Engine::Postgres(pool) => postgres::commit_batch(pool, batch, cache).await,
             Engine::Sqlite(pool) => sqlite::commit_batch(pool, batch).await,
         }
+    }
+}
+
+/// What a batch commit did: one result per request, in order, and the events it wrote.
+pub struct Committed {
+    pub results: Vec<Result<AppendOutcome, StoreError>>,
+    pub rows: Vec<RecordedEvent>,
+}
+
+impl From<BatchPlan> for Committed {
+    fn from(plan: BatchPlan) -> Self {
+        Committed { results: plan.results, rows: plan.rows }
     }
 }
 
@@ -110,6 +118,8 @@ struct Inner {
     writes: std::sync::Mutex<live::LastWrites>,
     /// The tail and the streams kept in memory, started on first use.
     live: std::sync::OnceLock<Arc<Live>>,
+    /// This process's committed events, from the writer to the tail.
+    handoff: Arc<writer::Handoff>,
 }
 
 impl EventStore {
@@ -128,8 +138,10 @@ impl EventStore {
             batch_wait: Duration::from_micros(settings.batch_wait_us),
         };
         let (head_sender, head) = watch::channel(0);
-        tokio::spawn(writer::run(engine.clone(), receiver, limits, head_sender));
-        let inner = Inner { engine, writer: sender, head, writes: Default::default(), live: Default::default() };
+        let handoff = Arc::new(writer::Handoff::default());
+        tokio::spawn(writer::run(engine.clone(), receiver, limits, head_sender, handoff.clone()));
+        let inner =
+            Inner { engine, writer: sender, head, writes: Default::default(), live: Default::default(), handoff };
         EventStore { inner: Arc::new(inner) }
     }
 
@@ -295,17 +307,19 @@ async fn head_position(engine: &Engine) -> Result<i64, StoreError> {
     })
 }
 
-/// Events with `position > after`, at most `limit`: from the tail's recent events when it has
-/// them (`recent`), otherwise from the log.
+/// Events with `position > after`, at most `limit`, decoded: from the tail's recent events
+/// when it has them (`recent`; decoded by the tail already), otherwise from the log.
 pub async fn read_page(
     engine: &Engine,
     recent: Option<&Live>,
     after: i64,
     limit: u32,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<Vec<Arc<Passed>>, StoreError> {
     match recent.and_then(|live| live.recent_after(after, limit)) {
         Some(page) => Ok(page),
-        None => read_all(engine, after, limit).await,
+        None => {
+            Ok(read_all(engine, after, limit).await?.into_iter().map(|event| Arc::new(Passed::decode(event))).collect())
+        }
     }
 }
 

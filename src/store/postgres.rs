@@ -9,7 +9,7 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::plan::{BatchPlan, Known, WriterCache, plan_batch};
-use super::{AppendOutcome, AppendRequest, Head, RecordedEvent, StoreError, head_hash};
+use super::{AppendOutcome, AppendRequest, Committed, Head, RecordedEvent, StoreError, head_hash};
 
 /// A pooled connection idle longer than this is pinged before it is handed out.
 const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
@@ -45,7 +45,7 @@ pub async fn commit_batch(
     pool: &PgPool,
     batch: &[&AppendRequest],
     cache: &mut WriterCache,
-) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
+) -> Result<Committed, sqlx::Error> {
     let streams: Vec<String> = batch
         .iter()
         .flat_map(|r| r.streams.iter().map(|s| s.stream_id.clone()))
@@ -73,12 +73,12 @@ pub async fn commit_batch(
             continue;
         }
         if plan.rows.is_empty() {
-            return Ok(plan.results);
+            return Ok(plan.into());
         }
         match write_plan(pool, &plan, expected_head).await {
             Ok(true) => {
                 cache.remember_write(&plan);
-                return Ok(plan.results);
+                return Ok(plan.into());
             }
             Ok(false) => tracing::debug!(head = expected_head, "store.head_moved_replanning"),
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() && from_cache => {

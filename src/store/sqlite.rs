@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::plan::{Known, plan_batch};
-use super::{AppendOutcome, AppendRequest, Head, RecordedEvent, StoreError, head_hash};
+use super::{AppendOutcome, AppendRequest, Committed, Head, RecordedEvent, StoreError, head_hash};
 
 /// How long a writer waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,10 +33,7 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<SqlitePool, sqlx::Erro
     SqlitePoolOptions::new().max_connections(pool_size).connect_with(options).await
 }
 
-pub async fn commit_batch(
-    pool: &SqlitePool,
-    batch: &[&AppendRequest],
-) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
+pub async fn commit_batch(pool: &SqlitePool, batch: &[&AppendRequest]) -> Result<Committed, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let (position, hash): (i64, Vec<u8>) =
         sqlx::query_as("SELECT position, hash FROM event_head WHERE id = 1").fetch_one(&mut *tx).await?;
@@ -101,7 +98,7 @@ pub async fn commit_batch(
             .await?;
     }
     tx.commit().await?;
-    Ok(plan.results)
+    Ok(plan.into())
 }
 
 macro_rules! select_events {

@@ -156,6 +156,24 @@ impl RecordedEvent {
     }
 }
 
+/// An event as this process passed it along the log, decoded once for all its readers here
+/// (the streams in memory, the orders lists, every projection): `recorded` without its
+/// payload (taken out to decode it), `decoded` the domain event or why it did not decode.
+#[derive(Debug)]
+pub struct Passed {
+    pub recorded: RecordedEvent,
+    pub decoded: Result<DomainEvent, String>,
+}
+
+impl Passed {
+    pub fn decode(mut recorded: RecordedEvent) -> Passed {
+        let payload = std::mem::take(&mut recorded.payload);
+        let decoded = DomainEvent::decode_owned(&recorded.event_type, recorded.schema_version, payload)
+            .map_err(|e| e.to_string());
+        Passed { recorded, decoded }
+    }
+}
+
 /// A stream folded into state, and the version (event count) it was folded to.
 #[derive(Clone, Debug)]
 pub struct Loaded<S> {

@@ -1,11 +1,52 @@
 //! Group commit: one task drains queued appends into one transaction per batch.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{AppendOutcome, AppendRequest, Engine, StoreError};
+use super::{AppendOutcome, AppendRequest, Engine, RecordedEvent, StoreError};
+
+/// Committed events kept for the tail; past it the oldest go (the tail reads them back).
+const HANDOFF_MAX: usize = 4_096;
+
+/// The events this process's writer committed, handed to its tail so that the tail need not
+/// read its own process's events back from the database (decision 0024). Only committed
+/// events are put here, exactly as they were written; a tail that is behind, or whose next
+/// event another process wrote, reads the log.
+#[derive(Default)]
+pub struct Handoff(Mutex<VecDeque<RecordedEvent>>);
+
+impl Handoff {
+    fn put(&self, rows: Vec<RecordedEvent>) {
+        let mut kept = self.0.lock().expect("handoff lock");
+        for row in rows {
+            if kept.len() == HANDOFF_MAX {
+                kept.pop_front();
+            }
+            kept.push_back(row);
+        }
+    }
+
+    /// Up to `limit` committed events right after `position`, without a gap; empty if the
+    /// next event is not here. Events at or before `position` are dropped.
+    pub fn take_after(&self, position: i64, limit: usize) -> Vec<RecordedEvent> {
+        let mut kept = self.0.lock().expect("handoff lock");
+        while kept.front().is_some_and(|row| row.position <= position) {
+            kept.pop_front();
+        }
+        let mut taken: Vec<RecordedEvent> = Vec::new();
+        while taken.len() < limit
+            && let Some(row) = kept.front()
+            && row.position == taken.last().map_or(position, |last| last.position) + 1
+        {
+            taken.extend(kept.pop_front());
+        }
+        taken
+    }
+}
 
 pub struct Pending {
     pub request: AppendRequest,
@@ -21,14 +62,20 @@ pub struct Limits {
 
 /// One writer per process: a second one sharing the queue was measured slower (smaller
 /// batches; see docs/performance.md).
-pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Limits, head: watch::Sender<i64>) {
+pub async fn run(
+    engine: Engine,
+    mut queue: mpsc::Receiver<Pending>,
+    limits: Limits,
+    head: watch::Sender<i64>,
+    handoff: Arc<Handoff>,
+) {
     let mut cache = super::WriterCache::default();
     while let Some(first) = queue.recv().await {
         let batch = collect(first, &mut queue, &limits).await;
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
         let started = Instant::now();
         match engine.commit_batch(&requests, &mut cache).await {
-            Ok(results) => {
+            Ok(super::Committed { results, rows }) => {
                 let elapsed = started.elapsed();
                 tracing::debug!(
                     batch.requests = batch.len(),
@@ -36,6 +83,8 @@ pub async fn run(engine: Engine, mut queue: mpsc::Receiver<Pending>, limits: Lim
                     "store.batch_committed"
                 );
                 record(&requests, &results, elapsed);
+                // Before the head moves: the tail, woken by it, finds the events here.
+                handoff.put(rows);
                 let newest = results.iter().filter_map(|r| r.as_ref().ok()).map(|o| o.last_position).max();
                 if let Some(newest) = newest {
                     head.send_if_modified(|current| {
@@ -95,4 +144,54 @@ async fn collect(first: Pending, queue: &mut mpsc::Receiver<Pending>, limits: &L
         batch.push(next);
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(position: i64) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream_id: format!("s-{position}"),
+            version: 1,
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "t".into(),
+            schema_version: 1,
+            payload: serde_json::Value::Null,
+            metadata: serde_json::Value::Null,
+            recorded_at: chrono::Utc::now(),
+            hash: vec![0; 32],
+        }
+    }
+
+    fn positions(rows: &[RecordedEvent]) -> Vec<i64> {
+        rows.iter().map(|row| row.position).collect()
+    }
+
+    /// The tail gets this process's events only from right after its position and only
+    /// without a gap: where another process wrote in between, it reads the log.
+    #[test]
+    fn the_tail_takes_only_what_follows_it_without_a_gap() {
+        let handoff = Handoff::default();
+        handoff.put(vec![row(3), row(4), row(5)]);
+        handoff.put(vec![row(8), row(9)]); // 6 and 7 are another process's
+        assert!(handoff.take_after(1, 10).is_empty(), "2 is not here: the log");
+        assert_eq!(positions(&handoff.take_after(2, 2)), [3, 4]);
+        assert_eq!(positions(&handoff.take_after(4, 10)), [5], "up to the gap");
+        assert!(handoff.take_after(5, 10).is_empty());
+        assert_eq!(positions(&handoff.take_after(7, 10)), [8, 9], "after the log gave 6 and 7");
+        handoff.put(vec![row(10)]);
+        assert!(handoff.take_after(10, 10).is_empty(), "what the tail passed already is dropped");
+    }
+
+    /// A tail that is not running, or far behind, leaves at most `HANDOFF_MAX` events here.
+    #[test]
+    fn the_handoff_is_bounded() {
+        let handoff = Handoff::default();
+        handoff.put((1..=HANDOFF_MAX as i64 + 10).map(row).collect());
+        assert!(handoff.take_after(0, 10).is_empty(), "the oldest went: the log has them");
+        assert_eq!(positions(&handoff.take_after(10, 2)), [11, 12]);
+        assert_eq!(handoff.0.lock().unwrap().len(), HANDOFF_MAX - 2);
+    }
 }
