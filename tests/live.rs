@@ -235,3 +235,27 @@ on_both_engines!(
     a_refusal_from_memory_is_confirmed_against_the_database,
     a_new_stream_is_kept_from_its_first_event,
 );
+
+/// Each process's commits are announced with a tag of its own, the same for all its commits,
+/// so that its tail skips its own announcements (the writer hands it those events) and wakes
+/// for the other processes'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_are_announced_with_their_process_tag() {
+    let Some(db) = common::postgres_database("commits_are_announced_with_their_process_tag").await else { return };
+    let (a, b) = (open_store(&db).await, open_store(&db).await);
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen(smsledger::store::CHANNEL).await.unwrap();
+    let mut tags = Vec::new();
+    for store in [&a, &a, &b] {
+        let ledger = Ledger::new(store.clone(), OrderPolicy::default());
+        ledger.wallet_command(UserId::new(), Currency::USD, deposit("1.00"), None, Metadata::default()).await.unwrap();
+        let announced = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.expect("announced");
+        tags.push(announced.unwrap().payload().to_owned());
+    }
+    assert!(!tags[0].is_empty());
+    assert_eq!(tags[0], tags[1], "one process, one tag");
+    assert_ne!(tags[0], tags[2], "another process, another tag");
+    // And each still passes the other's commits.
+    caught_up(&a).await;
+    caught_up(&b).await;
+}

@@ -39,7 +39,7 @@ const TAIL_POLL: Duration = Duration::from_millis(100);
 const TAIL_PAGE: u32 = 1_000;
 /// The newest events kept for the projectors, which read their pages from here while they
 /// keep up (one read of the log per process instead of one per projector).
-const RECENT_MAX: usize = 1_024;
+const RECENT_MAX: usize = 4_096;
 /// Streams kept in memory; past it the ready ones are dropped and loaded again on use.
 const STREAMS_MAX: usize = 10_000;
 /// Actors whose last write is remembered; past it the memory starts over from the tail's
@@ -403,7 +403,7 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
         Some(inner) => (inner.engine.clone(), inner.head.clone(), inner.handoff.clone()),
         None => return,
     };
-    let mut notified = Notifications::listen(&engine).await;
+    let mut notified = Notifications::listen(&engine, handoff.tag()).await;
     let mut position = loop {
         match super::head_position(&engine).await {
             Ok(head) => break head,
@@ -461,7 +461,9 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
 struct Notifications(Option<Arc<tokio::sync::Notify>>);
 
 impl Notifications {
-    async fn listen(engine: &Engine) -> Notifications {
+    /// `own` is this process's writer's tag: its commits wake the tail through the handoff
+    /// (after the events are there), not through PostgreSQL (which may come first).
+    async fn listen(engine: &Engine, own: &str) -> Notifications {
         let Engine::Postgres(pool) = engine else { return Notifications(None) };
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
@@ -477,15 +479,21 @@ impl Notifications {
         };
         let wake = Arc::new(tokio::sync::Notify::new());
         let tail = Arc::downgrade(&wake);
+        let own = own.to_owned();
         tokio::spawn(async move {
             loop {
                 // `recv` is cancel-safe: the periodic look for an ended tail loses nothing.
                 tokio::select! {
                     received = listener.recv() => match received {
-                        Ok(_) => {
-                            while listener.next_buffered().is_some() {}
+                        Ok(first) => {
+                            let mut others = first.payload() != own;
+                            while let Some(next) = listener.next_buffered() {
+                                others |= next.payload() != own;
+                            }
                             let Some(wake) = tail.upgrade() else { return };
-                            wake.notify_one();
+                            if others {
+                                wake.notify_one();
+                            }
                         }
                         Err(error) => {
                             tracing::debug!(%error, "live.notification_lost");

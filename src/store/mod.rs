@@ -17,7 +17,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use live::{Folded, Follower, Live, OrderLog};
+pub use live::{CHANNEL, Folded, Follower, Live, OrderLog};
 pub use plan::{BatchPlan, Known, WriterCache, plan_batch};
 use tokio::sync::{mpsc, oneshot, watch};
 pub use types::*;
@@ -81,10 +81,16 @@ impl Engine {
     }
 
     /// `cache` is the writer's memory of its own last commit (PostgreSQL uses it to skip a
-    /// read; SQLite reads in-process under its write lock and needs none).
-    async fn commit_batch(&self, batch: &[&AppendRequest], cache: &mut WriterCache) -> Result<Committed, sqlx::Error> {
+    /// read; SQLite reads in-process under its write lock and needs none); `tag` is what the
+    /// commit's announcement to other processes carries (PostgreSQL only).
+    async fn commit_batch(
+        &self,
+        batch: &[&AppendRequest],
+        cache: &mut WriterCache,
+        tag: &str,
+    ) -> Result<Committed, sqlx::Error> {
         match self {
-            Engine::Postgres(pool) => postgres::commit_batch(pool, batch, cache).await,
+            Engine::Postgres(pool) => postgres::commit_batch(pool, batch, cache, tag).await,
             Engine::Sqlite(pool) => sqlite::commit_batch(pool, batch).await,
         }
     }

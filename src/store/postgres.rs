@@ -45,6 +45,7 @@ pub async fn commit_batch(
     pool: &PgPool,
     batch: &[&AppendRequest],
     cache: &mut WriterCache,
+    tag: &str,
 ) -> Result<Committed, sqlx::Error> {
     let streams: Vec<String> = batch
         .iter()
@@ -75,7 +76,7 @@ pub async fn commit_batch(
         if plan.rows.is_empty() {
             return Ok(plan.into());
         }
-        match write_plan(pool, &plan, expected_head).await {
+        match write_plan(pool, &plan, expected_head, tag).await {
             Ok(true) => {
                 cache.remember_write(&plan);
                 return Ok(plan.into());
@@ -135,8 +136,9 @@ async fn read_known(pool: &PgPool, streams: &[String], keys: &[String]) -> Resul
 
 /// Events, the new head and new idempotency keys in one statement, written only if the head
 /// is still at `expected_head`, and the commit announced to every process's tail
-/// (`NOTIFY smsledger_events`, delivered at commit). Returns whether it was written.
-async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Result<bool, sqlx::Error> {
+/// (`NOTIFY smsledger_events` with the writer's `tag`, delivered at commit). Returns whether
+/// it was written.
+async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64, tag: &str) -> Result<bool, sqlx::Error> {
     let mut columns = Columns::default();
     for row in &plan.rows {
         columns.push(row);
@@ -152,7 +154,7 @@ async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Resu
             WHERE EXISTS (SELECT 1 FROM head) RETURNING 1), \
          keys AS (INSERT INTO idempotency_keys (key, outcome) SELECT k, o::jsonb FROM UNNEST($13::text[], $14::text[]) AS t(k, o) \
             WHERE EXISTS (SELECT 1 FROM head) RETURNING 1), \
-         notified AS (SELECT pg_notify($16, '') FROM head) \
+         notified AS (SELECT pg_notify($16, $17) FROM head) \
          SELECT (SELECT count(*) FROM head), (SELECT count(*) FROM inserted), (SELECT count(*) FROM notified)",
     )
     .bind(columns.positions)
@@ -171,6 +173,7 @@ async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64) -> Resu
     .bind(outcomes)
     .bind(expected_head)
     .bind(super::live::CHANNEL)
+    .bind(tag)
     .fetch_one(pool)
     .await?;
     debug_assert!(head_moved == 0 || inserted as usize == plan.rows.len());

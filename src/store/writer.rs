@@ -16,12 +16,26 @@ const HANDOFF_MAX: usize = 4_096;
 /// read its own process's events back from the database (decision 0024). Only committed
 /// events are put here, exactly as they were written; a tail that is behind, or whose next
 /// event another process wrote, reads the log.
-#[derive(Default)]
-pub struct Handoff(Mutex<VecDeque<RecordedEvent>>);
+pub struct Handoff {
+    kept: Mutex<VecDeque<RecordedEvent>>,
+    /// What this writer's commit announcements carry (PostgreSQL `NOTIFY` payload): the tail
+    /// is woken for them by the handoff itself and skips them.
+    tag: String,
+}
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Handoff { kept: Mutex::default(), tag: uuid::Uuid::new_v4().simple().to_string() }
+    }
+}
 
 impl Handoff {
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
     fn put(&self, rows: Vec<RecordedEvent>) {
-        let mut kept = self.0.lock().expect("handoff lock");
+        let mut kept = self.kept.lock().expect("handoff lock");
         for row in rows {
             if kept.len() == HANDOFF_MAX {
                 kept.pop_front();
@@ -33,7 +47,7 @@ impl Handoff {
     /// Up to `limit` committed events right after `position`, without a gap; empty if the
     /// next event is not here. Events at or before `position` are dropped.
     pub fn take_after(&self, position: i64, limit: usize) -> Vec<RecordedEvent> {
-        let mut kept = self.0.lock().expect("handoff lock");
+        let mut kept = self.kept.lock().expect("handoff lock");
         while kept.front().is_some_and(|row| row.position <= position) {
             kept.pop_front();
         }
@@ -74,7 +88,7 @@ pub async fn run(
         let batch = collect(first, &mut queue, &limits).await;
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
         let started = Instant::now();
-        match engine.commit_batch(&requests, &mut cache).await {
+        match engine.commit_batch(&requests, &mut cache, handoff.tag()).await {
             Ok(super::Committed { results, rows }) => {
                 let elapsed = started.elapsed();
                 tracing::debug!(
@@ -192,6 +206,6 @@ mod tests {
         handoff.put((1..=HANDOFF_MAX as i64 + 10).map(row).collect());
         assert!(handoff.take_after(0, 10).is_empty(), "the oldest went: the log has them");
         assert_eq!(positions(&handoff.take_after(10, 2)), [11, 12]);
-        assert_eq!(handoff.0.lock().unwrap().len(), HANDOFF_MAX - 2);
+        assert_eq!(handoff.kept.lock().unwrap().len(), HANDOFF_MAX - 2);
     }
 }
