@@ -120,28 +120,47 @@ impl Client {
     /// Times one call; the answer's body is read, not parsed (as the ceiling's client does):
     /// `call_json` parses it for the callers that use it.
     async fn call(&mut self, route: &'static str, method: Method, path: &str, body: Option<Value>) -> Option<Vec<u8>> {
+        self.call_or_lost(route, method, path, body, None).await.ok()
+    }
+
+    /// `call`, where a refusal whose error says `lost` (the server's right answer to a race
+    /// the client lost) is an answer, timed like a success, not an error: `Err(true)` then.
+    async fn call_or_lost(
+        &mut self,
+        route: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        lost: Option<&str>,
+    ) -> Result<Vec<u8>, bool> {
         let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let sent = Instant::now();
         let answer = match request.send().await {
-            Ok(response) if response.status().is_success() => response.bytes().await.ok().map(Vec::from),
+            Ok(response) if response.status().is_success() => response.bytes().await.map(Vec::from).map_err(|_| false),
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
-                eprintln!("{route}: {status} {}", text.chars().take(200).collect::<String>());
-                None
+                let error =
+                    serde_json::from_str::<Value>(&text).ok().and_then(|v| v["error"].as_str().map(str::to_owned));
+                if status.is_client_error() && lost.is_some_and(|lost| error.is_some_and(|e| e.contains(lost))) {
+                    Err(true)
+                } else {
+                    eprintln!("{route}: {status} {}", text.chars().take(200).collect::<String>());
+                    Err(false)
+                }
             }
             Err(error) => {
                 eprintln!("{route}: {error}");
-                None
+                Err(false)
             }
         };
         let entry = self.stats.routes.entry(route).or_default();
         match &answer {
-            Some(_) => entry.latencies.push(sent.elapsed().as_micros() as u64),
-            None => entry.errors += 1,
+            Ok(_) | Err(true) => entry.latencies.push(sent.elapsed().as_micros() as u64),
+            Err(false) => entry.errors += 1,
         }
         answer
     }
@@ -301,6 +320,9 @@ where
     (clients, stats, started.elapsed().as_secs_f64())
 }
 
+/// The server's refusal to cancel an order whose code arrived first.
+const SMS_FIRST: &str = "an SMS already arrived";
+
 /// The realistic loop: place, poll until the code (or the end), finish; every 10th order is
 /// cancelled at once; reads between orders; every 50th round a deposit.
 async fn mixed(mut client: Client, i: usize, deadline: Instant) -> Client {
@@ -313,9 +335,16 @@ async fn mixed(mut client: Client, i: usize, deadline: Instant) -> Client {
         };
         let id = placed["data"]["order"]["id"].as_str().expect("an order id").to_owned();
         if round.is_multiple_of(10) {
-            client
-                .call("POST /orders/:id/cancel", Method::POST, &format!("/orders/{id}/cancel"), Some(json!({})))
+            // The code may come before the cancel does (a slow placement answer): the server
+            // then refuses to cancel, rightly, and the order is finished instead.
+            let path = format!("/orders/{id}/cancel");
+            let cancel = client
+                .call_or_lost("POST /orders/:id/cancel", Method::POST, &path, Some(json!({})), Some(SMS_FIRST))
                 .await;
+            if cancel == Err(true) {
+                let path = format!("/orders/{id}/finish");
+                client.call("POST /orders/:id/finish", Method::POST, &path, Some(json!({}))).await;
+            }
         } else {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
