@@ -22,7 +22,7 @@ async fn logins_orders_and_routes_are_counted() {
     assert!(text.contains("auth_refresh_token_reuse_total 1"), "{text}");
     assert!(text.contains(r#"http_requests_total{method="POST",route="/api/v1/auth/login",status="401"} 2"#), "{text}");
 
-    // Orders by outcome, and the monitor's count of open orders.
+    // Orders by outcome, and the count of open orders the monitor watches.
     let (token, _, user_id) = app.signed_in("bob@example.com").await;
     let order = json!({"service": "tg", "country": "GB"});
     app.post("/orders", As::Bearer(&token), order.clone()).await.expect(StatusCode::UNPROCESSABLE_ENTITY);
@@ -32,6 +32,6 @@ async fn logins_orders_and_routes_are_counted() {
     let text = reqwest::get(format!("{root}/metrics")).await.unwrap().text().await.unwrap();
     assert!(text.contains(r#"orders_placed_total{result="placed",outcome="sandbox"} 1"#), "{text}");
     assert!(text.contains(r#"orders_placed_total{result="refused",outcome="no_balance"} 1"#), "{text}");
-    assert!(text.contains("orders_open 1"), "{text}");
+    assert!(text.contains("orders_watched 1"), "{text}");
     assert!(text.contains(r#"http_requests_total{method="POST",route="/api/v1/orders",status="201"} 1"#), "{text}");
 }

@@ -134,15 +134,45 @@ async fn the_monitor_works_through_open_orders_page_by_page(database: TestDataba
         ids.push(text(&place(&app, &token).await["id"]));
     }
     let early = monitor::scan_paged(&app.orders, &app.store, 2, 2).await.unwrap();
-    assert_eq!((early.open, early.expired, early.polled, early.failed), (5, 0, 5, 0));
+    assert_eq!((early.watched, early.expired, early.polled, early.failed), (5, 0, 5, 0));
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let late = monitor::scan_paged(&app.orders, &app.store, 2, 2).await.unwrap();
-    assert_eq!((late.open, late.expired, late.failed), (5, 5, 0), "{late:?}");
+    assert_eq!((late.watched, late.expired, late.failed), (5, 5, 0), "{late:?}");
     for id in &ids {
         assert_eq!(order(&app, &token, id).await["status"], "expired");
     }
     assert_eq!(app.balance(As::Bearer(&token)).await, (d("1.00"), d("0")));
-    assert_eq!(scan(&app).await.open, 0);
+    assert_eq!(scan(&app).await.watched, 0);
+    app.assert_ledger_sound().await;
+}
+
+/// The monitor reads only the orders it must act on: an order with its SMS is left alone until
+/// it asks for another or is overdue (then it closes as finished).
+async fn the_monitor_watches_only_orders_it_must_act_on(database: TestDatabase) {
+    let app = spawn_with(database, with_env(&[("CANCEL_TIMEOUT", "100"), ("ORDER_TIMEOUT", "1000")])).await;
+    let token = customer(&app, "ann@example.com", "1.00").await;
+    let received = text(&place(&app, &token).await["id"]);
+    assert_eq!(order(&app, &token, &received).await["status"], "sms_received");
+    let waiting = text(&place(&app, &token).await["id"]); // its code is due, but nobody asked yet
+    let report = scan(&app).await;
+    assert_eq!((report.watched, report.polled, report.expired, report.failed), (1, 1, 0, 0), "{report:?}");
+    assert_eq!(order(&app, &token, &waiting).await["status"], "sms_received", "the scan fetched its code");
+    assert_eq!(scan(&app).await.watched, 0, "both have their code");
+
+    let path = format!("/orders/{received}/another-sms");
+    app.post(&path, As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    let report = scan(&app).await;
+    assert_eq!((report.watched, report.polled), (1, 1), "waiting for another SMS: {report:?}");
+    assert_eq!(order(&app, &token, &received).await["sms"].as_array().map(Vec::len), Some(2));
+    assert_eq!(scan(&app).await.watched, 0);
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let report = scan(&app).await;
+    assert_eq!((report.watched, report.expired, report.failed), (2, 2, 0), "overdue: {report:?}");
+    for id in [&received, &waiting] {
+        assert_eq!(order(&app, &token, id).await["status"], "finished");
+    }
+    assert_eq!(scan(&app).await.watched, 0);
     app.assert_ledger_sound().await;
 }
 
@@ -155,7 +185,7 @@ async fn expiry_refunds_even_after_a_restart(database: TestDatabase) {
     assert_eq!(app.balance(As::Bearer(&token)).await, (d("0.80"), d("0.20")));
     // Before the deadline the monitor only polls.
     let early = scan(&app).await;
-    assert_eq!((early.open, early.expired, early.polled), (2, 0, 2));
+    assert_eq!((early.watched, early.expired, early.polled), (2, 0, 2));
     tokio::time::sleep(Duration::from_millis(1_100)).await;
 
     // A monitor built afresh over the same store (as after a restart) finds both overdue.
@@ -178,7 +208,7 @@ async fn expiry_refunds_even_after_a_restart(database: TestDatabase) {
     let status = sandbox.sms(rental.provider_order_id.as_deref().unwrap()).await.unwrap();
     assert_eq!(status, smsledger::providers::SmsStatus::Ended);
     let again = scan(&app).await;
-    assert_eq!(again.open, 0, "nothing left open");
+    assert_eq!(again.watched, 0, "nothing left open");
     app.assert_ledger_sound().await;
 }
 
@@ -513,6 +543,7 @@ on_both_engines!(
     a_code_cannot_be_cancelled_away,
     expiry_refunds_even_after_a_restart,
     the_monitor_works_through_open_orders_page_by_page,
+    the_monitor_watches_only_orders_it_must_act_on,
     provider_ending_a_rental_refunds,
     another_sms_on_the_same_number,
     a_retry_with_the_same_key_returns_the_same_order,

@@ -1,6 +1,7 @@
-//! The order monitor: every `ORDER_POLL_MS` it scans the open orders (from the orders view)
-//! and moves each on: an overdue order expires and is refunded (the provider is told, so it
-//! refunds us), a waiting one is polled for SMS.
+//! The order monitor: every `ORDER_POLL_MS` it scans the open orders it must act on (from
+//! the orders view) and moves each on: an overdue order expires and is refunded (the provider
+//! is told, so it refunds us), a waiting one is polled for SMS. An order that got its SMS and
+//! waits for no other is not read until it is overdue.
 //! Deadlines come from the events, so a restart picks up where the last run stopped.
 //!
 //! On PostgreSQL one instance runs it: the one holding a session-level advisory lock on a
@@ -22,7 +23,7 @@ use crate::store::{Engine, EventStore, Metadata};
 /// The advisory lock key of the order monitor ("smsmonit" in ASCII).
 pub const ADVISORY_LOCK_KEY: i64 = 0x736d_736d_6f6e_6974;
 
-/// Open orders one scan looks at, soonest deadline first.
+/// Orders one scan looks at, soonest deadline first.
 const SCAN_MAX: i64 = 10_000;
 
 /// Open orders read and worked on at a time: a scan's memory stays that of one page, however
@@ -32,7 +33,8 @@ const SCAN_PAGE: i64 = 500;
 /// What one scan did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scan {
-    pub open: usize,
+    /// Open orders the scan read: waiting for an SMS or overdue.
+    pub watched: usize,
     pub expired: usize,
     pub polled: usize,
     pub failed: usize,
@@ -76,13 +78,13 @@ pub async fn scan_paged(
     let mut report = Scan::default();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut after = None;
-    while (report.open as i64) < SCAN_MAX {
-        let limit = page.clamp(1, SCAN_MAX - report.open as i64);
-        let open = orders_view::open_orders(store.engine(), after, limit).await.map_err(db)?;
+    let at = now();
+    while (report.watched as i64) < SCAN_MAX {
+        let limit = page.clamp(1, SCAN_MAX - report.watched as i64);
+        let open = orders_view::watched_orders(store.engine(), at, after, limit).await.map_err(db)?;
         let Some(last) = open.last() else { break };
         after = Some((last.expires_at, last.order_id));
-        report.open += open.len();
-        let at = now();
+        report.watched += open.len();
         let mut tasks = JoinSet::new();
         for view in open {
             let Some(step) = step(&view, at) else { continue };
@@ -110,7 +112,7 @@ pub async fn scan_paged(
             }
         }
     }
-    metrics::gauge!("orders_open").set(report.open as f64);
+    metrics::gauge!("orders_watched").set(report.watched as f64);
     metrics::counter!("monitor_orders_expired_total").increment(report.expired as u64);
     metrics::counter!("monitor_orders_failed_total").increment(report.failed as u64);
     Ok(report)
@@ -177,8 +179,8 @@ pub fn spawn(
                     Ok(report) if report.expired + report.failed > 0 => {
                         tracing::info!(?report, "monitor.scan");
                         let message = format!(
-                            "{} open, {} polled, {} expired and refunded, {} failed",
-                            report.open, report.polled, report.expired, report.failed
+                            "{} watched, {} polled, {} expired and refunded, {} failed",
+                            report.watched, report.polled, report.expired, report.failed
                         );
                         log.record("job", "order-monitor", "info", message);
                     }

@@ -109,11 +109,12 @@ macro_rules! engine_orders {
                 // Many rows a statement: one round trip for a page's orders, not one each.
                 for chunk in folded.chunks(ROWS_PER_STATEMENT) {
                     let text = format!(
-                        "INSERT INTO {table} (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country) \
+                        "INSERT INTO {table} (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country, waiting) \
                          VALUES {} ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
                          provider_id = excluded.provider_id, provider_order_id = excluded.provider_order_id, \
-                         expires_at = excluded.expires_at, position = excluded.position, view = excluded.view",
-                        sink::placeholders(chunk.len(), 11)
+                         expires_at = excluded.expires_at, position = excluded.position, view = excluded.view, \
+                         waiting = excluded.waiting",
+                        sink::placeholders(chunk.len(), 12)
                     );
                     let mut query = sqlx::query(sink::sql(text));
                     for (view, position, json) in chunk {
@@ -128,7 +129,8 @@ macro_rules! engine_orders {
                             .bind(*position)
                             .bind(json.as_str())
                             .bind(view.service.as_str())
-                            .bind(view.country.as_str());
+                            .bind(view.country.as_str())
+                            .bind(crate::orders::waits_for_sms(view));
                     }
                     query.execute(&mut *connection).await?;
                 }
@@ -218,14 +220,16 @@ macro_rules! engine_orders {
                 texts.iter().map(|text| parse_view(text)).collect()
             }
 
-            /// Open orders, the soonest to expire first.
-            pub async fn open(
+            /// Open orders the monitor must act on at `now` (waiting for an SMS, or past their
+            /// expiry), the soonest to expire first.
+            pub async fn watched(
                 connection: &mut $connection,
+                now: Timestamp,
                 after: Option<(Timestamp, OrderId)>,
                 limit: i64,
             ) -> Result<Vec<OrderView>, sqlx::Error> {
                 let text = format!(
-                    "SELECT view FROM orders WHERE status IN {OPEN} \
+                    "SELECT view FROM orders WHERE status IN {OPEN} AND (waiting OR expires_at <= $4) \
                      AND ($1 IS NULL OR expires_at > $1 OR (expires_at = $1 AND order_id > $2)) \
                      ORDER BY expires_at, order_id LIMIT $3"
                 );
@@ -233,6 +237,7 @@ macro_rules! engine_orders {
                     .bind(after.map(|(at, _)| at.0))
                     .bind(after.map(|(_, id)| id.0))
                     .bind(limit)
+                    .bind(now.0)
                     .fetch_all(&mut *connection)
                     .await?;
                 rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect()
@@ -314,13 +319,16 @@ pub async fn orders_placed_between(
     on_engine!(engine, placed_between(from, before, after, limit))
 }
 
-/// Open orders, the soonest to expire first (then by id), after `after` (that deadline and id).
-pub async fn open_orders(
+/// Open orders the monitor must act on at `now`: waiting for an SMS, or past their expiry (an
+/// order with its SMS is not read again until then); the soonest to expire first (then by
+/// id), after `after` (that deadline and id).
+pub async fn watched_orders(
     engine: &Engine,
+    now: Timestamp,
     after: Option<(Timestamp, OrderId)>,
     limit: i64,
 ) -> Result<Vec<OrderView>, sqlx::Error> {
-    on_engine!(engine, open(after, limit))
+    on_engine!(engine, watched(now, after, limit))
 }
 
 /// The order a provider's rental belongs to.
