@@ -25,7 +25,7 @@ impl Page {
 
     /// A page of events read from the log, decoded here.
     pub fn decode(events: Vec<RecordedEvent>) -> Page {
-        Page::new(events.into_iter().map(|event| Arc::new(Passed::decode(event))).collect())
+        Page::new(Passed::decode_all(events))
     }
 
     pub fn len(&self) -> usize {

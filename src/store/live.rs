@@ -425,7 +425,7 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
         let read = if handed.is_empty() { super::read_all(&engine, position, TAIL_PAGE).await } else { Ok(handed) };
         match read {
             Ok(page) => {
-                let page: Vec<Arc<Passed>> = page.into_iter().map(|event| Arc::new(Passed::decode(event))).collect();
+                let page = Passed::decode_all(page);
                 let Some(inner) = store.upgrade() else { return };
                 // Writers first: a read that sees the tail past a write finds its writer.
                 inner.writes.lock().expect("last writes lock").passed(&page);

@@ -323,9 +323,7 @@ pub async fn read_page(
 ) -> Result<Vec<Arc<Passed>>, StoreError> {
     match recent.and_then(|live| live.recent_after(after, limit)) {
         Some(page) => Ok(page),
-        None => {
-            Ok(read_all(engine, after, limit).await?.into_iter().map(|event| Arc::new(Passed::decode(event))).collect())
-        }
+        None => Ok(Passed::decode_all(read_all(engine, after, limit).await?)),
     }
 }
 

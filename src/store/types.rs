@@ -172,6 +172,11 @@ impl Passed {
             .map_err(|e| e.to_string());
         Passed { recorded, decoded }
     }
+
+    /// A page of events as read from the log (or handed over by the writer), each decoded.
+    pub fn decode_all(events: Vec<RecordedEvent>) -> Vec<std::sync::Arc<Passed>> {
+        events.into_iter().map(|event| std::sync::Arc::new(Passed::decode(event))).collect()
+    }
 }
 
 /// A stream folded into state, and the version (event count) it was folded to.
