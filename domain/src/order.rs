@@ -251,6 +251,11 @@ impl Aggregate for OrderState {
                 expires_at: now.plus_ms(policy.lifetime_ms),
             }]);
         }
+        if matches!(command, OrderCommand::Finish { .. }) && self.status == Some(OrderStatus::Finished) {
+            // A retried finish, or one that crossed the monitor closing the order at the end
+            // of its lifetime (which finishes an order that got its code): nothing to do.
+            return Ok(vec![]);
+        }
         let status = self.open_status()?;
         let facts = self.facts();
         let event = match command {

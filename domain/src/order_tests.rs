@@ -175,6 +175,19 @@ fn finish_needs_an_sms() {
 }
 
 #[test]
+fn finishing_a_finished_order_changes_nothing_but_other_closed_orders_refuse() {
+    let o = order();
+    let mut finished = o.with_sms();
+    finished.push(OrderEvent::Finished { at: at(60_000) });
+    o.given(&finished).when(OrderCommand::Finish { now: at(61_000) }).then(vec![]);
+    let mut expired = o.waiting();
+    expired.push(OrderEvent::Expired { at: at(1_300_000) });
+    o.given(&expired)
+        .when(OrderCommand::Finish { now: at(1_300_001) })
+        .then_fails(OrderError::Closed(OrderStatus::Expired));
+}
+
+#[test]
 fn cancel_is_refused_in_the_first_two_minutes() {
     let o = order();
     o.given(&o.waiting())

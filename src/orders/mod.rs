@@ -416,12 +416,14 @@ impl Orders {
     }
 
     /// Closes an order that got its SMS (asking the provider first, if it is still waiting);
-    /// the provider is told afterwards.
+    /// the provider is told afterwards. Finishing a finished order changes nothing and answers
+    /// the order (a retry; or the monitor closed it at its lifetime's end meanwhile).
     pub async fn finish(&self, user: UserId, order_id: OrderId, metadata: Metadata) -> Result<OrderView, OrderFailure> {
         // A code that reached the provider but not us yet counts.
         let view = self.refresh(self.owned(user, order_id).await?, &metadata).await?;
-        self.ledger.order_command(order_id, OrderCommand::Finish { now: now() }, None, metadata).await?;
-        if let Some((provider, rental)) = self.provider(&view)
+        let appended = self.ledger.order_command(order_id, OrderCommand::Finish { now: now() }, None, metadata).await?;
+        if appended.is_some()
+            && let Some((provider, rental)) = self.provider(&view)
             && let Err(error) = provider.finish(&rental).await
         {
             tracing::warn!(%order_id, %error, "order.provider_finish_failed");
