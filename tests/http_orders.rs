@@ -150,7 +150,8 @@ async fn the_monitor_works_through_open_orders_page_by_page(database: TestDataba
 /// The monitor reads only the orders it must act on: an order with its SMS is left alone until
 /// it asks for another or is overdue (then it closes as finished).
 async fn the_monitor_watches_only_orders_it_must_act_on(database: TestDatabase) {
-    let app = spawn_with(database, with_env(&[("CANCEL_TIMEOUT", "100"), ("ORDER_TIMEOUT", "1000")])).await;
+    // Lifetimes long enough that a slow machine does not see them end before the sleep below.
+    let app = spawn_with(database, with_env(&[("CANCEL_TIMEOUT", "100"), ("ORDER_TIMEOUT", "3000")])).await;
     let token = customer(&app, "ann@example.com", "1.00").await;
     let received = text(&place(&app, &token).await["id"]);
     assert_eq!(order(&app, &token, &received).await["status"], "sms_received");
@@ -167,7 +168,7 @@ async fn the_monitor_watches_only_orders_it_must_act_on(database: TestDatabase) 
     assert_eq!(order(&app, &token, &received).await["sms"].as_array().map(Vec::len), Some(2));
     assert_eq!(scan(&app).await.watched, 0);
 
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let report = scan(&app).await;
     assert_eq!((report.watched, report.expired, report.failed), (2, 2, 0), "overdue: {report:?}");
     for id in [&received, &waiting] {
