@@ -538,8 +538,48 @@ async fn a_hanging_provider_never_stalls_the_service(database: TestDatabase) {
     app.assert_ledger_sound().await;
 }
 
+/// A user with more orders than a list kept in memory holds is paged from the orders view:
+/// the same pages, totals and filters, and their own new order at once.
+async fn a_long_orders_list_is_paged_from_the_view(database: TestDatabase) {
+    use smsledger::projection::order_lists::LIST_MAX;
+    let env = [("SANDBOX_BEHAVIOUR", "never_deliver"), ("CANCEL_TIMEOUT", "0")];
+    let app = spawn_with(database, with_env(&env)).await;
+    let token = customer(&app, "ann@example.com", "100.00").await;
+    let list = |query: &'static str| {
+        let (app, token) = (&app, &token);
+        async move { app.get(&format!("/orders?{query}"), As::Bearer(token)).await.expect(StatusCode::OK).data().clone() }
+    };
+    let mut ids = Vec::new();
+    for _ in 0..LIST_MAX {
+        ids.push(text(&place(&app, &token).await["id"]));
+    }
+    assert_eq!(list("per_page=5").await["total"], LIST_MAX, "kept in memory so far");
+    let cancelled = ids[3].clone();
+    app.post(&format!("/orders/{cancelled}/cancel"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    ids.push(text(&place(&app, &token).await["id"])); // one more than a list may keep
+
+    let newest = list("per_page=3").await;
+    assert_eq!(newest["total"], LIST_MAX + 1);
+    let shown: Vec<&str> = newest["orders"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    let expected: Vec<&str> = ids.iter().rev().take(3).map(String::as_str).collect();
+    assert_eq!(shown, expected, "newest first");
+    let last = list("per_page=100&page=6").await;
+    assert_eq!(last["orders"].as_array().map(Vec::len), Some(1));
+    assert_eq!(last["orders"][0]["id"], ids[0].as_str(), "the oldest on the last page");
+    let only = list("status=cancelled").await;
+    assert_eq!((only["total"].as_i64(), only["orders"][0]["id"].as_str()), (Some(1), Some(cancelled.as_str())));
+    // Read-your-writes: an order just placed is listed by the next read.
+    let placed = text(&place(&app, &token).await["id"]);
+    let newest = list("per_page=1").await;
+    assert_eq!(
+        (newest["total"].as_u64(), newest["orders"][0]["id"].as_str()),
+        (Some(LIST_MAX as u64 + 2), Some(placed.as_str()))
+    );
+}
+
 on_both_engines!(
     a_hanging_provider_never_stalls_the_service,
+    a_long_orders_list_is_paged_from_the_view,
     place_receive_finish,
     cancel_too_early_then_allowed,
     a_code_cannot_be_cancelled_away,

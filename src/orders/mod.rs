@@ -20,7 +20,7 @@ use projections::OrderView;
 
 use crate::catalog::CatalogCache;
 use crate::identity::now;
-use crate::projection::order_lists::{Found, OrderLists};
+use crate::projection::order_lists::{Found, LIST_MAX, OrderLists};
 use crate::projection::orders::{self as orders_view, OrderPage};
 use crate::providers::routing::{RoutingError, candidates, rent_first};
 use crate::providers::{Provider, ProviderError, SmsStatus};
@@ -122,7 +122,8 @@ impl Orders {
 
     /// A page of the user's orders, newest first, optionally of one status, including every
     /// write of theirs this process knows of (decision 0022): from the user's list in memory,
-    /// loaded from the orders view on first use.
+    /// loaded from the orders view on first use; a list too long to keep (decision 0027) is
+    /// paged from the orders view once it has the user's writes.
     pub async fn page(
         &self,
         user: UserId,
@@ -150,6 +151,7 @@ impl Orders {
         let from = loop {
             match lists.page(user, status, offset, limit) {
                 Found::Page(page) => return Ok(page),
+                Found::View => return from_view().await,
                 Found::Load { from } => break from,
                 Found::Busy => match ended.take() {
                     None => {
@@ -165,9 +167,10 @@ impl Orders {
                 },
             }
         };
-        let read = || orders_view::list_for_user(engine, user, None, 0, i64::MAX);
+        // The newest orders, one more than a kept list may have: more says the list is long.
+        let read = || orders_view::list_for_user(engine, user, None, 0, LIST_MAX as i64 + 1);
         match read::view_at(&self.store, orders_view::NAME, from.max(target), read).await {
-            Ok((checkpoint, all)) => lists.loaded(user, all.orders, checkpoint),
+            Ok((checkpoint, newest)) => lists.loaded(user, newest, checkpoint),
             Err(error) => {
                 lists.abandon(user);
                 return Err(error);

@@ -3,6 +3,10 @@
 //! orders view (at a checkpoint at least where the tail was when the load began) and then
 //! followed event by event; order events the tail passes during the load wait in the slot.
 //! The same `OrderView` fold as the orders view, so both say the same.
+//!
+//! Only lists of at most `LIST_MAX` orders are kept (decision 0027): a longer one (a reseller,
+//! a bot) is paged from the orders view by its index, so one account cannot fill the memory
+//! or be read whole at every page. Past `ORDERS_MAX` in all, the lists read longest ago go.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,9 +18,12 @@ use projections::OrderView;
 use super::orders::OrderPage;
 use crate::store::{Follower, Passed};
 
-/// Orders kept in all lists together (about 0.7 KB each); past it every ready list is
-/// dropped and loaded again when next read.
+/// Orders kept in all lists together (about 0.7 KB each); past it the lists read longest ago
+/// are dropped (down to three quarters of it) and loaded again when next read.
 const ORDERS_MAX: usize = 50_000;
+
+/// The longest list kept; a user with more orders is paged from the orders view.
+pub const LIST_MAX: usize = 500;
 
 /// Lists loading at once; a read that would begin one more waits for a load to end (see
 /// [`OrderLists::load_ended`]). Each load holds a user's whole list twice for a moment (rows
@@ -42,6 +49,8 @@ struct Lists {
     loading: usize,
     /// Every event up to here has been passed to the lists.
     passed: i64,
+    /// Counts page reads: when each ready list was read last.
+    reads: u64,
     users: HashMap<UserId, Slot>,
     /// The owner of every order in a ready list.
     owners: HashMap<OrderId, UserId>,
@@ -49,6 +58,8 @@ struct Lists {
 
 enum Slot {
     Ready(UserList),
+    /// More than `LIST_MAX` orders: paged from the orders view.
+    Long,
     /// Loading from the orders view, which must be at least at `from`; the order events
     /// passed since wait here.
     Loading {
@@ -62,13 +73,15 @@ enum Slot {
 struct UserList {
     orders: Vec<OrderView>,
     index: HashMap<OrderId, usize>,
+    /// `Lists::reads` when this list was last read.
+    read_at: u64,
 }
 
 impl UserList {
-    fn of(mut orders: Vec<OrderView>) -> UserList {
+    fn of(mut orders: Vec<OrderView>, read_at: u64) -> UserList {
         orders.sort_by_key(|view| (view.placed_at, view.order_id));
         let index = orders.iter().enumerate().map(|(i, view)| (view.order_id, i)).collect();
-        UserList { orders, index }
+        UserList { orders, index, read_at }
     }
 
     /// Applies an order event; `true` when it placed an order new to this list.
@@ -100,24 +113,50 @@ impl UserList {
 
 /// What a page read found: the page, or the position the orders view must reach before a
 /// load can begin (`Load`), or no load for this read yet (`Busy`: another read is loading the
-/// same list, or `LOADS_MAX` lists are loading): wait for a load to end and ask again.
+/// same list, or `LOADS_MAX` lists are loading): wait for a load to end and ask again; or a
+/// list too long to keep (`View`): page the orders view.
 pub enum Found {
     Page(OrderPage),
     Load { from: i64 },
     Busy,
+    View,
 }
 
 impl Lists {
-    /// Drops every ready list (loading ones stay): memory back within its bound.
-    fn drop_ready(&mut self) {
-        self.users.retain(|_, slot| matches!(slot, Slot::Loading { .. }));
-        self.owners.clear();
+    /// Drops the lists read longest ago until the orders kept are within three quarters of
+    /// the bound (loading slots and long-list marks stay).
+    fn trim(&mut self) {
+        if self.owners.len() <= self.bound {
+            return;
+        }
+        let mut ready: Vec<(u64, UserId)> = (self.users.iter())
+            .filter_map(|(user, slot)| match slot {
+                Slot::Ready(list) => Some((list.read_at, *user)),
+                _ => None,
+            })
+            .collect();
+        ready.sort_unstable();
+        for (_, user) in ready {
+            if self.owners.len() <= self.bound / 4 * 3 {
+                break;
+            }
+            self.forget(user);
+        }
+    }
+
+    /// Drops a ready list.
+    fn forget(&mut self, user: UserId) {
+        if let Some(Slot::Ready(list)) = self.users.remove(&user) {
+            for view in &list.orders {
+                self.owners.remove(&view.order_id);
+            }
+        }
     }
 }
 
 impl OrderLists {
     fn bounded(bound: usize) -> OrderLists {
-        let lists = Lists { bound, loading: 0, passed: 0, users: HashMap::new(), owners: HashMap::new() };
+        let lists = Lists { bound, loading: 0, passed: 0, reads: 0, users: HashMap::new(), owners: HashMap::new() };
         OrderLists { inner: Mutex::new(lists), ended: tokio::sync::Notify::new() }
     }
 
@@ -130,9 +169,16 @@ impl OrderLists {
     /// The page from memory, or what to do to get it there.
     pub fn page(&self, user: UserId, status: Option<OrderStatus>, offset: i64, limit: i64) -> Found {
         let mut lists = self.inner.lock().expect("order lists lock");
+        let lists = &mut *lists;
         let from = lists.passed;
-        match lists.users.get(&user) {
-            Some(Slot::Ready(list)) => Found::Page(list.page(status, offset, limit)),
+        lists.reads += 1;
+        let read_at = lists.reads;
+        match lists.users.get_mut(&user) {
+            Some(Slot::Ready(list)) => {
+                list.read_at = read_at;
+                Found::Page(list.page(status, offset, limit))
+            }
+            Some(Slot::Long) => Found::View,
             Some(Slot::Loading { .. }) => Found::Busy,
             None if lists.loading >= LOADS_MAX => Found::Busy,
             None => {
@@ -143,9 +189,9 @@ impl OrderLists {
         }
     }
 
-    /// Ends a load begun by `page`: `orders` are the user's orders in the orders view at
-    /// `checkpoint` (at least the load's `from`).
-    pub fn loaded(&self, user: UserId, orders: Vec<OrderView>, checkpoint: i64) {
+    /// Ends a load begun by `page`: `found` is the user's newest `LIST_MAX + 1` orders (or
+    /// fewer) in the orders view at `checkpoint` (at least the load's `from`), and their total.
+    pub fn loaded(&self, user: UserId, found: OrderPage, checkpoint: i64) {
         let mut lists = self.inner.lock().expect("order lists lock");
         let Some(Slot::Loading { from, passed }) = lists.users.remove(&user) else { return };
         lists.loading -= 1;
@@ -153,7 +199,11 @@ impl OrderLists {
         if checkpoint < from {
             return; // not a view the load may use; the next read loads again
         }
-        let mut list = UserList::of(orders);
+        if found.total > LIST_MAX as i64 || found.orders.len() > LIST_MAX {
+            lists.users.insert(user, Slot::Long);
+            return;
+        }
+        let mut list = UserList::of(found.orders, lists.reads);
         // Every order event passed during the load waits in every loading slot: only this
         // user's orders are taken (their placing names them; later events find them listed).
         for (position, order_id, event) in passed.iter().filter(|(position, ..)| *position > checkpoint) {
@@ -165,13 +215,15 @@ impl OrderLists {
                 list.apply(*position, *order_id, event);
             }
         }
-        if lists.owners.len() + list.orders.len() > lists.bound {
-            lists.drop_ready();
+        if list.orders.len() > LIST_MAX {
+            lists.users.insert(user, Slot::Long);
+            return;
         }
         for view in &list.orders {
             lists.owners.insert(view.order_id, user);
         }
         lists.users.insert(user, Slot::Ready(list));
+        lists.trim();
     }
 
     /// A load that failed gives its slot up.
@@ -194,6 +246,7 @@ impl Follower for OrderLists {
     fn passed(&self, page: &[Arc<Passed>]) {
         let mut lists = self.inner.lock().expect("order lists lock");
         let Lists { passed, users, owners, .. } = &mut *lists;
+        let mut grown = Vec::new();
         for Passed { recorded, decoded } in page.iter().map(|event| &**event) {
             *passed = (*passed).max(recorded.position);
             if users.is_empty() || !recorded.stream_id.starts_with("order-") {
@@ -227,11 +280,16 @@ impl Follower for OrderLists {
                 && list.apply(recorded.position, order_id, event)
             {
                 owners.insert(order_id, user);
+                if list.orders.len() > LIST_MAX {
+                    grown.push(user);
+                }
             }
         }
-        if lists.owners.len() > lists.bound {
-            lists.drop_ready();
+        for user in grown {
+            lists.forget(user);
+            lists.users.insert(user, Slot::Long);
         }
+        lists.trim();
     }
 }
 
@@ -298,7 +356,7 @@ mod tests {
         let mut page = placed(bob, 11);
         page.extend(placed(ann, 13));
         lists.passed(&page);
-        lists.loaded(ann, Vec::new(), 10);
+        lists.loaded(ann, OrderPage::default(), 10);
         let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list is loaded") };
         assert_eq!(found.total, 1);
         assert_eq!((found.orders[0].user_id, found.orders[0].status), (ann, OrderStatus::NumberAssigned));
@@ -325,7 +383,7 @@ mod tests {
         assert!(matches!(lists.page(last, None, 0, 10), Found::Busy));
         let no_time = std::time::Duration::ZERO;
         assert!(tokio::time::timeout(no_time, ended.as_mut()).await.is_err(), "no load has ended yet");
-        lists.loaded(users[0], Vec::new(), 10);
+        lists.loaded(users[0], OrderPage::default(), 10);
         assert!(tokio::time::timeout(no_time, ended.as_mut()).await.is_ok(), "the waiting read is woken");
         lists.abandon(users[1]);
         assert!(matches!(lists.page(last, None, 0, 10), Found::Load { .. }));
@@ -333,20 +391,47 @@ mod tests {
         assert!(matches!(lists.page(UserId::new(), None, 0, 10), Found::Busy));
     }
 
-    /// Lists that grow past the bound while followed are dropped, and loaded again when read.
+    /// Past the bound, the lists read longest ago are dropped (and loaded again when read);
+    /// the list just read stays.
     #[test]
-    fn lists_past_the_bound_are_dropped_and_loaded_again() {
-        let ann = UserId::new();
-        let lists = OrderLists::bounded(3);
+    fn lists_past_the_bound_go_longest_unread_first() {
+        let (ann, bob) = (UserId::new(), UserId::new());
+        let lists = OrderLists::bounded(4);
+        lists.start(10);
+        for user in [ann, bob] {
+            assert!(matches!(lists.page(user, None, 0, 10), Found::Load { .. }));
+            lists.loaded(user, OrderPage::default(), 10);
+        }
+        lists.passed(&placed(ann, 11));
+        lists.passed(&placed(bob, 13));
+        lists.passed(&placed(ann, 15));
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::Page(_)), "ann's read last");
+        lists.passed(&placed(bob, 17));
+        lists.passed(&placed(bob, 19)); // five orders kept: bob's list goes, read longest ago
+        let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list stays") };
+        assert_eq!(found.total, 2);
+        assert!(matches!(lists.page(bob, None, 0, 10), Found::Load { from: 20 }), "bob's is read again");
+    }
+
+    /// A list longer than `LIST_MAX` is not kept: when loaded, or when it grows past it.
+    #[test]
+    fn long_lists_are_paged_from_the_view() {
+        let (ann, bob) = (UserId::new(), UserId::new());
+        let lists = OrderLists::default();
         lists.start(10);
         assert!(matches!(lists.page(ann, None, 0, 10), Found::Load { .. }));
-        lists.loaded(ann, Vec::new(), 10);
-        for position in [11, 13, 15] {
-            lists.passed(&placed(ann, position));
+        lists.loaded(ann, OrderPage { orders: Vec::new(), total: LIST_MAX as i64 + 1 }, 10);
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::View));
+
+        assert!(matches!(lists.page(bob, None, 0, 10), Found::Load { .. }));
+        lists.loaded(bob, OrderPage::default(), 10);
+        for n in 0..LIST_MAX as i64 {
+            lists.passed(&placed(bob, 11 + 2 * n));
         }
-        let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("three orders fit") };
-        assert_eq!(found.total, 3);
-        lists.passed(&placed(ann, 17));
-        assert!(matches!(lists.page(ann, None, 0, 10), Found::Load { from: 18 }), "a fourth does not");
+        let Found::Page(found) = lists.page(bob, None, 0, 10) else { panic!("LIST_MAX orders are kept") };
+        assert_eq!(found.total, LIST_MAX as i64);
+        lists.passed(&placed(bob, 11 + 2 * LIST_MAX as i64));
+        assert!(matches!(lists.page(bob, None, 0, 10), Found::View), "one more is not");
+        assert_eq!(lists.inner.lock().unwrap().owners.len(), 0, "nothing of it is kept");
     }
 }

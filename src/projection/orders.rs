@@ -66,7 +66,7 @@ pub struct AdminFilter {
 }
 
 /// A page of orders and how many match in all.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct OrderPage {
     pub orders: Vec<OrderView>,
     pub total: i64,
