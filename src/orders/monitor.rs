@@ -23,9 +23,6 @@ use crate::store::{Engine, EventStore, Metadata};
 /// The advisory lock key of the order monitor ("smsmonit" in ASCII).
 pub const ADVISORY_LOCK_KEY: i64 = 0x736d_736d_6f6e_6974;
 
-/// Orders one scan looks at, soonest deadline first.
-const SCAN_MAX: i64 = 10_000;
-
 /// Open orders read and worked on at a time: a scan's memory stays that of one page, however
 /// many orders are open (a backlog of 10,000 read at once was the server's peak memory).
 const SCAN_PAGE: i64 = 500;
@@ -79,9 +76,10 @@ pub async fn scan_paged(
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut after = None;
     let at = now();
-    while (report.watched as i64) < SCAN_MAX {
-        let limit = page.clamp(1, SCAN_MAX - report.watched as i64);
-        let open = orders_view::watched_orders(store.engine(), at, after, limit).await.map_err(db)?;
+    // Every watched order, soonest deadline first: a backlog makes a scan longer, it never
+    // leaves the orders with later deadlines unpolled.
+    loop {
+        let open = orders_view::watched_orders(store.engine(), at, after, page.max(1)).await.map_err(db)?;
         let Some(last) = open.last() else { break };
         after = Some((last.expires_at, last.order_id));
         report.watched += open.len();
