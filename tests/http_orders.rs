@@ -568,6 +568,13 @@ async fn a_long_orders_list_is_paged_from_the_view(database: TestDatabase) {
     assert_eq!(last["orders"][0]["id"], ids[0].as_str(), "the oldest on the last page");
     let only = list("status=cancelled").await;
     assert_eq!((only["total"].as_i64(), only["orders"][0]["id"].as_str()), (Some(1), Some(cancelled.as_str())));
+    // Totals follow what happens to the orders once the list is long.
+    let path = format!("/orders/{}/cancel", ids[5]);
+    app.post(&path, As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    let both = list("status=cancelled").await;
+    let shown: Vec<&str> = both["orders"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!((both["total"].as_i64(), shown), (Some(2), vec![ids[5].as_str(), cancelled.as_str()]));
+    assert_eq!(list("status=number_assigned&per_page=1").await["total"], LIST_MAX - 1);
     // Read-your-writes: an order just placed is listed by the next read.
     let placed = text(&place(&app, &token).await["id"]);
     let newest = list("per_page=1").await;

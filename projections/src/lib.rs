@@ -17,7 +17,7 @@ mod users;
 pub use analytics::{AnalyticsFold, AnalyticsKey, day_of};
 pub use deposits::{DepositView, status_text as deposit_status_text};
 pub use folds::*;
-pub use orders::{OrderView, SmsView};
+pub use orders::{OrderView, SmsView, status_after};
 pub use users::UserRow;
 
 /// The projections the service keeps.

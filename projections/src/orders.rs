@@ -72,6 +72,7 @@ impl OrderView {
     }
 
     pub fn apply(&mut self, event: &OrderEvent) {
+        self.status = status_after(self.status, event);
         match event {
             OrderEvent::Placed { .. } => {}
             OrderEvent::NumberAssigned { provider_id, provider_order_id, phone, cost, .. } => {
@@ -79,27 +80,22 @@ impl OrderView {
                 self.provider_order_id = Some(provider_order_id.clone());
                 self.phone = Some(phone.clone());
                 self.cost = Some(*cost);
-                self.status = OrderStatus::NumberAssigned;
             }
             OrderEvent::SmsReceived { sms_id, code, text, at } => {
                 self.sms.push(SmsView { sms_id: sms_id.clone(), code: code.clone(), text: text.clone(), at: *at });
                 self.awaiting_another_sms = false;
-                self.status = OrderStatus::SmsReceived;
             }
             OrderEvent::AnotherSmsRequested { .. } => self.awaiting_another_sms = true,
             OrderEvent::Extended { expires_at, .. } => self.expires_at = *expires_at,
-            OrderEvent::Finished { at } => self.close(OrderStatus::Finished, *at),
-            OrderEvent::Cancelled { at } => self.close(OrderStatus::Cancelled, *at),
-            OrderEvent::Expired { at } => self.close(OrderStatus::Expired, *at),
+            OrderEvent::Finished { at } | OrderEvent::Cancelled { at } | OrderEvent::Expired { at } => self.close(*at),
             OrderEvent::ProviderFailed { reason, at } => {
                 self.failure = Some(reason.clone());
-                self.close(OrderStatus::ProviderFailed, *at);
+                self.close(*at);
             }
         }
     }
 
-    fn close(&mut self, status: OrderStatus, at: Timestamp) {
-        self.status = status;
+    fn close(&mut self, at: Timestamp) {
         self.closed_at = Some(at);
         self.awaiting_another_sms = false;
     }
@@ -119,6 +115,21 @@ impl OrderView {
     /// The newest code, if any SMS arrived.
     pub fn code(&self) -> Option<&str> {
         self.sms.last().map(|sms| sms.code.as_str())
+    }
+}
+
+/// An order's status after `event`, from its status before: the one rule the order view and
+/// the per-user order counts follow.
+pub fn status_after(status: OrderStatus, event: &OrderEvent) -> OrderStatus {
+    match event {
+        OrderEvent::Placed { .. } => OrderStatus::Placed,
+        OrderEvent::NumberAssigned { .. } => OrderStatus::NumberAssigned,
+        OrderEvent::SmsReceived { .. } => OrderStatus::SmsReceived,
+        OrderEvent::AnotherSmsRequested { .. } | OrderEvent::Extended { .. } => status,
+        OrderEvent::Finished { .. } => OrderStatus::Finished,
+        OrderEvent::Cancelled { .. } => OrderStatus::Cancelled,
+        OrderEvent::Expired { .. } => OrderStatus::Expired,
+        OrderEvent::ProviderFailed { .. } => OrderStatus::ProviderFailed,
     }
 }
 

@@ -20,7 +20,7 @@ use projections::OrderView;
 
 use crate::catalog::CatalogCache;
 use crate::identity::now;
-use crate::projection::order_lists::{Found, LIST_MAX, OrderLists};
+use crate::projection::order_lists::{Found, LIST_MAX, Loaded, OrderLists};
 use crate::projection::orders::{self as orders_view, OrderPage};
 use crate::providers::routing::{RoutingError, candidates, rent_first};
 use crate::providers::{Provider, ProviderError, SmsStatus};
@@ -138,10 +138,13 @@ impl Orders {
             lists
         });
         let engine = self.store.engine();
-        // The page from the orders view, once it has the user's writes.
-        let from_view = || async move {
-            let read = || orders_view::list_for_user(engine, user, status, offset, limit);
-            Ok(read::view_at(&self.store, orders_view::NAME, target, read).await?.1)
+        // The page from the orders view, once it has the user's writes; counted there unless
+        // the total is known.
+        let from_view = |known: Option<i64>| async move {
+            let read = || orders_view::list_for_user(engine, user, status, offset, limit, known.is_none());
+            let (_, mut page) = read::view_at(&self.store, orders_view::NAME, target, read).await?;
+            page.total = known.unwrap_or(page.total);
+            Ok(page)
         };
         // Busy (another read is loading this list, or enough others are): wait for a load to
         // end and ask again, so a list is loaded by the read that needs it (one slow read
@@ -151,7 +154,8 @@ impl Orders {
         let from = loop {
             match lists.page(user, status, offset, limit) {
                 Found::Page(page) => return Ok(page),
-                Found::View => return from_view().await,
+                Found::Rows { total } => return from_view(Some(total)).await,
+                Found::View => return from_view(None).await,
                 Found::Load { from } => break from,
                 Found::Busy => match ended.take() {
                     None => {
@@ -161,25 +165,36 @@ impl Orders {
                     }
                     Some(waiting) => {
                         if tokio::time::timeout_at(deadline, waiting).await.is_err() {
-                            return from_view().await;
+                            return from_view(None).await;
                         }
                     }
                 },
             }
         };
-        // The newest orders, one more than a kept list may have: more says the list is long.
-        let read = || orders_view::list_for_user(engine, user, None, 0, LIST_MAX as i64 + 1);
-        match read::view_at(&self.store, orders_view::NAME, from.max(target), read).await {
-            Ok((checkpoint, newest)) => lists.loaded(user, newest, checkpoint),
-            Err(error) => {
-                lists.abandon(user);
-                return Err(error);
-            }
+        if let Err(error) = self.load_list(lists, user, from.max(target)).await {
+            lists.abandon(user);
+            return Err(error);
         }
         match lists.page(user, status, offset, limit) {
             Found::Page(page) => Ok(page),
-            _ => from_view().await,
+            Found::Rows { total } => from_view(Some(total)).await,
+            _ => from_view(None).await,
         }
+    }
+
+    /// Loads a user's list from the orders view at `at` or later: the newest orders, one more
+    /// than a list kept whole may have (more says it is long), then, if it is long, the status
+    /// of each order.
+    async fn load_list(&self, lists: &OrderLists, user: UserId, at: i64) -> Result<(), ReadError> {
+        let engine = self.store.engine();
+        let read = || orders_view::list_for_user(engine, user, None, 0, LIST_MAX as i64 + 1, true);
+        let (checkpoint, newest) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
+        if lists.loaded(user, newest, checkpoint) == Loaded::StatusesWanted {
+            let read = || orders_view::statuses_for_user(engine, user);
+            let (checkpoint, statuses) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
+            lists.loaded_statuses(user, statuses, checkpoint);
+        }
+        Ok(())
     }
 
     /// The order placed at log position `serial` (its numeric id), if that is an order.

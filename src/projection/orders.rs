@@ -35,6 +35,14 @@ pub fn status_text(status: OrderStatus) -> &'static str {
     }
 }
 
+/// The status `status_text` stored as `text`.
+pub fn status_from_text(text: &str) -> Option<OrderStatus> {
+    use OrderStatus::*;
+    [Placed, NumberAssigned, SmsReceived, Finished, Cancelled, Expired, ProviderFailed]
+        .into_iter()
+        .find(|status| status_text(*status) == text)
+}
+
 /// Orders written by one upsert (11 values each, within both engines' limits).
 const ROWS_PER_STATEMENT: usize = 100;
 
@@ -146,12 +154,15 @@ macro_rules! engine_orders {
                 status: Option<OrderStatus>,
                 offset: i64,
                 limit: i64,
+                counted: bool,
             ) -> Result<(i64, OrderPage), sqlx::Error> {
                 let filter = if status.is_some() { "AND status = $2" } else { "AND $2 IS NULL" };
+                // Counting visits every one of the user's rows: skipped when the caller knows.
+                let total = if counted { format!("(SELECT count(*) FROM orders WHERE user_id = $1 {filter})") } else { "CAST(0 AS BIGINT)".into() };
                 let text = format!(
                     "SELECT c.checkpoint, c.total, o.view FROM \
                      (SELECT COALESCE((SELECT position FROM projection_checkpoints WHERE name = $5), 0) AS checkpoint, \
-                             (SELECT count(*) FROM orders WHERE user_id = $1 {filter}) AS total) AS c \
+                             {total} AS total) AS c \
                      LEFT JOIN (SELECT view, placed_at, order_id FROM orders WHERE user_id = $1 {filter} \
                                 ORDER BY placed_at DESC, order_id DESC LIMIT $3 OFFSET $4) AS o ON 1 = 1 \
                      ORDER BY o.placed_at DESC, o.order_id DESC"
@@ -173,6 +184,30 @@ macro_rules! engine_orders {
                     }
                 }
                 Ok((checkpoint, OrderPage { orders, total }))
+            }
+
+            /// Every order of a user with its status, and the view's checkpoint, in one
+            /// statement.
+            pub async fn statuses_for_user(
+                connection: &mut $connection,
+                user: UserId,
+            ) -> Result<(i64, Vec<(OrderId, OrderStatus)>), sqlx::Error> {
+                let text = "SELECT c.checkpoint, o.order_id, o.status FROM \
+                     (SELECT COALESCE((SELECT position FROM projection_checkpoints WHERE name = $2), 0) AS checkpoint) AS c \
+                     LEFT JOIN (SELECT order_id, status FROM orders WHERE user_id = $1) AS o ON 1 = 1";
+                let rows = sqlx::query(sink::sql(text.to_owned())).bind(user.0).bind(NAME).fetch_all(&mut *connection).await?;
+                let Some(first) = rows.first() else { return Err(sqlx::Error::RowNotFound) };
+                let checkpoint: i64 = first.try_get(0)?;
+                let mut statuses = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    if let Some(id) = row.try_get::<Option<Uuid>, _>(1)? {
+                        let text: String = row.try_get(2)?;
+                        let status = status_from_text(&text)
+                            .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {text:?}").into()))?;
+                        statuses.push((OrderId(id), status));
+                    }
+                }
+                Ok((checkpoint, statuses))
             }
 
             /// Every user's orders, newest first, narrowed by the filter.
@@ -287,15 +322,25 @@ macro_rules! on_engine {
     };
 }
 
-/// A user's orders, newest first, optionally of one status, with the view's checkpoint.
+/// A user's orders, newest first, optionally of one status, with the view's checkpoint; the
+/// page's total is counted only if `counted` (else it is 0).
 pub async fn list_for_user(
     engine: &Engine,
     user: UserId,
     status: Option<OrderStatus>,
     offset: i64,
     limit: i64,
+    counted: bool,
 ) -> Result<(i64, OrderPage), sqlx::Error> {
-    on_engine!(engine, for_user(user, status, offset, limit))
+    on_engine!(engine, for_user(user, status, offset, limit, counted))
+}
+
+/// Every order of a user with its status, with the view's checkpoint.
+pub async fn statuses_for_user(
+    engine: &Engine,
+    user: UserId,
+) -> Result<(i64, Vec<(OrderId, OrderStatus)>), sqlx::Error> {
+    on_engine!(engine, statuses_for_user(user))
 }
 
 /// Every user's orders, newest first, narrowed by the filter.
