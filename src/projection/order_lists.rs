@@ -28,7 +28,7 @@ const ORDERS_MAX: usize = 50_000;
 const VIEW_WEIGHT: usize = 16;
 
 /// The longest list kept whole.
-pub const LIST_MAX: usize = 500;
+pub const LIST_MAX: usize = 1_000;
 
 /// The longest list whose statuses are kept; a longer one is paged and counted by the view.
 pub const COUNTED_MAX: usize = 20_000;
