@@ -193,8 +193,10 @@ pub enum Loaded {
 }
 
 impl Lists {
-    /// Drops the lists read longest ago until what is kept is within three quarters of the
-    /// bound (loading slots and long-list marks stay).
+    /// Brings what is kept within three quarters of the bound, the lists read longest ago
+    /// first: they keep only their statuses (no database read, and no list is loaded again
+    /// to be dropped again when readers cycle through more lists than fit), then, if that is
+    /// not enough, nothing. Loading slots and long-list marks stay.
     fn trim(&mut self) {
         let bound = self.bound * VIEW_WEIGHT;
         let mut kept: usize = self.users.values().map(Slot::weight).sum();
@@ -204,8 +206,21 @@ impl Lists {
         let mut held: Vec<(u64, UserId)> =
             self.users.iter().filter_map(|(user, slot)| Some((slot.read_at()?, *user))).collect();
         held.sort_unstable();
+        let target = bound / 4 * 3;
+        for (_, user) in &held {
+            if kept <= target {
+                return;
+            }
+            if let Some(slot @ Slot::Ready(_)) = self.users.get_mut(user) {
+                let Slot::Ready(list) = &*slot else { continue };
+                let of = list.orders.iter().map(|view| (view.order_id, view.status)).collect();
+                let statuses = Statuses { of, read_at: list.read_at };
+                kept = kept - slot.weight() + statuses.of.len();
+                *slot = Slot::Counted(statuses);
+            }
+        }
         for (_, user) in held {
-            if kept <= bound / 4 * 3 {
+            if kept <= target {
                 break;
             }
             kept -= self.users.get(&user).map_or(0, Slot::weight);
@@ -524,26 +539,35 @@ mod tests {
         assert!(matches!(lists.page(UserId::new(), None, 0, 10), Found::Busy));
     }
 
-    /// Past the bound, the lists read longest ago are dropped (and loaded again when read);
-    /// the list just read stays.
+    /// Past the bound, the lists read longest ago keep only their statuses, then nothing;
+    /// the list just read stays whole.
     #[test]
-    fn lists_past_the_bound_go_longest_unread_first() {
+    fn lists_past_the_bound_shrink_longest_unread_first() {
         let (ann, bob) = (UserId::new(), UserId::new());
         let lists = OrderLists::bounded(4);
         lists.start(10);
         for user in [ann, bob] {
             assert!(matches!(lists.page(user, None, 0, 10), Found::Load { .. }));
-            lists.loaded(user, OrderPage::default(), 10);
+            assert_eq!(lists.loaded(user, OrderPage::default(), 10), Loaded::Done);
         }
         lists.passed(&placed(ann, 11));
         lists.passed(&placed(bob, 13));
         lists.passed(&placed(ann, 15));
         assert!(matches!(lists.page(ann, None, 0, 10), Found::Page(_)), "ann's read last");
         lists.passed(&placed(bob, 17));
-        lists.passed(&placed(bob, 19)); // five orders kept: bob's list goes, read longest ago
-        let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list stays") };
+        lists.passed(&placed(bob, 19)); // five orders kept whole: bob's, read longest ago, shrink
+        let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list stays whole") };
         assert_eq!(found.total, 2);
-        assert!(matches!(lists.page(bob, None, 0, 10), Found::Load { from: 20 }), "bob's is read again");
+        assert!(matches!(lists.page(bob, None, 0, 10), Found::Rows { total: 3 }), "bob's keeps statuses");
+        assert!(matches!(lists.page(bob, Some(OrderStatus::NumberAssigned), 0, 10), Found::Rows { total: 3 }));
+
+        // Statuses past the bound too: the list read longest ago goes.
+        let small = OrderLists::bounded(0);
+        small.start(10);
+        assert!(matches!(small.page(ann, None, 0, 10), Found::Load { .. }));
+        assert_eq!(small.loaded(ann, OrderPage::default(), 10), Loaded::Done);
+        small.passed(&placed(ann, 11));
+        assert!(matches!(small.page(ann, None, 0, 10), Found::Load { from: 12 }), "nothing kept");
     }
 
     /// A list longer than `LIST_MAX` keeps only its statuses (a page's total comes from them,
