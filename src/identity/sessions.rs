@@ -218,7 +218,7 @@ impl Identity {
     /// Who an access token belongs to. The user's stream is read every time, so a logout,
     /// a revoked session, a block or a role change takes effect at the next request.
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Principal, AuthError> {
-        let claims: AccessClaims = self.signer.verify(token, Purpose::Access).map_err(|error| match error {
+        let claims = self.signer.verify_access(token).map_err(|error| match error {
             TokenError::Expired => AuthError::Unauthenticated("the access token has expired; refresh it"),
             TokenError::Invalid => AuthError::Unauthenticated("the access token is not valid"),
         })?;

@@ -2,6 +2,8 @@
 //! mailed to users (verify an email, reset a password). Refresh tokens and API keys are
 //! opaque random strings that name their record, stored only as hashes.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use domain::identity::{Email, Role};
@@ -60,10 +62,18 @@ pub struct PasswordResetClaims {
     pub exp: i64,
 }
 
+/// Access tokens verified here, kept so that a client's next request with the same token is
+/// not decoded and its signature computed again (most requests of a client carry the token
+/// of the one before). Cleared when full.
+const VERIFIED_MAX: usize = 4_096;
+
 pub struct Signer {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Access tokens whose signature and purpose were checked, by the exact token text; only
+    /// expiry is checked again when one is met again.
+    verified: Mutex<HashMap<Box<str>, AccessClaims>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +93,7 @@ impl Signer {
             encoding: EncodingKey::from_secret(jwt_secret.as_bytes()),
             decoding: DecodingKey::from_secret(jwt_secret.as_bytes()),
             validation,
+            verified: Mutex::default(),
         }
     }
 
@@ -101,6 +112,25 @@ impl Signer {
         if claims.purpose() != purpose {
             return Err(TokenError::Invalid);
         }
+        Ok(claims)
+    }
+}
+
+impl Signer {
+    /// `verify` for access tokens, answering a token verified before from memory while it has
+    /// not expired: the same text with the same key verifies the same way.
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let known = self.verified.lock().expect("verified tokens lock").get(token).cloned();
+        if let Some(claims) = known {
+            let now_s = chrono::Utc::now().timestamp();
+            return if claims.exp >= now_s - LEEWAY_S as i64 { Ok(claims) } else { Err(TokenError::Expired) };
+        }
+        let claims: AccessClaims = self.verify(token, Purpose::Access)?;
+        let mut verified = self.verified.lock().expect("verified tokens lock");
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(token.into(), claims.clone());
         Ok(claims)
     }
 }
@@ -176,6 +206,40 @@ mod tests {
         assert!(other.verify::<PasswordResetClaims>(&token, Purpose::PasswordReset).is_err());
         let old = signer.sign(&PasswordResetClaims { exp: now / 1000 - 60, ..reset });
         assert!(matches!(signer.verify::<PasswordResetClaims>(&old, Purpose::PasswordReset), Err(TokenError::Expired)));
+    }
+
+    #[test]
+    fn access_tokens_verified_once_are_still_checked_for_expiry_and_text() {
+        let signer = Signer::new("a test secret of at least thirty-two bytes");
+        let now = chrono::Utc::now().timestamp_millis();
+        let claims = AccessClaims {
+            sub: UserId::new(),
+            sid: SessionId::new(),
+            role: Role::User,
+            mfa: false,
+            typ: Purpose::Access,
+            iat: now / 1000,
+            exp: expiry(now, ACCESS_TTL),
+        };
+        let token = signer.sign(&claims);
+        assert_eq!(signer.verify_access(&token).unwrap(), claims);
+        assert_eq!(signer.verify_access(&token).unwrap(), claims, "again, from memory");
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert!(matches!(signer.verify_access(&tampered), Err(TokenError::Invalid)));
+        // A remembered token past its expiry (and the leeway) is refused.
+        let old = AccessClaims { exp: now / 1000 - LEEWAY_S as i64 - 1, ..claims };
+        signer.verified.lock().unwrap().insert(token.as_str().into(), old);
+        assert!(matches!(signer.verify_access(&token), Err(TokenError::Expired)));
+        // Other purposes are never remembered as access tokens.
+        let reset = signer.sign(&PasswordResetClaims {
+            sub: UserId::new(),
+            pwv: 1,
+            typ: Purpose::PasswordReset,
+            exp: expiry(now, PASSWORD_RESET_TTL),
+        });
+        assert!(matches!(signer.verify_access(&reset), Err(TokenError::Invalid)));
+        assert!(!signer.verified.lock().unwrap().contains_key(reset.as_str()));
     }
 
     #[test]
