@@ -29,19 +29,26 @@ struct Acknowledged {
     deposits: BTreeSet<String>,
 }
 
-/// Sends until the server answers something other than "unavailable" (it is restarting);
-/// the final status and body.
-async fn until_answered(request: impl Fn() -> reqwest::RequestBuilder) -> (StatusCode, Value) {
+/// Sends until the server answers something other than "unavailable" (it is restarting) or,
+/// if `conflicts` are retried, "changed concurrently; retry" (409); backing off from 50 ms to
+/// 800 ms between tries, as a client should (each try counts against the user's quotas). The
+/// final status and body.
+async fn until_answered(conflicts: bool, request: impl Fn() -> reqwest::RequestBuilder) -> (StatusCode, Value) {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pause = Duration::from_millis(50);
     loop {
         if let Ok(response) = request().send().await {
             let status = response.status();
-            if !(status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT) {
+            let retry = status.is_server_error()
+                || status == StatusCode::REQUEST_TIMEOUT
+                || (conflicts && status == StatusCode::CONFLICT);
+            if !retry {
                 return (status, response.json().await.unwrap_or(Value::Null));
             }
         }
         assert!(Instant::now() < deadline, "no answer for a minute");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(800));
     }
 }
 
@@ -57,10 +64,10 @@ async fn client_loop(
     while !stop.load(Ordering::Relaxed) {
         k += 1;
         // Every tenth request a deposit, within the recharge quota (10 an hour, one of them
-        // the funding deposit).
-        if k.is_multiple_of(10) && acknowledged.deposits.len() < 8 {
+        // the funding deposit; the recharge quota is 10 an hour, tries included).
+        if k.is_multiple_of(10) && acknowledged.deposits.len() < 3 {
             let key = format!("deposit-{user}-{k}");
-            let (status, body) = until_answered(|| {
+            let (status, body) = until_answered(true, || {
                 http.post(format!("{api}/payments/deposit"))
                     .bearer_auth(&token)
                     .header("idempotency-key", &key)
@@ -72,7 +79,7 @@ async fn client_loop(
             continue;
         }
         let key = format!("order-{user}-{k}");
-        let (status, body) = until_answered(|| {
+        let (status, body) = until_answered(true, || {
             http.post(format!("{api}/orders"))
                 .bearer_auth(&token)
                 .header("idempotency-key", &key)
@@ -82,9 +89,10 @@ async fn client_loop(
         assert!(matches!(status.as_u16(), 200 | 201), "order: {status} {body}");
         let id = body["data"]["order"]["id"].as_str().unwrap().to_owned();
         if k.is_multiple_of(3) {
-            let (status, body) =
-                until_answered(|| http.post(format!("{api}/orders/{id}/cancel")).bearer_auth(&token).json(&json!({})))
-                    .await;
+            let (status, body) = until_answered(false, || {
+                http.post(format!("{api}/orders/{id}/cancel")).bearer_auth(&token).json(&json!({}))
+            })
+            .await;
             // Cancelled now, or already closed (an SMS came first, or a retry after a cancel
             // that was recorded but not answered).
             assert!(matches!(status.as_u16(), 200 | 409 | 422), "cancel: {status} {body}");
