@@ -59,6 +59,8 @@ struct Lists {
     passed: i64,
     /// Counts page reads: when each kept list was read last.
     reads: u64,
+    /// The weight of every kept list together (`Slot::weight`), kept as lists change.
+    kept: usize,
     users: HashMap<UserId, Slot>,
     /// The owner of every order in a kept list (whole or statuses).
     owners: HashMap<OrderId, UserId>,
@@ -96,6 +98,58 @@ impl Slot {
             Slot::Ready(list) => Some(list.read_at),
             Slot::Counted(statuses) => Some(statuses.read_at),
             Slot::Long | Slot::Loading { .. } => None,
+        }
+    }
+
+    /// Whether a kept list has the order.
+    fn has(&self, order_id: &OrderId) -> bool {
+        match self {
+            Slot::Ready(list) => list.index.contains_key(order_id),
+            Slot::Counted(statuses) => statuses.of.contains_key(order_id),
+            Slot::Long | Slot::Loading { .. } => false,
+        }
+    }
+
+    /// Applies an order event to a kept list: `Some(true)` when it placed an order new to
+    /// it; `None` when the slot keeps no list.
+    fn apply(&mut self, position: i64, order_id: OrderId, event: &OrderEvent) -> Option<bool> {
+        match self {
+            Slot::Ready(list) => Some(list.apply(position, order_id, event)),
+            Slot::Counted(statuses) => Some(statuses.apply(order_id, event)),
+            Slot::Long | Slot::Loading { .. } => None,
+        }
+    }
+
+    /// Longer than its kind keeps: to be loaded again (as the longer kind).
+    fn overgrown(&self) -> bool {
+        match self {
+            Slot::Ready(list) => list.orders.len() > LIST_MAX,
+            Slot::Counted(statuses) => statuses.of.len() > COUNTED_MAX,
+            Slot::Long | Slot::Loading { .. } => false,
+        }
+    }
+
+    /// The orders a kept list has.
+    fn order_ids(&self) -> Vec<OrderId> {
+        match self {
+            Slot::Ready(list) => list.orders.iter().map(|view| view.order_id).collect(),
+            Slot::Counted(statuses) => statuses.of.keys().copied().collect(),
+            Slot::Long | Slot::Loading { .. } => Vec::new(),
+        }
+    }
+
+    /// Applies the events passed during a load, after the view's `checkpoint`, that are
+    /// `user`'s: every order event waits in every loading slot, and an order is the user's
+    /// if its placing names them or the list has it already.
+    fn catch_up(&mut self, user: UserId, passed: &Waiting, checkpoint: i64) {
+        for (position, order_id, event) in passed.iter().filter(|(position, ..)| *position > checkpoint) {
+            let theirs = match event {
+                OrderEvent::Placed { user_id, .. } => *user_id == user,
+                _ => self.has(order_id),
+            };
+            if theirs {
+                self.apply(*position, *order_id, event);
+            }
         }
     }
 }
@@ -193,14 +247,28 @@ pub enum Loaded {
 }
 
 impl Lists {
+    /// Keeps a loaded list (whole or its statuses), unless it grew past what its kind keeps
+    /// while loading (the next read loads it again).
+    fn keep(&mut self, user: UserId, slot: Slot) {
+        if slot.overgrown() {
+            return;
+        }
+        for order_id in slot.order_ids() {
+            self.owners.insert(order_id, user);
+        }
+        self.kept += slot.weight();
+        self.users.insert(user, slot);
+        self.trim();
+    }
+
     /// Brings what is kept within three quarters of the bound, the lists read longest ago
     /// first: they keep only their statuses (no database read, and no list is loaded again
     /// to be dropped again when readers cycle through more lists than fit), then, if that is
     /// not enough, nothing. Loading slots and long-list marks stay.
     fn trim(&mut self) {
+        debug_assert_eq!(self.kept, self.users.values().map(Slot::weight).sum::<usize>());
         let bound = self.bound * VIEW_WEIGHT;
-        let mut kept: usize = self.users.values().map(Slot::weight).sum();
-        if kept <= bound {
+        if self.kept <= bound {
             return;
         }
         let mut held: Vec<(u64, UserId)> =
@@ -208,44 +276,35 @@ impl Lists {
         held.sort_unstable();
         let target = bound / 4 * 3;
         for (_, user) in &held {
-            if kept <= target {
+            if self.kept <= target {
                 return;
             }
             if let Some(slot @ Slot::Ready(_)) = self.users.get_mut(user) {
                 let Slot::Ready(list) = &*slot else { continue };
                 let of = list.orders.iter().map(|view| (view.order_id, view.status)).collect();
-                let statuses = Statuses { of, read_at: list.read_at };
-                kept = kept - slot.weight() + statuses.of.len();
-                *slot = Slot::Counted(statuses);
+                let statuses = Slot::Counted(Statuses { of, read_at: list.read_at });
+                self.kept = self.kept - slot.weight() + statuses.weight();
+                *slot = statuses;
             }
         }
         for (_, user) in held {
-            if kept <= target {
+            if self.kept <= target {
                 break;
             }
-            kept -= self.users.get(&user).map_or(0, Slot::weight);
             self.forget(user);
         }
     }
 
-    /// Drops what is kept of a user's list.
+    /// Drops a kept list (whole or its statuses).
     fn forget(&mut self, user: UserId) {
-        match self.users.remove(&user) {
-            Some(Slot::Ready(list)) => {
-                for view in &list.orders {
-                    self.owners.remove(&view.order_id);
-                }
-            }
-            Some(Slot::Counted(statuses)) => {
-                for order_id in statuses.of.keys() {
-                    self.owners.remove(order_id);
-                }
-            }
-            Some(other) => {
-                self.users.insert(user, other);
-            }
-            None => {}
+        if self.users.get(&user).is_none_or(|slot| slot.read_at().is_none()) {
+            return;
         }
+        let Some(slot) = self.users.remove(&user) else { return };
+        for order_id in slot.order_ids() {
+            self.owners.remove(&order_id);
+        }
+        self.kept -= slot.weight();
     }
 
     /// Takes the loading slot of `user` off, if it is loading.
@@ -261,7 +320,8 @@ impl Lists {
 
 impl OrderLists {
     fn bounded(bound: usize) -> OrderLists {
-        let lists = Lists { bound, loading: 0, passed: 0, reads: 0, users: HashMap::new(), owners: HashMap::new() };
+        let lists =
+            Lists { bound, loading: 0, passed: 0, reads: 0, kept: 0, users: HashMap::new(), owners: HashMap::new() };
         OrderLists { inner: Mutex::new(lists), ended: tokio::sync::Notify::new() }
     }
 
@@ -319,26 +379,9 @@ impl OrderLists {
             lists.users.insert(user, Slot::Long);
             return Loaded::Done;
         }
-        let mut list = UserList::of(found.orders, lists.reads);
-        // Every order event passed during the load waits in every loading slot: only this
-        // user's orders are taken (their placing names them; later events find them listed).
-        for (position, order_id, event) in passed.iter().filter(|(position, ..)| *position > checkpoint) {
-            let theirs = match event {
-                OrderEvent::Placed { user_id, .. } => *user_id == user,
-                _ => list.index.contains_key(order_id),
-            };
-            if theirs {
-                list.apply(*position, *order_id, event);
-            }
-        }
-        for view in &list.orders {
-            lists.owners.insert(view.order_id, user);
-        }
-        lists.users.insert(user, Slot::Ready(list));
-        if lists.users.get(&user).is_some_and(|slot| slot.weight() > LIST_MAX * VIEW_WEIGHT) {
-            lists.forget(user); // it grew past LIST_MAX during the load: read it again
-        }
-        lists.trim();
+        let mut list = Slot::Ready(UserList::of(found.orders, lists.reads));
+        list.catch_up(user, &passed, checkpoint);
+        lists.keep(user, list);
         Loaded::Done
     }
 
@@ -351,25 +394,9 @@ impl OrderLists {
         if checkpoint < from {
             return;
         }
-        if found.len() > COUNTED_MAX {
-            lists.users.insert(user, Slot::Long);
-            return;
-        }
-        let mut statuses = Statuses { of: found.into_iter().collect(), read_at: lists.reads };
-        for (_, order_id, event) in passed.iter().filter(|(position, ..)| *position > checkpoint) {
-            let theirs = match event {
-                OrderEvent::Placed { user_id, .. } => *user_id == user,
-                _ => statuses.of.contains_key(order_id),
-            };
-            if theirs {
-                statuses.apply(*order_id, event);
-            }
-        }
-        for order_id in statuses.of.keys() {
-            lists.owners.insert(*order_id, user);
-        }
-        lists.users.insert(user, Slot::Counted(statuses));
-        lists.trim();
+        let mut statuses = Slot::Counted(Statuses { of: found.into_iter().collect(), read_at: lists.reads });
+        statuses.catch_up(user, &passed, checkpoint);
+        lists.keep(user, statuses);
     }
 
     /// A load that failed gives its slot up.
@@ -389,9 +416,9 @@ impl Follower for OrderLists {
 
     fn passed(&self, page: &[Arc<Passed>]) {
         let mut lists = self.inner.lock().expect("order lists lock");
-        let Lists { passed, users, owners, .. } = &mut *lists;
-        // Lists that grew past what their kind keeps.
-        let mut grown = Vec::new();
+        let Lists { passed, users, owners, kept, .. } = &mut *lists;
+        // Lists that grew past what their kind keeps, or met an event that does not decode.
+        let mut dropped = Vec::new();
         for Passed { recorded, decoded } in page.iter().map(|event| &**event) {
             *passed = (*passed).max(recorded.position);
             if users.is_empty() || !recorded.stream_id.starts_with("order-") {
@@ -404,9 +431,7 @@ impl Follower for OrderLists {
             // An event that does not decode is the projectors' and `verify`'s to report; the
             // list of its owner is dropped and read again from the view.
             let Ok(DomainEvent::Order(event)) = decoded else {
-                if let Some(user) = owners.get(&order_id).copied() {
-                    grown.push(user);
-                }
+                dropped.extend(owners.get(&order_id).copied());
                 continue;
             };
             for slot in users.values_mut() {
@@ -418,23 +443,18 @@ impl Follower for OrderLists {
                 OrderEvent::Placed { user_id, .. } => Some(*user_id),
                 _ => owners.get(&order_id).copied(),
             };
-            let Some(user) = owner else { continue };
-            let (placed, length, most) = match users.get_mut(&user) {
-                Some(Slot::Ready(list)) => {
-                    (list.apply(recorded.position, order_id, event), list.orders.len(), LIST_MAX)
-                }
-                Some(Slot::Counted(statuses)) => (statuses.apply(order_id, event), statuses.of.len(), COUNTED_MAX),
-                _ => continue,
-            };
-            if placed {
+            let Some((user, slot)) = owner.and_then(|user| Some((user, users.get_mut(&user)?))) else { continue };
+            let before = slot.weight();
+            if slot.apply(recorded.position, order_id, event) == Some(true) {
                 owners.insert(order_id, user);
             }
-            if length > most {
-                grown.push(user);
+            *kept = *kept + slot.weight() - before;
+            if slot.overgrown() {
+                dropped.push(user);
             }
         }
-        // Dropped, and loaded again (as the longer kind) when next read.
-        for user in grown {
+        // Loaded again (as the longer kind) when next read.
+        for user in dropped {
             lists.forget(user);
         }
         lists.trim();
