@@ -166,7 +166,7 @@ impl From<OrderFailure> for ApiError {
 }
 
 pub(super) fn parse_status(text: &str) -> Result<OrderStatus, ApiError> {
-    serde_json::from_value(json!(text)).map_err(|_| {
+    orders_view::status_from_text(text).ok_or_else(|| {
         ApiError::bad_request(format!(
             "unknown status {text:?}: use placed, number_assigned, sms_received, finished, cancelled, expired or provider_failed"
         ))
