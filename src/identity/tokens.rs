@@ -114,9 +114,7 @@ impl Signer {
         }
         Ok(claims)
     }
-}
 
-impl Signer {
     /// `verify` for access tokens, answering a token verified before from memory while it has
     /// not expired: the same text with the same key verifies the same way.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
