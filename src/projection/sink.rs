@@ -184,13 +184,17 @@ macro_rules! engine_sink {
                         fold.rows = balance_rows(connection, &select, "", entries).await?;
                     }
                     Fold::Statement(fold) => {
-                        // The newest line per key carries the running balance.
-                        let select = format!(
-                            "SELECT user_id, currency, available_after, held_after, position FROM {table} \
-                             WHERE (user_id, currency, position) IN (SELECT user_id, currency, max(position) FROM {table} \
-                             WHERE (user_id, currency) IN"
+                        // The newest line per key carries the running balance. Each key's
+                        // newest position is one step down the primary key (both engines read
+                        // a correlated max that way), so the cost does not grow with the
+                        // user's history; a max over a GROUP BY read every line (decision 0028).
+                        let tail = format!(
+                            " SELECT s.user_id, s.currency, s.available_after, s.held_after, s.position FROM k \
+                             JOIN {table} s ON s.user_id = k.user_id AND s.currency = k.currency \
+                             AND s.position = (SELECT max(m.position) FROM {table} m \
+                             WHERE m.user_id = k.user_id AND m.currency = k.currency)"
                         );
-                        fold.running = balance_rows(connection, &select, " GROUP BY user_id, currency)", entries).await?;
+                        fold.running = balance_rows(connection, "WITH k (user_id, currency) AS", &tail, entries).await?;
                     }
                     Fold::TrialBalance(fold) => {
                         let keys: BTreeSet<AccountKey> = entries.iter().flat_map(|e| e.account_changes().into_keys()).collect();
