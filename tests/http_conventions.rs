@@ -127,6 +127,7 @@ async fn router_and_timeout_errors_are_in_the_project_format() {
     let base = spawn(limits()).await;
     let missing = reqwest::get(format!("{base}/nope")).await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["x-frame-options"], "DENY", "errors carry the security headers too");
     assert_eq!(json_of(missing).await["error"], "no such route");
     let wrong_method = reqwest::get(format!("{base}/echo")).await.unwrap();
     assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -134,6 +135,8 @@ async fn router_and_timeout_errors_are_in_the_project_format() {
     assert_eq!(json_of(wrong_method).await["error"], "method not allowed");
     let slow = reqwest::get(format!("{base}/slow")).await.unwrap();
     assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(slow.headers()["x-content-type-options"], "nosniff");
+    assert!(slow.headers().contains_key("x-request-id"));
     assert_eq!(json_of(slow).await["success"], false);
 }
 
