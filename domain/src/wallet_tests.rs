@@ -289,6 +289,43 @@ fn try_apply_reports_a_corrupt_event_instead_of_panicking() {
     assert_eq!(f.wallet.clone().try_apply(&forged), Err(BrokenInvariant::NegativeAvailable(Decimal::NEGATIVE_ONE)));
 }
 
+/// A hold event whose postings move a different amount than the hold it names breaks
+/// `held` = the open holds' sum, whichever of the two is wrong.
+#[test]
+fn try_apply_reports_held_drifting_from_the_open_holds() {
+    let f = fixture();
+    let funded = f.wallet.clone().apply(&f.deposited("10"));
+    let order_id = OrderId::new();
+    let forged = WalletEvent::HoldPlaced {
+        order_id,
+        amount: pos("2"),
+        postings: Postings::new().transfer(f.available(), f.held_account(), usd("3")),
+    };
+    let drift = BrokenInvariant::HeldDrift { held: Decimal::from(3), holds: Decimal::from(2) };
+    assert_eq!(funded.clone().try_apply(&forged), Err(drift));
+    let placed = funded.apply(&WalletEvent::HoldPlaced {
+        order_id,
+        amount: pos("2"),
+        postings: Postings::new().transfer(f.available(), f.held_account(), usd("2")),
+    });
+    // A release of less than the hold leaves held at 1 with no hold open.
+    let short_release = WalletEvent::HoldReleased {
+        order_id,
+        reason: ReleaseReason::Cancelled,
+        postings: Postings::new().transfer(f.held_account(), f.available(), usd("1")),
+    };
+    let drift = BrokenInvariant::HeldDrift { held: Decimal::ONE, holds: Decimal::ZERO };
+    assert_eq!(placed.clone().try_apply(&short_release), Err(drift));
+    // A second hold for the same order replaces the first: held must move by the difference.
+    let doubled = WalletEvent::HoldPlaced {
+        order_id,
+        amount: pos("2"),
+        postings: Postings::new().transfer(f.available(), f.held_account(), usd("2")),
+    };
+    let drift = BrokenInvariant::HeldDrift { held: Decimal::from(4), holds: Decimal::from(2) };
+    assert_eq!(placed.try_apply(&doubled), Err(drift));
+}
+
 fn reverse(deposit_id: DepositId, reversal_id: &str, amount: &str) -> WalletCommand {
     WalletCommand::ReverseDeposit {
         deposit_id,
