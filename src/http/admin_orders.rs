@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use domain::catalog::{CountryCode, ServiceCode};
 use domain::{OrderId, UserId};
 use projections::OrderView;
@@ -43,9 +44,9 @@ pub struct AdminOrdersQuery {
 
 /// An order as admins see it: what its user sees, plus who and what it cost us.
 #[derive(Serialize, ToSchema)]
-pub struct AdminOrder {
+pub struct AdminOrder<'a> {
     #[serde(flatten)]
-    pub order: OrderBody,
+    pub order: OrderBody<'a>,
     #[schema(format = Uuid)]
     pub user_id: String,
     pub provider: Option<String>,
@@ -53,8 +54,8 @@ pub struct AdminOrder {
     pub cost: Option<String>,
 }
 
-impl From<&OrderView> for AdminOrder {
-    fn from(view: &OrderView) -> Self {
+impl<'a> From<&'a OrderView> for AdminOrder<'a> {
+    fn from(view: &'a OrderView) -> Self {
         AdminOrder {
             order: view.into(),
             user_id: view.user_id.to_string(),
@@ -65,16 +66,16 @@ impl From<&OrderView> for AdminOrder {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AdminOrdersPage {
-    pub orders: Vec<AdminOrder>,
+pub struct AdminOrdersPage<'a> {
+    pub orders: Vec<AdminOrder<'a>>,
     pub page: i64,
     pub per_page: i64,
     pub total: i64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AdminOrderData {
-    pub order: AdminOrder,
+pub struct AdminOrderData<'a> {
+    pub order: AdminOrder<'a>,
 }
 
 fn day_start(field: &str, text: &str) -> Result<domain::Timestamp, ApiError> {
@@ -121,7 +122,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Admin(_): Admin,
     ApiQuery(query): ApiQuery<AdminOrdersQuery>,
-) -> Result<ApiOk<AdminOrdersPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let filter = filter(&query)?;
     let (page, per_page) = (query.page.unwrap_or(1), query.per_page.unwrap_or(20));
     if page < 1 || !(1..=PAGE_SIZE_MAX).contains(&per_page) {
@@ -133,7 +134,7 @@ pub async fn list(
         .await
         .map_err(ApiError::internal)?;
     let orders = found.orders.iter().map(AdminOrder::from).collect();
-    Ok(ApiOk(AdminOrdersPage { orders, page, per_page, total: found.total }))
+    Ok(ApiOk(AdminOrdersPage { orders, page, per_page, total: found.total }).into_response())
 }
 
 #[utoipa::path(
@@ -156,7 +157,7 @@ pub async fn cancel(
     Admin(admin): Admin,
     caller: Caller,
     ApiPath(order_id): ApiPath<OrderId>,
-) -> Result<ApiOk<AdminOrderData>, ApiError> {
+) -> Result<Response, ApiError> {
     let view = state.orders.force_cancel(order_id, caller.metadata(Some(admin.user_id))).await?;
-    Ok(ApiOk(AdminOrderData { order: AdminOrder::from(&view) }))
+    Ok(ApiOk(AdminOrderData { order: AdminOrder::from(&view) }).into_response())
 }

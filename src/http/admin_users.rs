@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use domain::UserId;
 use domain::identity::Role;
 use projections::UserRow;
@@ -76,11 +77,11 @@ pub struct UsersPage {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AdminUserData {
+pub struct AdminUserData<'a> {
     pub user: UserView,
     pub wallets: Vec<WalletBody>,
     /// The newest orders.
-    pub orders: Vec<AdminOrder>,
+    pub orders: Vec<AdminOrder<'a>>,
     pub orders_total: i64,
     /// The newest payment lines of the statement.
     pub ledger: Vec<HistoryLine>,
@@ -156,7 +157,7 @@ pub async fn user(
     State(state): State<Arc<AppState>>,
     Admin(_): Admin,
     ApiPath(user_id): ApiPath<UserId>,
-) -> Result<ApiOk<AdminUserData>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = state.identity.user_view(user_id).await?;
     let wallets = wallet_bodies(&state, user_id).await?;
     crate::read::wait_for_view(&state.store, orders_view::NAME).await?;
@@ -170,7 +171,8 @@ pub async fn user(
         orders: found.orders.iter().map(AdminOrder::from).collect(),
         orders_total: found.total,
         ledger: lines.into_iter().map(HistoryLine::from).collect(),
-    }))
+    })
+    .into_response())
 }
 
 #[utoipa::path(
