@@ -582,6 +582,14 @@ async fn a_long_orders_list_is_paged_from_the_view(database: TestDatabase) {
         (newest["total"].as_u64(), newest["orders"][0]["id"].as_str()),
         (Some(LIST_MAX as u64 + 2), Some(placed.as_str()))
     );
+    // The newest orders are kept whole beside the statuses: the first page follows them.
+    app.post(&format!("/orders/{placed}/cancel"), As::Bearer(&token), json!({})).await.expect(StatusCode::OK);
+    let newest = list("per_page=2").await;
+    assert_eq!(
+        (newest["orders"][0]["id"].as_str(), newest["orders"][0]["status"].as_str()),
+        (Some(placed.as_str()), Some("cancelled"))
+    );
+    assert_eq!(newest["orders"][1]["id"], ids[LIST_MAX].as_str());
 }
 
 on_both_engines!(

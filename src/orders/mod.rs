@@ -189,10 +189,11 @@ impl Orders {
         let engine = self.store.engine();
         let read = || orders_view::list_for_user(engine, user, None, 0, LIST_MAX as i64 + 1, true);
         let (checkpoint, newest) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
-        if lists.loaded(user, newest, checkpoint) == Loaded::StatusesWanted {
+        if let Loaded::StatusesWanted(newest) = lists.loaded(user, newest, checkpoint) {
+            let newest_at = checkpoint;
             let read = || orders_view::statuses_for_user(engine, user);
             let (checkpoint, statuses) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
-            lists.loaded_statuses(user, statuses, checkpoint);
+            lists.loaded_statuses(user, (newest, newest_at), statuses, checkpoint);
         }
         Ok(())
     }

@@ -6,7 +6,8 @@
 //!
 //! How much is kept depends on the list's length (decision 0027): up to `LIST_MAX` orders, the
 //! whole list; up to `COUNTED_MAX`, only each order's status, so that a page's rows come from
-//! the orders view by its index and its total from memory; past that, nothing (the orders view
+//! the orders view by its index and its total from memory (its newest `NEWEST_KEPT` orders are
+//! kept whole too: the first page comes from memory); past that, nothing (the orders view
 //! pages and counts). Past `ORDERS_MAX` in all, the lists read longest ago go.
 
 use std::collections::HashMap;
@@ -32,6 +33,10 @@ pub const LIST_MAX: usize = 1_000;
 
 /// The longest list whose statuses are kept; a longer one is paged and counted by the view.
 pub const COUNTED_MAX: usize = 20_000;
+
+/// The newest orders a list that keeps statuses also keeps whole: the first page (up to 100
+/// orders, the largest page) is answered from memory, however long the list.
+pub const NEWEST_KEPT: usize = 100;
 
 /// Lists loading at once; a read that would begin one more waits for a load to end (see
 /// [`OrderLists::load_ended`]). Each load holds a user's whole list twice for a moment (rows
@@ -88,7 +93,7 @@ impl Slot {
     fn weight(&self) -> usize {
         match self {
             Slot::Ready(list) => list.orders.len() * VIEW_WEIGHT,
-            Slot::Counted(statuses) => statuses.of.len(),
+            Slot::Counted(statuses) => statuses.of.len() + statuses.newest.len() * VIEW_WEIGHT,
             Slot::Long | Slot::Loading { .. } => 0,
         }
     }
@@ -115,7 +120,7 @@ impl Slot {
     fn apply(&mut self, position: i64, order_id: OrderId, event: &OrderEvent) -> Option<bool> {
         match self {
             Slot::Ready(list) => Some(list.apply(position, order_id, event)),
-            Slot::Counted(statuses) => Some(statuses.apply(order_id, event)),
+            Slot::Counted(statuses) => Some(statuses.apply(position, order_id, event)),
             Slot::Long | Slot::Loading { .. } => None,
         }
     }
@@ -198,15 +203,19 @@ impl UserList {
     }
 }
 
-/// The status of each of one user's orders.
+/// The status of each of one user's orders, and the newest of them whole.
 struct Statuses {
     of: HashMap<OrderId, OrderStatus>,
+    /// The user's newest `NEWEST_KEPT` orders (fewer only if the user has fewer), oldest
+    /// first, as the orders view orders them.
+    newest: Vec<OrderView>,
     read_at: u64,
 }
 
 impl Statuses {
     /// Applies an order event; `true` when it placed an order new to this list.
-    fn apply(&mut self, order_id: OrderId, event: &OrderEvent) -> bool {
+    fn apply(&mut self, position: i64, order_id: OrderId, event: &OrderEvent) -> bool {
+        apply_to_newest(&mut self.newest, position, order_id, event);
         if let Some(status) = self.of.get_mut(&order_id) {
             *status = status_after(*status, event);
             return false;
@@ -218,11 +227,37 @@ impl Statuses {
         true
     }
 
+    /// A page of all statuses that lies within the newest orders, from memory.
+    fn newest_page(&self, status: Option<OrderStatus>, offset: i64, limit: i64) -> Option<OrderPage> {
+        let (offset, limit) = (usize::try_from(offset).ok()?, usize::try_from(limit).ok()?);
+        if status.is_some() || offset.checked_add(limit)? > self.newest.len() {
+            return None;
+        }
+        let orders = self.newest.iter().rev().skip(offset).take(limit).cloned().collect();
+        Some(OrderPage { orders, total: self.of.len() as i64 })
+    }
+
     fn total(&self, status: Option<OrderStatus>) -> i64 {
         match status {
             None => self.of.len() as i64,
             Some(wanted) => self.of.values().filter(|status| **status == wanted).count() as i64,
         }
+    }
+}
+
+/// Applies an order event to a user's newest orders (oldest first, at most `NEWEST_KEPT`):
+/// an order placed among them goes in its place, and the oldest goes if there are too many.
+fn apply_to_newest(newest: &mut Vec<OrderView>, position: i64, order_id: OrderId, event: &OrderEvent) {
+    if let Some(view) = newest.iter_mut().rev().find(|view| view.order_id == order_id) {
+        view.apply(event);
+        return;
+    }
+    let Some(view) = OrderView::placed(event, position) else { return };
+    let key = (view.placed_at, view.order_id);
+    let at = newest.partition_point(|o| (o.placed_at, o.order_id) < key);
+    newest.insert(at, view);
+    if newest.len() > NEWEST_KEPT {
+        newest.remove(0);
     }
 }
 
@@ -240,11 +275,12 @@ pub enum Found {
 }
 
 /// What a load found: all it needs, or that the list is too long to keep whole and the
-/// statuses of its orders are to be read (its slot stays loading until they are).
+/// statuses of its orders are to be read (its slot stays loading until they are); with the
+/// newest orders of the load, to keep whole beside the statuses.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Loaded {
     Done,
-    StatusesWanted,
+    StatusesWanted(Vec<OrderView>),
 }
 
 impl Lists {
@@ -283,7 +319,11 @@ impl Lists {
             if let Some(slot @ Slot::Ready(_)) = self.users.get_mut(user) {
                 let Slot::Ready(list) = &*slot else { continue };
                 let of = list.orders.iter().map(|view| (view.order_id, view.status)).collect();
-                let statuses = Slot::Counted(Statuses { of, read_at: list.read_at });
+                let newest = list.orders[list.orders.len().saturating_sub(NEWEST_KEPT)..].to_vec();
+                let statuses = Slot::Counted(Statuses { of, newest, read_at: list.read_at });
+                if statuses.weight() >= slot.weight() {
+                    continue; // short: its newest orders are all of it; dropped below if need be
+                }
                 self.kept = self.kept - slot.weight() + statuses.weight();
                 *slot = statuses;
             }
@@ -346,7 +386,10 @@ impl OrderLists {
             }
             Some(Slot::Counted(statuses)) => {
                 statuses.read_at = read_at;
-                Found::Rows { total: statuses.total(status) }
+                match statuses.newest_page(status, offset, limit) {
+                    Some(page) => Found::Page(page),
+                    None => Found::Rows { total: statuses.total(status) },
+                }
             }
             Some(Slot::Long) => Found::View,
             Some(Slot::Loading { .. }) => Found::Busy,
@@ -360,16 +403,17 @@ impl OrderLists {
     }
 
     /// Ends a load begun by `page`, or asks for the statuses: `found` is the user's newest
-    /// `LIST_MAX + 1` orders (or fewer) in the orders view at `checkpoint` (at least the
-    /// load's `from`), and their total.
-    pub fn loaded(&self, user: UserId, found: OrderPage, checkpoint: i64) -> Loaded {
+    /// `LIST_MAX + 1` orders (or fewer), newest first, in the orders view at `checkpoint` (at
+    /// least the load's `from`), and their total.
+    pub fn loaded(&self, user: UserId, mut found: OrderPage, checkpoint: i64) -> Loaded {
         let mut lists = self.inner.lock().expect("order lists lock");
         if !matches!(lists.users.get(&user), Some(Slot::Loading { .. })) {
             return Loaded::Done;
         }
         let total = usize::try_from(found.total).unwrap_or(0).max(found.orders.len());
         if total > LIST_MAX && total <= COUNTED_MAX {
-            return Loaded::StatusesWanted;
+            found.orders.truncate(NEWEST_KEPT);
+            return Loaded::StatusesWanted(found.orders);
         }
         let Some((from, passed)) = lists.end_load(user) else { return Loaded::Done };
         self.ended.notify_waiters();
@@ -387,15 +431,33 @@ impl OrderLists {
     }
 
     /// Ends a load that wanted statuses: every order of the user with its status in the orders
-    /// view at `checkpoint`.
-    pub fn loaded_statuses(&self, user: UserId, found: Vec<(OrderId, OrderStatus)>, checkpoint: i64) {
+    /// view at `checkpoint`, and `newest`, what [`Loaded::StatusesWanted`] gave back, as the
+    /// view had them at `newest_at` (at most `checkpoint`).
+    pub fn loaded_statuses(
+        &self,
+        user: UserId,
+        (mut newest, newest_at): (Vec<OrderView>, i64),
+        found: Vec<(OrderId, OrderStatus)>,
+        checkpoint: i64,
+    ) {
         let mut lists = self.inner.lock().expect("order lists lock");
         let Some((from, passed)) = lists.end_load(user) else { return };
         self.ended.notify_waiters();
-        if checkpoint < from {
+        if checkpoint < from || newest_at < from || newest_at > checkpoint {
             return;
         }
-        let mut statuses = Slot::Counted(Statuses { of: found.into_iter().collect(), read_at: lists.reads });
+        // The newest orders are brought to `checkpoint` here, and past it with the statuses.
+        newest.reverse();
+        for (position, order_id, event) in passed.iter().filter(|(p, ..)| *p > newest_at && *p <= checkpoint) {
+            let theirs = match event {
+                OrderEvent::Placed { user_id, .. } => *user_id == user,
+                _ => newest.iter().any(|view| view.order_id == *order_id),
+            };
+            if theirs {
+                apply_to_newest(&mut newest, *position, *order_id, event);
+            }
+        }
+        let mut statuses = Slot::Counted(Statuses { of: found.into_iter().collect(), newest, read_at: lists.reads });
         statuses.catch_up(user, &passed, checkpoint);
         lists.keep(user, statuses);
     }
@@ -514,6 +576,69 @@ mod tests {
             .collect()
     }
 
+    /// The order the events of `placed` fold to, as the orders view has it.
+    fn view_of(events: &[Arc<Passed>]) -> OrderView {
+        let order_events: Vec<(i64, OrderEvent)> = events
+            .iter()
+            .map(|passed| match &passed.decoded {
+                Ok(DomainEvent::Order(event)) => (passed.recorded.position, event.clone()),
+                other => panic!("an order event, got {other:?}"),
+            })
+            .collect();
+        let (position, first) = &order_events[0];
+        let mut view = OrderView::placed(first, *position).expect("order.placed first");
+        for (_, event) in &order_events[1..] {
+            view.apply(event);
+        }
+        view
+    }
+
+    /// A list that keeps statuses keeps its newest orders whole: a first page comes from
+    /// memory, brought up to date by what passed during the load and after it.
+    #[test]
+    fn a_long_lists_newest_orders_are_kept_whole() {
+        let ann = UserId::new();
+        let lists = OrderLists::default();
+        lists.start(10);
+        let old: Vec<OrderView> = [1, 3, 5].iter().map(|p| view_of(&placed(ann, *p))).collect();
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::Load { from: 10 }));
+        let newest_first = OrderPage { orders: old.iter().rev().cloned().collect(), total: LIST_MAX as i64 + 1 };
+        let Loaded::StatusesWanted(newest) = lists.loaded(ann, newest_first, 10) else { panic!("statuses wanted") };
+        assert_eq!(newest.len(), 3);
+        // Placed while the statuses load: in the view the statuses come from (checkpoint
+        // 12), after the one the newest orders came from (10).
+        let during = placed(ann, 11);
+        lists.passed(&during);
+        let mut statuses: Vec<(OrderId, OrderStatus)> = old.iter().map(|view| (view.order_id, view.status)).collect();
+        let fourth = view_of(&during);
+        statuses.push((fourth.order_id, fourth.status));
+        lists.loaded_statuses(ann, (newest, 10), statuses, 12);
+
+        let Found::Page(page) = lists.page(ann, None, 0, 4) else { panic!("the newest four are in memory") };
+        let mut expected = old.clone();
+        expected.push(fourth);
+        expected.reverse();
+        assert_eq!(page.orders, expected, "newest first, each as the view folds it");
+        assert_eq!(page.total, 4);
+        assert!(matches!(lists.page(ann, None, 0, 5), Found::Rows { total: 4 }), "past the newest: the view");
+        assert!(matches!(lists.page(ann, Some(OrderStatus::NumberAssigned), 0, 1), Found::Rows { total: 4 }));
+
+        // Followed after the load; at most NEWEST_KEPT are kept whole.
+        let next = placed(ann, 13);
+        lists.passed(&next);
+        let Found::Page(page) = lists.page(ann, None, 0, 1) else { panic!("in memory") };
+        assert_eq!(page.orders, [view_of(&next)]);
+        let mut last = Vec::new();
+        for n in 0..NEWEST_KEPT as i64 {
+            last = placed(ann, 15 + 2 * n);
+            lists.passed(&last);
+        }
+        let Found::Page(page) = lists.page(ann, None, 0, NEWEST_KEPT as i64) else { panic!("in memory") };
+        assert_eq!((page.orders.len(), page.total), (NEWEST_KEPT, 5 + NEWEST_KEPT as i64));
+        assert_eq!(page.orders[0], view_of(&last));
+        assert!(matches!(lists.page(ann, None, 1, NEWEST_KEPT as i64), Found::Rows { .. }));
+    }
+
     /// Orders of other users placed while a user's list loads are not that user's.
     #[test]
     fn a_load_takes_only_its_users_orders_from_what_passed_meanwhile() {
@@ -560,27 +685,44 @@ mod tests {
         assert!(matches!(lists.page(UserId::new(), None, 0, 10), Found::Busy));
     }
 
-    /// Past the bound, the lists read longest ago keep only their statuses, then nothing;
-    /// the list just read stays whole.
+    /// Past the bound, the lists read longest ago keep only their statuses (and their newest
+    /// orders whole), then nothing; the list just read stays whole; a list too short to
+    /// weigh less as statuses stays whole (or is dropped, if that is not enough).
     #[test]
     fn lists_past_the_bound_shrink_longest_unread_first() {
-        let (ann, bob) = (UserId::new(), UserId::new());
-        let lists = OrderLists::bounded(4);
+        let (ann, bob, cat) = (UserId::new(), UserId::new(), UserId::new());
+        let lists = OrderLists::bounded(2 * NEWEST_KEPT);
         lists.start(10);
-        for user in [ann, bob] {
+        for user in [ann, bob, cat] {
             assert!(matches!(lists.page(user, None, 0, 10), Found::Load { .. }));
             assert_eq!(lists.loaded(user, OrderPage::default(), 10), Loaded::Done);
         }
-        lists.passed(&placed(ann, 11));
-        lists.passed(&placed(bob, 13));
-        lists.passed(&placed(ann, 15));
+        let mut position = 11;
+        let mut place = |user| {
+            let events = placed(user, position);
+            position += 2;
+            lists.passed(&events);
+            events
+        };
+        place(cat);
+        let mut bobs = Vec::new();
+        for _ in 0..2 * NEWEST_KEPT - 2 {
+            bobs.push(place(bob));
+        }
+        place(ann);
         assert!(matches!(lists.page(ann, None, 0, 10), Found::Page(_)), "ann's read last");
-        lists.passed(&placed(bob, 17));
-        lists.passed(&placed(bob, 19)); // five orders kept whole: bob's, read longest ago, shrink
+        bobs.push(place(bob)); // one order more than the bound: bob's list, read longest ago, shrinks
         let Found::Page(found) = lists.page(ann, None, 0, 10) else { panic!("ann's list stays whole") };
-        assert_eq!(found.total, 2);
-        assert!(matches!(lists.page(bob, None, 0, 10), Found::Rows { total: 3 }), "bob's keeps statuses");
-        assert!(matches!(lists.page(bob, Some(OrderStatus::NumberAssigned), 0, 10), Found::Rows { total: 3 }));
+        assert_eq!(found.total, 1);
+        let total = 2 * NEWEST_KEPT as i64 - 1;
+        let Found::Page(found) = lists.page(bob, None, 0, 10) else { panic!("bob's newest stay whole") };
+        assert_eq!((found.total, found.orders[0].order_id), (total, view_of(&bobs[bobs.len() - 1]).order_id));
+        assert!(matches!(lists.page(bob, None, 0, NEWEST_KEPT as i64 + 1), Found::Rows { total: t } if t == total));
+        assert!(
+            matches!(lists.page(bob, Some(OrderStatus::NumberAssigned), 0, 10), Found::Rows { total: t } if t == total)
+        );
+        let Found::Page(found) = lists.page(cat, None, 0, 10) else { panic!("too short to shrink: whole") };
+        assert_eq!(found.total, 1);
 
         // Statuses past the bound too: the list read longest ago goes.
         let small = OrderLists::bounded(0);
@@ -600,13 +742,13 @@ mod tests {
         lists.start(10);
         assert!(matches!(lists.page(ann, None, 0, 10), Found::Load { .. }));
         let long = OrderPage { orders: Vec::new(), total: LIST_MAX as i64 + 1 };
-        assert_eq!(lists.loaded(ann, long, 10), Loaded::StatusesWanted);
+        assert_eq!(lists.loaded(ann, long, 10), Loaded::StatusesWanted(Vec::new()));
         assert!(matches!(lists.page(ann, None, 0, 10), Found::Busy), "still loading");
         let mut passed = placed(ann, 11); // placed and assigned during the load
         passed.extend(placed(bob, 13));
         lists.passed(&passed);
         let old = (OrderId::new(), OrderStatus::Finished);
-        lists.loaded_statuses(ann, vec![old, (OrderId::new(), OrderStatus::Expired)], 10);
+        lists.loaded_statuses(ann, (Vec::new(), 10), vec![old, (OrderId::new(), OrderStatus::Expired)], 10);
         assert!(matches!(lists.page(ann, None, 0, 10), Found::Rows { total: 3 }));
         assert!(matches!(lists.page(ann, Some(OrderStatus::NumberAssigned), 0, 10), Found::Rows { total: 1 }));
         lists.passed(&placed(ann, 15));
