@@ -88,12 +88,27 @@ enum Slot {
 /// Order events passed while a list loads, with their positions.
 type Waiting = Vec<(i64, OrderId, OrderEvent)>;
 
+/// What a list of `orders` orders weighs kept as statuses: each status, and its newest
+/// orders whole.
+fn counted_weight(orders: usize) -> usize {
+    orders + orders.min(NEWEST_KEPT) * VIEW_WEIGHT
+}
+
+/// Whether an order event passed during a load is `user`'s: its placing names them, and a
+/// later event's order is one the list already has (`kept`).
+fn is_theirs(user: UserId, event: &OrderEvent, kept: impl FnOnce() -> bool) -> bool {
+    match event {
+        OrderEvent::Placed { user_id, .. } => *user_id == user,
+        _ => kept(),
+    }
+}
+
 impl Slot {
     /// What the slot holds, in statuses' worth.
     fn weight(&self) -> usize {
         match self {
             Slot::Ready(list) => list.orders.len() * VIEW_WEIGHT,
-            Slot::Counted(statuses) => statuses.of.len() + statuses.newest.len() * VIEW_WEIGHT,
+            Slot::Counted(statuses) => counted_weight(statuses.of.len()),
             Slot::Long | Slot::Loading { .. } => 0,
         }
     }
@@ -148,11 +163,7 @@ impl Slot {
     /// if its placing names them or the list has it already.
     fn catch_up(&mut self, user: UserId, passed: &Waiting, checkpoint: i64) {
         for (position, order_id, event) in passed.iter().filter(|(position, ..)| *position > checkpoint) {
-            let theirs = match event {
-                OrderEvent::Placed { user_id, .. } => *user_id == user,
-                _ => self.has(order_id),
-            };
-            if theirs {
+            if is_theirs(user, event, || self.has(order_id)) {
                 self.apply(*position, *order_id, event);
             }
         }
@@ -318,14 +329,14 @@ impl Lists {
             }
             if let Some(slot @ Slot::Ready(_)) = self.users.get_mut(user) {
                 let Slot::Ready(list) = &*slot else { continue };
-                let of = list.orders.iter().map(|view| (view.order_id, view.status)).collect();
-                let newest = list.orders[list.orders.len().saturating_sub(NEWEST_KEPT)..].to_vec();
-                let statuses = Slot::Counted(Statuses { of, newest, read_at: list.read_at });
-                if statuses.weight() >= slot.weight() {
+                let (whole, shrunk) = (slot.weight(), counted_weight(list.orders.len()));
+                if shrunk >= whole {
                     continue; // short: its newest orders are all of it; dropped below if need be
                 }
-                self.kept = self.kept - slot.weight() + statuses.weight();
-                *slot = statuses;
+                let of = list.orders.iter().map(|view| (view.order_id, view.status)).collect();
+                let newest = list.orders[list.orders.len().saturating_sub(NEWEST_KEPT)..].to_vec();
+                *slot = Slot::Counted(Statuses { of, newest, read_at: list.read_at });
+                self.kept = self.kept - whole + shrunk;
             }
         }
         for (_, user) in held {
@@ -449,11 +460,7 @@ impl OrderLists {
         // The newest orders are brought to `checkpoint` here, and past it with the statuses.
         newest.reverse();
         for (position, order_id, event) in passed.iter().filter(|(p, ..)| *p > newest_at && *p <= checkpoint) {
-            let theirs = match event {
-                OrderEvent::Placed { user_id, .. } => *user_id == user,
-                _ => newest.iter().any(|view| view.order_id == *order_id),
-            };
-            if theirs {
+            if is_theirs(user, event, || newest.iter().any(|view| view.order_id == *order_id)) {
                 apply_to_newest(&mut newest, *position, *order_id, event);
             }
         }
