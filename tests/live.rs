@@ -210,7 +210,7 @@ async fn orders_lists_in_memory_equal_the_orders_view(db: TestDatabase) {
                 for (offset, limit) in [(0, 100), (0, 4), (4, 4), (11, 5)] {
                     let memory = orders.page(user, status, offset, limit).await.unwrap();
                     let (_, view) =
-                        orders_view::list_for_user(a.engine(), user, status, offset, limit, true).await.unwrap();
+                        orders_view::list_for_user(a.engine(), user, status, offset, limit, None).await.unwrap();
                     let ids =
                         |page: &orders_view::OrderPage| page.orders.iter().map(|o| o.order_id).collect::<Vec<_>>();
                     assert_eq!(

@@ -141,10 +141,8 @@ impl Orders {
         // The page from the orders view, once it has the user's writes; counted there unless
         // the total is known.
         let from_view = |known: Option<i64>| async move {
-            let read = || orders_view::list_for_user(engine, user, status, offset, limit, known.is_none());
-            let (_, mut page) = read::view_at(&self.store, orders_view::NAME, target, read).await?;
-            page.total = known.unwrap_or(page.total);
-            Ok(page)
+            let read = || orders_view::list_for_user(engine, user, status, offset, limit, known);
+            Ok(read::view_at(&self.store, orders_view::NAME, target, read).await?.1)
         };
         // Busy (another read is loading this list, or enough others are): wait for a load to
         // end and ask again, so a list is loaded by the read that needs it (one slow read
@@ -187,7 +185,7 @@ impl Orders {
     /// of each order.
     async fn load_list(&self, lists: &OrderLists, user: UserId, at: i64) -> Result<(), ReadError> {
         let engine = self.store.engine();
-        let read = || orders_view::list_for_user(engine, user, None, 0, LIST_MAX as i64 + 1, true);
+        let read = || orders_view::list_for_user(engine, user, None, 0, LIST_MAX as i64 + 1, None);
         let (checkpoint, newest) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
         if let Loaded::StatusesWanted(newest) = lists.loaded(user, newest, checkpoint) {
             let newest_at = checkpoint;

@@ -154,11 +154,11 @@ macro_rules! engine_orders {
                 status: Option<OrderStatus>,
                 offset: i64,
                 limit: i64,
-                counted: bool,
+                known_total: Option<i64>,
             ) -> Result<(i64, OrderPage), sqlx::Error> {
                 let filter = if status.is_some() { "AND status = $2" } else { "AND $2 IS NULL" };
                 // Counting visits every one of the user's rows: skipped when the caller knows.
-                let total = if counted { format!("(SELECT count(*) FROM orders WHERE user_id = $1 {filter})") } else { "CAST(0 AS BIGINT)".into() };
+                let total = if known_total.is_none() { format!("(SELECT count(*) FROM orders WHERE user_id = $1 {filter})") } else { "CAST(0 AS BIGINT)".into() };
                 let text = format!(
                     "SELECT c.checkpoint, c.total, o.view FROM \
                      (SELECT COALESCE((SELECT position FROM projection_checkpoints WHERE name = $5), 0) AS checkpoint, \
@@ -183,7 +183,7 @@ macro_rules! engine_orders {
                         orders.push(parse_view(&view)?);
                     }
                 }
-                Ok((checkpoint, OrderPage { orders, total }))
+                Ok((checkpoint, OrderPage { orders, total: known_total.unwrap_or(total) }))
             }
 
             /// Every order of a user with its status, and the view's checkpoint, in one
@@ -323,16 +323,16 @@ macro_rules! on_engine {
 }
 
 /// A user's orders, newest first, optionally of one status, with the view's checkpoint; the
-/// page's total is counted only if `counted` (else it is 0).
+/// page's total is `known_total` when the caller knows it, else counted.
 pub async fn list_for_user(
     engine: &Engine,
     user: UserId,
     status: Option<OrderStatus>,
     offset: i64,
     limit: i64,
-    counted: bool,
+    known_total: Option<i64>,
 ) -> Result<(i64, OrderPage), sqlx::Error> {
-    on_engine!(engine, for_user(user, status, offset, limit, counted))
+    on_engine!(engine, for_user(user, status, offset, limit, known_total))
 }
 
 /// Every order of a user with its status, with the view's checkpoint.
