@@ -187,16 +187,25 @@ pub fn api_key_prefix(key: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_are_checked_for_purpose_signature_and_expiry() {
-        let signer = Signer::new("a test secret of at least thirty-two bytes");
-        let now = chrono::Utc::now().timestamp_millis();
-        let reset = PasswordResetClaims {
+    fn test_signer() -> Signer {
+        Signer::new("a test secret of at least thirty-two bytes")
+    }
+
+    /// A password reset's claims for a new user, valid from `now` (ms).
+    fn reset_claims(now: i64) -> PasswordResetClaims {
+        PasswordResetClaims {
             sub: UserId::new(),
             pwv: 1,
             typ: Purpose::PasswordReset,
             exp: expiry(now, PASSWORD_RESET_TTL),
-        };
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_for_purpose_signature_and_expiry() {
+        let signer = test_signer();
+        let now = chrono::Utc::now().timestamp_millis();
+        let reset = reset_claims(now);
         let token = signer.sign(&reset);
         assert_eq!(signer.verify::<PasswordResetClaims>(&token, Purpose::PasswordReset).unwrap(), reset);
         assert!(matches!(signer.verify::<PasswordResetClaims>(&token, Purpose::Access), Err(TokenError::Invalid)));
@@ -208,7 +217,7 @@ mod tests {
 
     #[test]
     fn access_tokens_verified_once_are_still_checked_for_expiry_and_text() {
-        let signer = Signer::new("a test secret of at least thirty-two bytes");
+        let signer = test_signer();
         let now = chrono::Utc::now().timestamp_millis();
         let claims = AccessClaims {
             sub: UserId::new(),
@@ -230,12 +239,7 @@ mod tests {
         signer.verified.lock().unwrap().insert(token.as_str().into(), old);
         assert!(matches!(signer.verify_access(&token), Err(TokenError::Expired)));
         // Other purposes are never remembered as access tokens.
-        let reset = signer.sign(&PasswordResetClaims {
-            sub: UserId::new(),
-            pwv: 1,
-            typ: Purpose::PasswordReset,
-            exp: expiry(now, PASSWORD_RESET_TTL),
-        });
+        let reset = signer.sign(&reset_claims(now));
         assert!(matches!(signer.verify_access(&reset), Err(TokenError::Invalid)));
         assert!(!signer.verified.lock().unwrap().contains_key(reset.as_str()));
     }
@@ -243,7 +247,7 @@ mod tests {
     #[test]
     fn unsigned_tokens_are_refused() {
         // {"alg":"none"} with the same claims shape must never pass.
-        let signer = Signer::new("a test secret of at least thirty-two bytes");
+        let signer = test_signer();
         let token =
             "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIwMTkwIiwidHlwIjoiYWNjZXNzIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert!(signer.verify::<AccessClaims>(token, Purpose::Access).is_err());
