@@ -20,7 +20,7 @@ use projections::OrderView;
 
 use crate::catalog::CatalogCache;
 use crate::identity::now;
-use crate::projection::order_lists::{Found, LIST_MAX, Loaded, OrderLists};
+use crate::projection::order_lists::{Found, LIST_MAX, Loaded, NEWEST_KEPT, OrderLists};
 use crate::projection::orders::{self as orders_view, OrderPage};
 use crate::providers::routing::{RoutingError, candidates, rent_first};
 use crate::providers::{Provider, ProviderError, SmsStatus};
@@ -180,20 +180,30 @@ impl Orders {
         }
     }
 
-    /// Loads a user's list from the orders view at `at` or later: the newest orders, one more
-    /// than a list kept whole may have (more says it is long), then, if it is long, the status
+    /// Loads a user's list from the orders view at `at` or later: the newest `NEWEST_KEPT`
+    /// orders and the total; then, if there are more, either the whole list (up to one more
+    /// than a list kept whole may have: more says it grew long) or, if it is long, the status
     /// of each order.
     async fn load_list(&self, lists: &OrderLists, user: UserId, at: i64) -> Result<(), ReadError> {
         let engine = self.store.engine();
-        let read = || orders_view::list_for_user(engine, user, None, 0, LIST_MAX as i64 + 1, None);
-        let (checkpoint, newest) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
-        if let Loaded::StatusesWanted(newest) = lists.loaded(user, newest, checkpoint) {
-            let newest_at = checkpoint;
-            let read = || orders_view::statuses_for_user(engine, user);
-            let (checkpoint, statuses) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
-            lists.loaded_statuses(user, (newest, newest_at), statuses, checkpoint);
+        let mut limit = NEWEST_KEPT;
+        loop {
+            let read = || orders_view::list_for_user(engine, user, None, 0, limit as i64, None);
+            let (checkpoint, newest) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
+            match lists.loaded(user, newest, checkpoint) {
+                Loaded::Done => return Ok(()),
+                // One statement reads the rows and the count: LIST_MAX + 1 of them are the
+                // whole list or say it is long, so this asks again at most once.
+                Loaded::WholeWanted => limit = LIST_MAX + 1,
+                Loaded::StatusesWanted(newest) => {
+                    let newest_at = checkpoint;
+                    let read = || orders_view::statuses_for_user(engine, user);
+                    let (checkpoint, statuses) = read::view_at(&self.store, orders_view::NAME, at, read).await?;
+                    lists.loaded_statuses(user, (newest, newest_at), statuses, checkpoint);
+                    return Ok(());
+                }
+            }
         }
-        Ok(())
     }
 
     /// The order placed at log position `serial` (its numeric id), if that is an order.

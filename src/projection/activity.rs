@@ -11,7 +11,7 @@ use crate::store::{Engine, RecordedEvent};
 /// The checkpoint name of the live activity log.
 pub const NAME: &str = super::views::View::Activity.name();
 
-/// Rows of 7 parameters per statement.
+/// Rows of 7 parameters per statement on SQLite.
 const ROWS_PER_STATEMENT: usize = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -52,8 +52,65 @@ fn text_of<'a>(event: &'a RecordedEvent, key: &str) -> Option<&'a str> {
     event.metadata.get(key).and_then(|value| value.as_str())
 }
 
+const COLUMNS: &str = "position, recorded_at, actor, event_type, stream_id, ip, request_id";
+
+/// On PostgreSQL a page's rows go in as seven arrays (`UNNEST`): one statement text, prepared
+/// once per connection, however many rows.
+async fn insert_postgres(
+    connection: &mut sqlx::PgConnection,
+    table: &str,
+    entries: &[Entry<'_>],
+) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let text = format!(
+        "INSERT INTO {table} ({COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
+         $5::text[], $6::text[], $7::text[]) ON CONFLICT (position) DO NOTHING"
+    );
+    let texts = |f: for<'e> fn(&'e Entry<'_>) -> Option<&'e str>| entries.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(sink::sql(text))
+        .bind(entries.iter().map(|e| e.event.position).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.event.recorded_at.timestamp_micros()).collect::<Vec<_>>())
+        .bind(texts(|e| Some(e.actor)))
+        .bind(texts(|e| Some(e.event.event_type.as_str())))
+        .bind(texts(|e| Some(e.event.stream_id.as_str())))
+        .bind(texts(|e| text_of(e.event, "ip")))
+        .bind(texts(|e| text_of(e.event, "request_id")))
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// On SQLite (no arrays), many rows a statement.
+async fn insert_sqlite(
+    connection: &mut sqlx::SqliteConnection,
+    table: &str,
+    entries: &[Entry<'_>],
+) -> Result<(), sqlx::Error> {
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let text = format!(
+            "INSERT INTO {table} ({COLUMNS}) VALUES {} ON CONFLICT (position) DO NOTHING",
+            placeholders(chunk.len(), 7)
+        );
+        let mut query = sqlx::query(sink::sql(text));
+        for entry in chunk {
+            query = query
+                .bind(entry.event.position)
+                .bind(entry.event.recorded_at.timestamp_micros())
+                .bind(entry.actor)
+                .bind(entry.event.event_type.as_str())
+                .bind(entry.event.stream_id.as_str())
+                .bind(text_of(entry.event, "ip"))
+                .bind(text_of(entry.event, "request_id"));
+        }
+        query.execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
 macro_rules! engine_activity {
-    ($module:ident, $connection:ty) => {
+    ($module:ident, $connection:ty, $insert:path) => {
         pub mod $module {
             use super::*;
 
@@ -63,26 +120,7 @@ macro_rules! engine_activity {
                 table: &str,
                 page: Slice<'_>,
             ) -> Result<(), ProjectionError> {
-                let entries = entries(page.events());
-                for chunk in entries.chunks(ROWS_PER_STATEMENT) {
-                    let text = format!(
-                        "INSERT INTO {table} (position, recorded_at, actor, event_type, stream_id, ip, request_id) \
-                         VALUES {} ON CONFLICT (position) DO NOTHING",
-                        placeholders(chunk.len(), 7)
-                    );
-                    let mut query = sqlx::query(sink::sql(text));
-                    for entry in chunk {
-                        query = query
-                            .bind(entry.event.position)
-                            .bind(entry.event.recorded_at.timestamp_micros())
-                            .bind(entry.actor)
-                            .bind(entry.event.event_type.as_str())
-                            .bind(entry.event.stream_id.as_str())
-                            .bind(text_of(entry.event, "ip"))
-                            .bind(text_of(entry.event, "request_id"));
-                    }
-                    query.execute(&mut *connection).await?;
-                }
+                $insert(connection, table, &entries(page.events())).await?;
                 Ok(())
             }
 
@@ -138,8 +176,8 @@ macro_rules! engine_activity {
     };
 }
 
-engine_activity!(postgres, sqlx::PgConnection);
-engine_activity!(sqlite, sqlx::SqliteConnection);
+engine_activity!(postgres, sqlx::PgConnection, insert_postgres);
+engine_activity!(sqlite, sqlx::SqliteConnection, insert_sqlite);
 
 /// Newest first, narrowed by the filter; and how many match.
 pub async fn search_activity(

@@ -285,12 +285,15 @@ pub enum Found {
     View,
 }
 
-/// What a load found: all it needs, or that the list is too long to keep whole and the
-/// statuses of its orders are to be read (its slot stays loading until they are); with the
-/// newest orders of the load, to keep whole beside the statuses.
+/// What a load found: all it needs; or that the list is short enough to keep whole but was
+/// not read whole (`WholeWanted`: read up to `LIST_MAX + 1` orders and call `loaded` again);
+/// or that it is too long to keep whole and the statuses of its orders are to be read (its
+/// slot stays loading until they are), with the newest orders of the load, to keep whole
+/// beside the statuses.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Loaded {
     Done,
+    WholeWanted,
     StatusesWanted(Vec<OrderView>),
 }
 
@@ -413,15 +416,19 @@ impl OrderLists {
         }
     }
 
-    /// Ends a load begun by `page`, or asks for the statuses: `found` is the user's newest
-    /// `LIST_MAX + 1` orders (or fewer), newest first, in the orders view at `checkpoint` (at
-    /// least the load's `from`), and their total.
+    /// Ends a load begun by `page`, or asks for more: `found` is the user's newest orders
+    /// (a load reads `NEWEST_KEPT` first, so that a long list's load never holds more of them
+    /// whole), newest first, in the orders view at `checkpoint` (at least the load's `from`),
+    /// and their total.
     pub fn loaded(&self, user: UserId, mut found: OrderPage, checkpoint: i64) -> Loaded {
         let mut lists = self.inner.lock().expect("order lists lock");
         if !matches!(lists.users.get(&user), Some(Slot::Loading { .. })) {
             return Loaded::Done;
         }
         let total = usize::try_from(found.total).unwrap_or(0).max(found.orders.len());
+        if total <= LIST_MAX && found.orders.len() < total {
+            return Loaded::WholeWanted;
+        }
         if total > LIST_MAX && total <= COUNTED_MAX {
             found.orders.truncate(NEWEST_KEPT);
             return Loaded::StatusesWanted(found.orders);
@@ -644,6 +651,23 @@ mod tests {
         assert_eq!((page.orders.len(), page.total), (NEWEST_KEPT, 5 + NEWEST_KEPT as i64));
         assert_eq!(page.orders[0], view_of(&last));
         assert!(matches!(lists.page(ann, None, 1, NEWEST_KEPT as i64), Found::Rows { .. }));
+    }
+
+    /// A load reads the newest `NEWEST_KEPT` orders first; a list short enough to keep whole
+    /// but longer than that is read again, whole, before it is kept.
+    #[test]
+    fn a_list_read_in_part_is_read_again_whole() {
+        let ann = UserId::new();
+        let lists = OrderLists::default();
+        lists.start(10);
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::Load { from: 10 }));
+        let all: Vec<OrderView> = [1, 3, 5].iter().rev().map(|p| view_of(&placed(ann, *p))).collect();
+        let part = OrderPage { orders: all[..2].to_vec(), total: 3 };
+        assert_eq!(lists.loaded(ann, part, 10), Loaded::WholeWanted);
+        assert!(matches!(lists.page(ann, None, 0, 10), Found::Busy), "still loading");
+        assert_eq!(lists.loaded(ann, OrderPage { orders: all.clone(), total: 3 }, 10), Loaded::Done);
+        let Found::Page(page) = lists.page(ann, None, 0, 10) else { panic!("kept whole") };
+        assert_eq!((page.orders, page.total), (all, 3));
     }
 
     /// Orders of other users placed while a user's list loads are not that user's.

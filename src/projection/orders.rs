@@ -43,7 +43,7 @@ pub fn status_from_text(text: &str) -> Option<OrderStatus> {
         .find(|status| status_text(*status) == text)
 }
 
-/// Orders written by one upsert (11 values each, within both engines' limits).
+/// Orders written by one upsert on SQLite (12 values each, within its limit).
 const ROWS_PER_STATEMENT: usize = 100;
 
 /// The order events of a page, by order, oldest first.
@@ -80,8 +80,81 @@ pub struct OrderPage {
     pub total: i64,
 }
 
+/// An order folded by a batch: its view, the position of its last event, the view as JSON.
+type Folded = (OrderView, i64, String);
+
+/// The columns an order's row is written with, in this order.
+const COLUMNS: &str = "order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country, waiting";
+
+/// What an upsert changes on an order's row (the rest never changes).
+const ON_CONFLICT: &str = "ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
+     provider_id = excluded.provider_id, provider_order_id = excluded.provider_order_id, \
+     expires_at = excluded.expires_at, position = excluded.position, view = excluded.view, \
+     waiting = excluded.waiting";
+
+/// On PostgreSQL a batch's orders go in as twelve arrays (`UNNEST`): one statement text,
+/// prepared once per connection, however many orders.
+async fn write_rows_postgres(
+    connection: &mut sqlx::PgConnection,
+    table: &str,
+    folded: &[Folded],
+) -> Result<(), sqlx::Error> {
+    let text = format!(
+        "INSERT INTO {table} ({COLUMNS}) SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], \
+         $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::bool[]) {ON_CONFLICT}"
+    );
+    let column = |f: fn(&Folded) -> Option<&str>| folded.iter().map(f).collect::<Vec<_>>();
+    let number = |f: fn(&Folded) -> i64| folded.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(sink::sql(text))
+        .bind(folded.iter().map(|(view, ..)| view.order_id.0).collect::<Vec<_>>())
+        .bind(folded.iter().map(|(view, ..)| view.user_id.0).collect::<Vec<_>>())
+        .bind(column(|(view, ..)| Some(status_text(view.status))))
+        .bind(column(|(view, ..)| view.provider_id.as_deref()))
+        .bind(column(|(view, ..)| view.provider_order_id.as_deref()))
+        .bind(number(|(view, ..)| view.placed_at.0))
+        .bind(number(|(view, ..)| view.expires_at.0))
+        .bind(number(|(_, position, _)| *position))
+        .bind(column(|(.., json)| Some(json.as_str())))
+        .bind(column(|(view, ..)| Some(view.service.as_str())))
+        .bind(column(|(view, ..)| Some(view.country.as_str())))
+        .bind(folded.iter().map(|(view, ..)| crate::orders::waits_for_sms(view)).collect::<Vec<_>>())
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// On SQLite (no arrays), many rows a statement: one round trip for a page's orders.
+async fn write_rows_sqlite(
+    connection: &mut sqlx::SqliteConnection,
+    table: &str,
+    folded: &[Folded],
+) -> Result<(), sqlx::Error> {
+    for chunk in folded.chunks(ROWS_PER_STATEMENT) {
+        let text =
+            format!("INSERT INTO {table} ({COLUMNS}) VALUES {} {ON_CONFLICT}", sink::placeholders(chunk.len(), 12));
+        let mut query = sqlx::query(sink::sql(text));
+        for (view, position, json) in chunk {
+            query = query
+                .bind(view.order_id.0)
+                .bind(view.user_id.0)
+                .bind(status_text(view.status))
+                .bind(view.provider_id.as_deref())
+                .bind(view.provider_order_id.as_deref())
+                .bind(view.placed_at.0)
+                .bind(view.expires_at.0)
+                .bind(*position)
+                .bind(json.as_str())
+                .bind(view.service.as_str())
+                .bind(view.country.as_str())
+                .bind(crate::orders::waits_for_sms(view));
+        }
+        query.execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
 macro_rules! engine_orders {
-    ($module:ident, $connection:ty) => {
+    ($module:ident, $connection:ty, $write_rows:path) => {
         pub mod $module {
             use super::*;
 
@@ -114,34 +187,7 @@ macro_rules! engine_orders {
                     let json = serde_json::to_string(&view).expect("an order view serializes");
                     folded.push((view, position, json));
                 }
-                // Many rows a statement: one round trip for a page's orders, not one each.
-                for chunk in folded.chunks(ROWS_PER_STATEMENT) {
-                    let text = format!(
-                        "INSERT INTO {table} (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country, waiting) \
-                         VALUES {} ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
-                         provider_id = excluded.provider_id, provider_order_id = excluded.provider_order_id, \
-                         expires_at = excluded.expires_at, position = excluded.position, view = excluded.view, \
-                         waiting = excluded.waiting",
-                        sink::placeholders(chunk.len(), 12)
-                    );
-                    let mut query = sqlx::query(sink::sql(text));
-                    for (view, position, json) in chunk {
-                        query = query
-                            .bind(view.order_id.0)
-                            .bind(view.user_id.0)
-                            .bind(status_text(view.status))
-                            .bind(view.provider_id.as_deref())
-                            .bind(view.provider_order_id.as_deref())
-                            .bind(view.placed_at.0)
-                            .bind(view.expires_at.0)
-                            .bind(*position)
-                            .bind(json.as_str())
-                            .bind(view.service.as_str())
-                            .bind(view.country.as_str())
-                            .bind(crate::orders::waits_for_sms(view));
-                    }
-                    query.execute(&mut *connection).await?;
-                }
+                $write_rows(connection, table, &folded).await?;
                 Ok(())
             }
 
@@ -307,8 +353,8 @@ macro_rules! engine_orders {
     };
 }
 
-engine_orders!(postgres, sqlx::PgConnection);
-engine_orders!(sqlite, sqlx::SqliteConnection);
+engine_orders!(postgres, sqlx::PgConnection, write_rows_postgres);
+engine_orders!(sqlite, sqlx::SqliteConnection, write_rows_sqlite);
 
 /// Calls the engine's version of a query function on a pooled connection.
 #[macro_export]

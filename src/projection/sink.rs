@@ -49,31 +49,50 @@ pub(crate) fn sql(text: String) -> SqlStr {
     AssertSqlSafe(text).into_sql_str()
 }
 
+/// The stored documents (`view` column) of a document view's `table` whose `key` column is
+/// one of `ids`; on PostgreSQL as one array, so one statement text whatever their number.
+async fn documents_by_id_postgres(
+    connection: &mut sqlx::PgConnection,
+    table: &str,
+    key: &str,
+    ids: &[Uuid],
+) -> Result<Vec<String>, sqlx::Error> {
+    let text = format!("SELECT view FROM {table} WHERE {key} = ANY($1::uuid[])");
+    sqlx::query_scalar(sql(text)).bind(ids).fetch_all(connection).await
+}
+
+/// As [`documents_by_id_postgres`], on SQLite (no arrays): 500 ids a statement.
+async fn documents_by_id_sqlite(
+    connection: &mut sqlx::SqliteConnection,
+    table: &str,
+    key: &str,
+    ids: &[Uuid],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let text = format!("SELECT view FROM {table} WHERE {key} IN {}", placeholders(1, chunk.len()));
+        let mut query = sqlx::query_scalar::<_, String>(sql(text));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        found.extend(query.fetch_all(&mut *connection).await?);
+    }
+    Ok(found)
+}
+
 macro_rules! engine_sink {
-    ($module:ident, $connection:ty, $row:ty, $insert_lines:path) => {
+    ($module:ident, $connection:ty, $row:ty, $insert_lines:path, $documents_by_id:path) => {
         pub mod $module {
             use super::*;
 
-            /// The stored documents (`view` column) of a document view's `table` whose `key`
-            /// column is one of `ids`, read 500 at a time.
+            /// The stored documents of `table` whose `key` is one of `ids`.
             pub async fn documents_by_id(
                 connection: &mut $connection,
                 table: &str,
                 key: &str,
                 ids: &[Uuid],
             ) -> Result<Vec<String>, sqlx::Error> {
-                let mut found = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(500) {
-                    let text = format!("SELECT view FROM {table} WHERE {key} IN {}", placeholders(1, chunk.len()));
-                    let mut query = sqlx::query(sql(text));
-                    for id in chunk {
-                        query = query.bind(*id);
-                    }
-                    for row in query.fetch_all(&mut *connection).await? {
-                        found.push(row.try_get::<String, _>(0)?);
-                    }
-                }
-                Ok(found)
+                $documents_by_id(connection, table, key, ids).await
             }
 
             /// One keyset page of a document view's documents with `time` in `[from, before)`
@@ -339,8 +358,8 @@ macro_rules! engine_sink {
     };
 }
 
-engine_sink!(postgres, sqlx::PgConnection, sqlx::postgres::PgRow, insert_lines_postgres);
-engine_sink!(sqlite, sqlx::SqliteConnection, sqlx::sqlite::SqliteRow, insert_lines_sqlite);
+engine_sink!(postgres, sqlx::PgConnection, sqlx::postgres::PgRow, insert_lines_postgres, documents_by_id_postgres);
+engine_sink!(sqlite, sqlx::SqliteConnection, sqlx::sqlite::SqliteRow, insert_lines_sqlite, documents_by_id_sqlite);
 
 /// Statement lines are the one projection that writes a row per event; on PostgreSQL they go
 /// in as ten arrays (`UNNEST`), far cheaper to parse than thousands of bound values.
