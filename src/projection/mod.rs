@@ -4,6 +4,7 @@ pub mod activity;
 pub mod analytics;
 pub mod deposits;
 mod group;
+mod keyed_rows;
 pub mod notifications;
 pub mod order_lists;
 pub mod orders;

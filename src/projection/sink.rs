@@ -10,6 +10,7 @@ use projections::{AccountKey, Balance, BalanceKey, Fold, LedgerEntry, Projection
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqlStr};
 use uuid::Uuid;
 
+use super::keyed_rows::{self, ACCOUNT_KEY, USER_KEY};
 use super::sql_types::{Amount, Instant};
 
 /// Everything a projection table holds, for `verify` to compare with a fresh fold.
@@ -26,7 +27,7 @@ fn currency(text: &str) -> Result<Currency, sqlx::Error> {
 
 /// Rows per multi-row statement: 200 rows of up to 10 columns stay far below both
 /// engines' bound-parameter limits (SQLite 32766, PostgreSQL 65535).
-const ROWS_PER_STATEMENT: usize = 200;
+pub(crate) const ROWS_PER_STATEMENT: usize = 200;
 const _: () = assert!(ROWS_PER_STATEMENT * 10 < 32_766);
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
@@ -81,7 +82,16 @@ async fn documents_by_id_sqlite(
 }
 
 macro_rules! engine_sink {
-    ($module:ident, $connection:ty, $row:ty, $insert_lines:path, $documents_by_id:path) => {
+    (
+        $module:ident,
+        $connection:ty,
+        $row:ty,
+        $insert_lines:path,
+        $documents_by_id:path,
+        $rows_by_key:path,
+        $upsert_balances:path,
+        $upsert_trial_balance:path
+    ) => {
         pub mod $module {
             use super::*;
 
@@ -156,25 +166,18 @@ macro_rules! engine_sink {
             }
 
             /// Rows of `(user_id, currency, available, held, position)` for every user key the
-            /// entries touch: `{select} (VALUES …){tail}`, a chunk of keys at a time.
+            /// entries touch: `query` reads the keys from `k (user_id, currency)`.
             async fn balance_rows(
                 connection: &mut $connection,
-                select: &str,
-                tail: &str,
+                query: &str,
                 entries: &[LedgerEntry<'_>],
             ) -> Result<BTreeMap<BalanceKey, Balance>, sqlx::Error> {
                 let keys: BTreeSet<BalanceKey> = entries.iter().flat_map(|e| e.user_changes().into_keys()).collect();
-                let keys: Vec<BalanceKey> = keys.into_iter().collect();
+                let keys: Vec<(Uuid, &str)> = keys.iter().map(|(user, currency)| (user.0, currency.as_str())).collect();
                 let mut balances = BTreeMap::new();
-                for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = sqlx::query(sql(format!("{select} (VALUES {}){tail}", placeholders(chunk.len(), 2))));
-                    for (user, currency) in chunk {
-                        query = query.bind(user.0).bind(currency.as_str());
-                    }
-                    for row in query.fetch_all(&mut *connection).await? {
-                        let (key, balance) = balance_row(&row)?;
-                        balances.insert(key, balance);
-                    }
+                for row in $rows_by_key(connection, USER_KEY, query, &keys).await? {
+                    let (key, balance) = balance_row(&row)?;
+                    balances.insert(key, balance);
                 }
                 Ok(balances)
             }
@@ -199,38 +202,36 @@ macro_rules! engine_sink {
                 let mut fold = Fold::new(projection);
                 match &mut fold {
                     Fold::Balances(fold) => {
-                        let select = format!("SELECT user_id, currency, available, held, position FROM {table} WHERE (user_id, currency) IN");
-                        fold.rows = balance_rows(connection, &select, "", entries).await?;
+                        let query = format!(
+                            "SELECT b.user_id, b.currency, b.available, b.held, b.position FROM k \
+                             JOIN {table} b ON b.user_id = k.user_id AND b.currency = k.currency"
+                        );
+                        fold.rows = balance_rows(connection, &query, entries).await?;
                     }
                     Fold::Statement(fold) => {
                         // The newest line per key carries the running balance. Each key's
                         // newest position is one step down the primary key (both engines read
                         // a correlated max that way), so the cost does not grow with the
                         // user's history; a max over a GROUP BY read every line (decision 0028).
-                        let tail = format!(
-                            " SELECT s.user_id, s.currency, s.available_after, s.held_after, s.position FROM k \
+                        let query = format!(
+                            "SELECT s.user_id, s.currency, s.available_after, s.held_after, s.position FROM k \
                              JOIN {table} s ON s.user_id = k.user_id AND s.currency = k.currency \
                              AND s.position = (SELECT max(m.position) FROM {table} m \
                              WHERE m.user_id = k.user_id AND m.currency = k.currency)"
                         );
-                        fold.running = balance_rows(connection, "WITH k (user_id, currency) AS", &tail, entries).await?;
+                        fold.running = balance_rows(connection, &query, entries).await?;
                     }
                     Fold::TrialBalance(fold) => {
                         let keys: BTreeSet<AccountKey> = entries.iter().flat_map(|e| e.account_changes().into_keys()).collect();
-                        let keys: Vec<AccountKey> = keys.into_iter().collect();
-                        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                            let text = format!(
-                                "SELECT account, currency, balance, position FROM {table} WHERE (account, currency) IN (VALUES {})",
-                                placeholders(chunk.len(), 2)
-                            );
-                            let mut query = sqlx::query(sql(text));
-                            for (account, currency) in chunk {
-                                query = query.bind(account.clone()).bind(currency.as_str());
-                            }
-                            for row in query.fetch_all(&mut *connection).await? {
-                                let key = (row.try_get::<String, _>(0)?, currency(&row.try_get::<String, _>(1)?)?);
-                                fold.rows.insert(key, (row.try_get::<Amount, _>(2)?.0, row.try_get(3)?));
-                            }
+                        let keys: Vec<(String, &str)> =
+                            keys.iter().map(|(account, currency)| (account.clone(), currency.as_str())).collect();
+                        let query = format!(
+                            "SELECT t.account, t.currency, t.balance, t.position FROM k \
+                             JOIN {table} t ON t.account = k.account AND t.currency = k.currency"
+                        );
+                        for row in $rows_by_key(connection, ACCOUNT_KEY, &query, &keys).await? {
+                            let key = (row.try_get::<String, _>(0)?, currency(&row.try_get::<String, _>(1)?)?);
+                            fold.rows.insert(key, (row.try_get::<Amount, _>(2)?.0, row.try_get(3)?));
                         }
                     }
                 }
@@ -238,48 +239,13 @@ macro_rules! engine_sink {
             }
 
             /// Writes a fold's rows: balances and trial balance rows are upserted, statement
-            /// lines inserted. Many rows per statement.
+            /// lines inserted.
             pub async fn write(connection: &mut $connection, table: &str, fold: &Fold) -> Result<(), sqlx::Error> {
                 match fold {
-                    Fold::Balances(fold) => {
-                        let rows: Vec<_> = fold.rows.iter().collect();
-                        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                            let text = format!(
-                                "INSERT INTO {table} (user_id, currency, available, held, position) VALUES {} \
-                                 ON CONFLICT (user_id, currency) DO UPDATE SET available = excluded.available, \
-                                 held = excluded.held, position = excluded.position",
-                                placeholders(chunk.len(), 5)
-                            );
-                            let mut query = sqlx::query(sql(text));
-                            for ((user, currency), row) in chunk {
-                                query = query
-                                    .bind(user.0)
-                                    .bind(currency.as_str())
-                                    .bind(Amount(row.available))
-                                    .bind(Amount(row.held))
-                                    .bind(row.position);
-                            }
-                            query.execute(&mut *connection).await?;
-                        }
-                    }
-                    Fold::Statement(fold) => $insert_lines(connection, table, &fold.lines).await?,
-                    Fold::TrialBalance(fold) => {
-                        let rows: Vec<_> = fold.rows.iter().collect();
-                        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                            let text = format!(
-                                "INSERT INTO {table} (account, currency, balance, position) VALUES {} \
-                                 ON CONFLICT (account, currency) DO UPDATE SET balance = excluded.balance, position = excluded.position",
-                                placeholders(chunk.len(), 4)
-                            );
-                            let mut query = sqlx::query(sql(text));
-                            for ((account, currency), (balance, position)) in chunk {
-                                query = query.bind(account.as_str()).bind(currency.as_str()).bind(Amount(*balance)).bind(*position);
-                            }
-                            query.execute(&mut *connection).await?;
-                        }
-                    }
+                    Fold::Balances(fold) => $upsert_balances(connection, table, &fold.rows).await,
+                    Fold::Statement(fold) => $insert_lines(connection, table, &fold.lines).await,
+                    Fold::TrialBalance(fold) => $upsert_trial_balance(connection, table, &fold.rows).await,
                 }
-                Ok(())
             }
 
             /// One user's statement lines of the given event types, newest first, and how many
@@ -358,8 +324,26 @@ macro_rules! engine_sink {
     };
 }
 
-engine_sink!(postgres, sqlx::PgConnection, sqlx::postgres::PgRow, insert_lines_postgres, documents_by_id_postgres);
-engine_sink!(sqlite, sqlx::SqliteConnection, sqlx::sqlite::SqliteRow, insert_lines_sqlite, documents_by_id_sqlite);
+engine_sink!(
+    postgres,
+    sqlx::PgConnection,
+    sqlx::postgres::PgRow,
+    insert_lines_postgres,
+    documents_by_id_postgres,
+    keyed_rows::rows_by_key_postgres,
+    keyed_rows::upsert_balances_postgres,
+    keyed_rows::upsert_trial_balance_postgres
+);
+engine_sink!(
+    sqlite,
+    sqlx::SqliteConnection,
+    sqlx::sqlite::SqliteRow,
+    insert_lines_sqlite,
+    documents_by_id_sqlite,
+    keyed_rows::rows_by_key_sqlite,
+    keyed_rows::upsert_balances_sqlite,
+    keyed_rows::upsert_trial_balance_sqlite
+);
 
 /// Statement lines are the one projection that writes a row per event; on PostgreSQL they go
 /// in as ten arrays (`UNNEST`), far cheaper to parse than thousands of bound values.
