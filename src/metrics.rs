@@ -5,7 +5,7 @@
 //! - `projection_position` and `projection_lag_events` per projection, read at scrape time.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -18,7 +18,13 @@ const LATENCY_BUCKETS_S: [f64; 14] =
 /// Batch-size buckets (events per group commit).
 const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0];
 
-/// Installs the process-wide recorder the first time; later calls return the same handle.
+/// How often recorded histogram samples are folded into their buckets. Until then each sample
+/// is kept on its own (8 bytes); without upkeep they were kept until the next scrape, so an
+/// instance nobody scraped grew by every request it served (decision 0031).
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Installs the process-wide recorder the first time, with a thread that keeps its memory
+/// bounded; later calls return the same handle.
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -31,6 +37,16 @@ pub fn install() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; metrics then go there.
             let _ = metrics::set_global_recorder(recorder);
+            let upkept = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_INTERVAL);
+                        upkept.run_upkeep();
+                    }
+                })
+                .expect("a thread can be started at startup");
             handle
         })
         .clone()

@@ -24,12 +24,17 @@ fn hasher() -> Argon2<'static> {
 }
 
 fn hash_now(password: &str) -> String {
-    hasher().hash_password(password.as_bytes()).expect("argon2id hashing of a bounded password").to_string()
+    let hashed =
+        hasher().hash_password(password.as_bytes()).expect("argon2id hashing of a bounded password").to_string();
+    crate::return_freed_memory();
+    hashed
 }
 
 fn verify_now(password: &str, hash: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else { return false };
-    hasher().verify_password(password.as_bytes(), &parsed).is_ok()
+    let matches = hasher().verify_password(password.as_bytes(), &parsed).is_ok();
+    crate::return_freed_memory();
+    matches
 }
 
 pub async fn hash(password: String) -> String {
