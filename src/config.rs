@@ -344,7 +344,7 @@ impl Settings {
             redis_url: get("REDIS_URL").filter(|v| !v.is_empty()),
             listen,
             log_level,
-            projection_batch_max: parse(&get, "PROJECTION_BATCH_MAX", 1_000, 1..=100_000)?,
+            projection_batch_max: parse(&get, "PROJECTION_BATCH_MAX", 4_000, 1..=100_000)?,
             projection_poll: Duration::from_millis(parse(&get, "PROJECTION_POLL_MS", 250, 1..=60_000)?),
         })
     }

@@ -52,6 +52,7 @@ async fn child(url: String) {
                             event_type: "test.crash".into(),
                             schema_version: 1,
                             payload: json!({"v": version}),
+                            decoded: None,
                         }],
                     }],
                     ..Default::default()

@@ -11,6 +11,7 @@ fn append(stream: &str, expected: ExpectedVersion) -> AppendRequest {
         event_type: "test.counted".into(),
         schema_version: 1,
         payload: json!({}),
+        decoded: None,
     };
     AppendRequest {
         streams: vec![StreamAppend { stream_id: stream.into(), expected, events: vec![event] }],

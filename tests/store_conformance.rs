@@ -18,6 +18,7 @@ fn event(n: usize) -> NewEvent {
         event_type: "test.happened".into(),
         schema_version: 1,
         payload: json!({"n": n, "text": "é\"x"}),
+        decoded: None,
     }
 }
 

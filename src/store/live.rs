@@ -422,10 +422,13 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
         // This process's own commits come from its writer; the log is read only from the
         // first event the writer did not hand over (another process's, or one it dropped).
         let handed = handoff.take_after(position, TAIL_PAGE as usize);
-        let read = if handed.is_empty() { super::read_all(&engine, position, TAIL_PAGE).await } else { Ok(handed) };
+        let read = if handed.is_empty() {
+            super::read_all(&engine, position, TAIL_PAGE).await.map(Passed::decode_all)
+        } else {
+            Ok(handed.into_iter().map(|(recorded, decoded)| Arc::new(Passed::handed(recorded, decoded))).collect())
+        };
         match read {
             Ok(page) => {
-                let page = Passed::decode_all(page);
                 let Some(inner) = store.upgrade() else { return };
                 // Writers first: a read that sees the tail past a write finds its writer.
                 inner.writes.lock().expect("last writes lock").passed(&page);

@@ -100,11 +100,13 @@ impl Engine {
 pub struct Committed {
     pub results: Vec<Result<AppendOutcome, StoreError>>,
     pub rows: Vec<RecordedEvent>,
+    /// One per row: the domain event it was made from, if the request carried it.
+    pub decoded: Vec<Option<domain::events::DomainEvent>>,
 }
 
 impl From<BatchPlan> for Committed {
     fn from(plan: BatchPlan) -> Self {
-        Committed { results: plan.results, rows: plan.rows }
+        Committed { results: plan.results, rows: plan.rows, decoded: plan.decoded }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use domain::DomainEvent;
 
 use super::canonical::chain_hash;
 use super::{AppendOutcome, AppendRequest, Head, RecordedEvent, StoreError, StreamVersion};
@@ -21,6 +22,8 @@ pub struct Known {
 
 pub struct BatchPlan {
     pub rows: Vec<RecordedEvent>,
+    /// One per row: the domain event it was made from, if the request carried it.
+    pub decoded: Vec<Option<DomainEvent>>,
     /// New idempotency keys and their outcomes, to store with the rows.
     pub new_keys: Vec<(String, AppendOutcome)>,
     pub head: Head,
@@ -31,7 +34,13 @@ pub struct BatchPlan {
 /// Decides each request in order against what is known plus what earlier requests in the
 /// same batch wrote. A rejected request writes nothing and does not affect the others.
 pub fn plan_batch(mut known: Known, batch: &[&AppendRequest], recorded_at: DateTime<Utc>) -> BatchPlan {
-    let mut plan = BatchPlan { rows: Vec::new(), new_keys: Vec::new(), head: known.head.clone(), results: Vec::new() };
+    let mut plan = BatchPlan {
+        rows: Vec::new(),
+        decoded: Vec::new(),
+        new_keys: Vec::new(),
+        head: known.head.clone(),
+        results: Vec::new(),
+    };
     for request in batch {
         let result = plan_one(&mut known, &mut plan, request, recorded_at);
         plan.results.push(result);
@@ -84,6 +93,7 @@ fn plan_one(
             row.hash = hash.to_vec();
             plan.head = Head { position: row.position, hash };
             plan.rows.push(row);
+            plan.decoded.push(event.decoded.clone());
         }
         known.versions.insert(stream.stream_id.clone(), version);
         versions.push(StreamVersion { stream_id: stream.stream_id.clone(), version });

@@ -7,17 +7,22 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use domain::events::DomainEvent;
+
 use super::{AppendOutcome, AppendRequest, Engine, RecordedEvent, StoreError};
 
 /// Committed events kept for the tail; past it the oldest go (the tail reads them back).
 const HANDOFF_MAX: usize = 4_096;
+
+/// A committed event and the domain event it was made from (if its request carried it).
+pub type Handed = (RecordedEvent, Option<DomainEvent>);
 
 /// The events this process's writer committed, handed to its tail so that the tail need not
 /// read its own process's events back from the database (decision 0024). Only committed
 /// events are put here, exactly as they were written; a tail that is behind, or whose next
 /// event another process wrote, reads the log.
 pub struct Handoff {
-    kept: Mutex<VecDeque<RecordedEvent>>,
+    kept: Mutex<VecDeque<Handed>>,
     /// What this writer's commit announcements carry (PostgreSQL `NOTIFY` payload): the tail
     /// is woken for them by the handoff itself and skips them.
     tag: String,
@@ -34,7 +39,7 @@ impl Handoff {
         &self.tag
     }
 
-    fn put(&self, rows: Vec<RecordedEvent>) {
+    fn put(&self, rows: impl IntoIterator<Item = Handed>) {
         let mut kept = self.kept.lock().expect("handoff lock");
         for row in rows {
             if kept.len() == HANDOFF_MAX {
@@ -46,15 +51,15 @@ impl Handoff {
 
     /// Up to `limit` committed events right after `position`, without a gap; empty if the
     /// next event is not here. Events at or before `position` are dropped.
-    pub fn take_after(&self, position: i64, limit: usize) -> Vec<RecordedEvent> {
+    pub fn take_after(&self, position: i64, limit: usize) -> Vec<Handed> {
         let mut kept = self.kept.lock().expect("handoff lock");
-        while kept.front().is_some_and(|row| row.position <= position) {
+        while kept.front().is_some_and(|(row, _)| row.position <= position) {
             kept.pop_front();
         }
-        let mut taken: Vec<RecordedEvent> = Vec::new();
+        let mut taken: Vec<Handed> = Vec::new();
         while taken.len() < limit
-            && let Some(row) = kept.front()
-            && row.position == taken.last().map_or(position, |last| last.position) + 1
+            && let Some((row, _)) = kept.front()
+            && row.position == taken.last().map_or(position, |(last, _)| last.position) + 1
         {
             taken.extend(kept.pop_front());
         }
@@ -89,7 +94,7 @@ pub async fn run(
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
         let started = Instant::now();
         match engine.commit_batch(&requests, &mut cache, handoff.tag()).await {
-            Ok(super::Committed { results, rows }) => {
+            Ok(super::Committed { results, rows, decoded }) => {
                 let elapsed = started.elapsed();
                 tracing::debug!(
                     batch.requests = batch.len(),
@@ -98,7 +103,7 @@ pub async fn run(
                 );
                 record(&requests, &results, elapsed);
                 // Before the head moves: the tail, woken by it, finds the events here.
-                handoff.put(rows);
+                handoff.put(rows.into_iter().zip(decoded));
                 let newest = results.iter().filter_map(|r| r.as_ref().ok()).map(|o| o.last_position).max();
                 if let Some(newest) = newest {
                     head.send_if_modified(|current| {
@@ -164,8 +169,8 @@ async fn collect(first: Pending, queue: &mut mpsc::Receiver<Pending>, limits: &L
 mod tests {
     use super::*;
 
-    fn row(position: i64) -> RecordedEvent {
-        RecordedEvent {
+    fn row(position: i64) -> Handed {
+        let row = RecordedEvent {
             position,
             stream_id: format!("s-{position}"),
             version: 1,
@@ -176,11 +181,12 @@ mod tests {
             metadata: serde_json::Value::Null,
             recorded_at: chrono::Utc::now(),
             hash: vec![0; 32],
-        }
+        };
+        (row, None)
     }
 
-    fn positions(rows: &[RecordedEvent]) -> Vec<i64> {
-        rows.iter().map(|row| row.position).collect()
+    fn positions(rows: &[Handed]) -> Vec<i64> {
+        rows.iter().map(|(row, _)| row.position).collect()
     }
 
     /// The tail gets this process's events only from right after its position and only
@@ -203,7 +209,7 @@ mod tests {
     #[test]
     fn the_handoff_is_bounded() {
         let handoff = Handoff::default();
-        handoff.put((1..=HANDOFF_MAX as i64 + 10).map(row).collect());
+        handoff.put((1..=HANDOFF_MAX as i64 + 10).map(row));
         assert!(handoff.take_after(0, 10).is_empty(), "the oldest went: the log has them");
         assert_eq!(positions(&handoff.take_after(10, 2)), [11, 12]);
         assert_eq!(handoff.kept.lock().unwrap().len(), HANDOFF_MAX - 2);
