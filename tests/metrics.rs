@@ -36,3 +36,17 @@ async fn appends_are_counted_by_outcome() {
     assert!(text.contains(r#"store_appends_total{result="replayed"} 1"#), "{text}");
     assert!(text.contains("store_batch_commit_seconds_count"), "{text}");
 }
+
+/// Histogram samples are folded into their buckets by a thread of the recorder's own, not
+/// only when `/metrics` is scraped: without it an instance nobody scraped kept every request's
+/// sample (decision 0031). The thread is looked up by name among the process's threads.
+#[test]
+fn the_recorder_is_upkept_without_a_scrape() {
+    let _handle = smsledger::metrics::install();
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("Linux lists a process's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(names.iter().any(|name| name == "metrics-upkeep"), "{names:?}");
+}
