@@ -4,11 +4,12 @@
 //! [`plan_batch`], and writes its rows.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::DomainEvent;
 
-use super::canonical::chain_hash;
+use super::canonical::{canonical_text, chain_hash_with};
 use super::{AppendOutcome, AppendRequest, Head, RecordedEvent, StoreError, StreamVersion};
 
 /// What the database already holds for the batch's streams and keys.
@@ -20,10 +21,19 @@ pub struct Known {
     pub outcomes: HashMap<String, AppendOutcome>,
 }
 
+pub struct RowJson {
+    pub payload: String,
+    /// Shared by the events of one request.
+    pub metadata: Arc<str>,
+}
+
 pub struct BatchPlan {
     pub rows: Vec<RecordedEvent>,
     /// One per row: the domain event it was made from, if the request carried it.
     pub decoded: Vec<Option<DomainEvent>>,
+    /// One per row: its payload and metadata as canonical JSON text, made once, hashed, and
+    /// stored as they are.
+    pub json: Vec<RowJson>,
     /// New idempotency keys and their outcomes, to store with the rows.
     pub new_keys: Vec<(String, AppendOutcome)>,
     pub head: Head,
@@ -37,6 +47,7 @@ pub fn plan_batch(mut known: Known, batch: &[&AppendRequest], recorded_at: DateT
     let mut plan = BatchPlan {
         rows: Vec::new(),
         decoded: Vec::new(),
+        json: Vec::new(),
         new_keys: Vec::new(),
         head: known.head.clone(),
         results: Vec::new(),
@@ -71,6 +82,7 @@ fn plan_one(
         }
     }
     let metadata = metadata_with_key(request);
+    let metadata_json: Arc<str> = canonical_text(&metadata).into();
     let first_position = plan.head.position + 1;
     let mut versions = Vec::with_capacity(request.streams.len());
     for stream in &request.streams {
@@ -89,11 +101,13 @@ fn plan_one(
                 recorded_at,
                 hash: Vec::new(),
             };
-            let hash = chain_hash(&plan.head.hash, &row);
+            let payload_json = canonical_text(&row.payload);
+            let hash = chain_hash_with(&plan.head.hash, &row, &payload_json, &metadata_json);
             row.hash = hash.to_vec();
             plan.head = Head { position: row.position, hash };
             plan.rows.push(row);
             plan.decoded.push(event.decoded.clone());
+            plan.json.push(RowJson { payload: payload_json, metadata: Arc::clone(&metadata_json) });
         }
         known.versions.insert(stream.stream_id.clone(), version);
         versions.push(StreamVersion { stream_id: stream.stream_id.clone(), version });

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::plan::{BatchPlan, Known, WriterCache, plan_batch};
+use super::plan::{BatchPlan, Known, RowJson, WriterCache, plan_batch};
 use super::{AppendOutcome, AppendRequest, Committed, Head, RecordedEvent, StoreError, head_hash};
 
 /// A pooled connection idle longer than this is pinged before it is handed out.
@@ -140,8 +140,8 @@ async fn read_known(pool: &PgPool, streams: &[String], keys: &[String]) -> Resul
 /// it was written.
 async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64, tag: &str) -> Result<bool, sqlx::Error> {
     let mut columns = Columns::default();
-    for row in &plan.rows {
-        columns.push(row);
+    for (row, json) in plan.rows.iter().zip(&plan.json) {
+        columns.push(row, json);
     }
     let (keys, outcomes): (Vec<String>, Vec<String>) =
         plan.new_keys.iter().map(|(k, o)| (k.clone(), serde_json::to_string(o).expect("outcome serializes"))).unzip();
@@ -180,30 +180,31 @@ async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64, tag: &s
     Ok(head_moved == 1)
 }
 
+/// A batch's rows as one array per column, borrowing the plan's text.
 #[derive(Default)]
-struct Columns {
+struct Columns<'a> {
     positions: Vec<i64>,
-    stream_ids: Vec<String>,
+    stream_ids: Vec<&'a str>,
     versions: Vec<i64>,
     event_ids: Vec<Uuid>,
-    event_types: Vec<String>,
+    event_types: Vec<&'a str>,
     schema_versions: Vec<i32>,
-    payloads: Vec<String>,
-    metadata: Vec<String>,
+    payloads: Vec<&'a str>,
+    metadata: Vec<&'a str>,
     recorded_at: Vec<DateTime<Utc>>,
     hashes: Vec<Vec<u8>>,
 }
 
-impl Columns {
-    fn push(&mut self, row: &RecordedEvent) {
+impl<'a> Columns<'a> {
+    fn push(&mut self, row: &'a RecordedEvent, json: &'a RowJson) {
         self.positions.push(row.position);
-        self.stream_ids.push(row.stream_id.clone());
+        self.stream_ids.push(&row.stream_id);
         self.versions.push(row.version);
         self.event_ids.push(row.event_id);
-        self.event_types.push(row.event_type.clone());
+        self.event_types.push(&row.event_type);
         self.schema_versions.push(row.schema_version);
-        self.payloads.push(row.payload.to_string());
-        self.metadata.push(row.metadata.to_string());
+        self.payloads.push(&json.payload);
+        self.metadata.push(&json.metadata);
         self.recorded_at.push(row.recorded_at);
         self.hashes.push(row.hash.clone());
     }
