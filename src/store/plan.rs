@@ -28,6 +28,9 @@ pub struct RowJson {
 }
 
 pub struct BatchPlan {
+    /// The rows to write. A row whose domain event is in `decoded` carries no payload
+    /// (`Null`): the engines store its text from `json`, and this process's tail needs only
+    /// the domain event.
     pub rows: Vec<RecordedEvent>,
     /// One per row: the domain event it was made from, if the request carried it.
     pub decoded: Vec<Option<DomainEvent>>,
@@ -96,12 +99,12 @@ fn plan_one(
                 event_id: event.event_id,
                 event_type: event.event_type.clone(),
                 schema_version: event.schema_version,
-                payload: event.payload.clone(),
+                payload: if event.decoded.is_some() { serde_json::Value::Null } else { event.payload.clone() },
                 metadata: metadata.clone(),
                 recorded_at,
                 hash: Vec::new(),
             };
-            let payload_json = canonical_text(&row.payload);
+            let payload_json = canonical_text(&event.payload);
             let hash = chain_hash_with(&plan.head.hash, &row, &payload_json, &metadata_json);
             row.hash = hash.to_vec();
             plan.head = Head { position: row.position, hash };
