@@ -53,12 +53,18 @@ async fn users_and_admins_are_notified(database: TestDatabase) {
     let client = smsledger::notifications::Senders::new(&app.notifications).unwrap();
     let log = smsledger::store::system_log::SystemLog::disabled();
     let engine = app.store.engine();
-    let first = smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap();
+    // The failed one waits RETRY_BASE_MS: long enough that the second round (the rest of the
+    // first round's sends come between) cannot reach it on a busy machine.
+    const RETRY_BASE_MS: i64 = 1_000;
+    let first = smsledger::notifications::send_due(engine, &client, RETRY_BASE_MS, &log).await.unwrap();
     assert_eq!(first, (3, 1), "one failed");
-    assert_eq!(smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap(), (0, 0), "not due yet");
-    tokio::time::sleep(Duration::from_millis(80)).await;
-    assert_eq!(smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap(), (1, 0), "retried");
-    assert_eq!(smsledger::notifications::send_due(engine, &client, 50, &log).await.unwrap(), (0, 0), "sent once");
+    let early = smsledger::notifications::send_due(engine, &client, RETRY_BASE_MS, &log).await.unwrap();
+    assert_eq!(early, (0, 0), "not due yet");
+    tokio::time::sleep(Duration::from_millis(RETRY_BASE_MS as u64 + 50)).await;
+    let retried = smsledger::notifications::send_due(engine, &client, RETRY_BASE_MS, &log).await.unwrap();
+    assert_eq!(retried, (1, 0), "retried");
+    let again = smsledger::notifications::send_due(engine, &client, RETRY_BASE_MS, &log).await.unwrap();
+    assert_eq!(again, (0, 0), "sent once");
     let delivered = fake.lock().unwrap().delivered.clone();
     assert_eq!(delivered.len(), 4, "{delivered:?}");
     assert!(delivered.iter().all(|(chat, _)| chat == CHAT));
