@@ -425,7 +425,7 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
         let read = if handed.is_empty() {
             super::read_all(&engine, position, TAIL_PAGE).await.map(Passed::decode_all)
         } else {
-            Ok(handed.into_iter().map(|(recorded, decoded)| Arc::new(Passed::handed(recorded, decoded))).collect())
+            Ok(handed.into_iter().map(|handed| Arc::new(Passed::handed(handed))).collect())
         };
         match read {
             Ok(page) => {

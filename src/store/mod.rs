@@ -99,14 +99,14 @@ impl Engine {
 /// What a batch commit did: one result per request, in order, and the events it wrote.
 pub struct Committed {
     pub results: Vec<Result<AppendOutcome, StoreError>>,
-    pub rows: Vec<RecordedEvent>,
-    /// One per row: the domain event it was made from, if the request carried it.
-    pub decoded: Vec<Option<domain::events::DomainEvent>>,
+    /// The events it wrote, with the domain events they were made from.
+    pub rows: Vec<Handed>,
 }
 
 impl From<BatchPlan> for Committed {
     fn from(plan: BatchPlan) -> Self {
-        Committed { results: plan.results, rows: plan.rows, decoded: plan.decoded }
+        let rows = plan.rows.into_iter().map(|row| (row.event, row.decoded)).collect();
+        Committed { results: plan.results, rows }
     }
 }
 

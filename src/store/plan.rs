@@ -21,22 +21,22 @@ pub struct Known {
     pub outcomes: HashMap<String, AppendOutcome>,
 }
 
-pub struct RowJson {
-    pub payload: String,
+/// A row a batch writes.
+pub struct PlannedRow {
+    /// The event as recorded. Its payload is `Null` when `decoded` is there: the engines
+    /// store `payload_json`, and this process's tail needs only the domain event.
+    pub event: RecordedEvent,
+    /// The domain event it was made from, if the request carried it.
+    pub decoded: Option<DomainEvent>,
+    /// Payload and metadata as canonical JSON text: made once, hashed, and handed to the
+    /// engine as is.
+    pub payload_json: String,
     /// Shared by the events of one request.
-    pub metadata: Arc<str>,
+    pub metadata_json: Arc<str>,
 }
 
 pub struct BatchPlan {
-    /// The rows to write. A row whose domain event is in `decoded` carries no payload
-    /// (`Null`): the engines store its text from `json`, and this process's tail needs only
-    /// the domain event.
-    pub rows: Vec<RecordedEvent>,
-    /// One per row: the domain event it was made from, if the request carried it.
-    pub decoded: Vec<Option<DomainEvent>>,
-    /// One per row: its payload and metadata as canonical JSON text, made once, hashed, and
-    /// stored as they are.
-    pub json: Vec<RowJson>,
+    pub rows: Vec<PlannedRow>,
     /// New idempotency keys and their outcomes, to store with the rows.
     pub new_keys: Vec<(String, AppendOutcome)>,
     pub head: Head,
@@ -47,14 +47,7 @@ pub struct BatchPlan {
 /// Decides each request in order against what is known plus what earlier requests in the
 /// same batch wrote. A rejected request writes nothing and does not affect the others.
 pub fn plan_batch(mut known: Known, batch: &[&AppendRequest], recorded_at: DateTime<Utc>) -> BatchPlan {
-    let mut plan = BatchPlan {
-        rows: Vec::new(),
-        decoded: Vec::new(),
-        json: Vec::new(),
-        new_keys: Vec::new(),
-        head: known.head.clone(),
-        results: Vec::new(),
-    };
+    let mut plan = BatchPlan { rows: Vec::new(), new_keys: Vec::new(), head: known.head.clone(), results: Vec::new() };
     for request in batch {
         let result = plan_one(&mut known, &mut plan, request, recorded_at);
         plan.results.push(result);
@@ -108,9 +101,12 @@ fn plan_one(
             let hash = chain_hash_with(&plan.head.hash, &row, &payload_json, &metadata_json);
             row.hash = hash.to_vec();
             plan.head = Head { position: row.position, hash };
-            plan.rows.push(row);
-            plan.decoded.push(event.decoded.clone());
-            plan.json.push(RowJson { payload: payload_json, metadata: Arc::clone(&metadata_json) });
+            plan.rows.push(PlannedRow {
+                event: row,
+                decoded: event.decoded.clone(),
+                payload_json,
+                metadata_json: Arc::clone(&metadata_json),
+            });
         }
         known.versions.insert(stream.stream_id.clone(), version);
         versions.push(StreamVersion { stream_id: stream.stream_id.clone(), version });
@@ -173,7 +169,7 @@ impl WriterCache {
     /// After a successful write: the new head and the versions just written.
     pub fn remember_write(&mut self, plan: &BatchPlan) {
         self.head = Some(plan.head.clone());
-        self.remember_versions(plan.rows.iter().map(|row| (row.stream_id.clone(), row.version as u64)));
+        self.remember_versions(plan.rows.iter().map(|row| (row.event.stream_id.clone(), row.event.version as u64)));
     }
 
     pub fn forget(&mut self) {

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::plan::{BatchPlan, Known, RowJson, WriterCache, plan_batch};
+use super::plan::{BatchPlan, Known, PlannedRow, WriterCache, plan_batch};
 use super::{AppendOutcome, AppendRequest, Committed, Head, RecordedEvent, StoreError, head_hash};
 
 /// A pooled connection idle longer than this is pinged before it is handed out.
@@ -140,8 +140,8 @@ async fn read_known(pool: &PgPool, streams: &[String], keys: &[String]) -> Resul
 /// it was written.
 async fn write_plan(pool: &PgPool, plan: &BatchPlan, expected_head: i64, tag: &str) -> Result<bool, sqlx::Error> {
     let mut columns = Columns::default();
-    for (row, json) in plan.rows.iter().zip(&plan.json) {
-        columns.push(row, json);
+    for row in &plan.rows {
+        columns.push(row);
     }
     let (keys, outcomes): (Vec<String>, Vec<String>) =
         plan.new_keys.iter().map(|(k, o)| (k.clone(), serde_json::to_string(o).expect("outcome serializes"))).unzip();
@@ -196,15 +196,16 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, row: &'a RecordedEvent, json: &'a RowJson) {
+    fn push(&mut self, planned: &'a PlannedRow) {
+        let row = &planned.event;
         self.positions.push(row.position);
         self.stream_ids.push(&row.stream_id);
         self.versions.push(row.version);
         self.event_ids.push(row.event_id);
         self.event_types.push(&row.event_type);
         self.schema_versions.push(row.schema_version);
-        self.payloads.push(&json.payload);
-        self.metadata.push(&json.metadata);
+        self.payloads.push(&planned.payload_json);
+        self.metadata.push(&planned.metadata_json);
         self.recorded_at.push(row.recorded_at);
         self.hashes.push(row.hash.clone());
     }

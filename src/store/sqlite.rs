@@ -64,7 +64,8 @@ pub async fn commit_batch(pool: &SqlitePool, batch: &[&AppendRequest]) -> Result
     }
     let plan = plan_batch(Known { head: Head { position, hash }, versions, outcomes }, batch, super::writer_clock());
 
-    for (row, json) in plan.rows.iter().zip(&plan.json) {
+    for planned in &plan.rows {
+        let row = &planned.event;
         sqlx::query(
             "INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -75,8 +76,8 @@ pub async fn commit_batch(pool: &SqlitePool, batch: &[&AppendRequest]) -> Result
         .bind(row.event_id)
         .bind(&row.event_type)
         .bind(row.schema_version)
-        .bind(json.payload.as_str())
-        .bind(&*json.metadata)
+        .bind(planned.payload_json.as_str())
+        .bind(&*planned.metadata_json)
         .bind(row.recorded_at.timestamp_micros())
         .bind(&row.hash)
         .execute(&mut *tx)

@@ -166,6 +166,10 @@ impl RecordedEvent {
     }
 }
 
+/// A committed event and the domain event it was made from (if its request carried it), as
+/// this process's writer hands it to its tail.
+pub type Handed = (RecordedEvent, Option<DomainEvent>);
+
 /// An event as this process passed it along the log, decoded once for all its readers here
 /// (the streams in memory, the orders lists, every projection): `recorded` without its
 /// payload (taken out to decode it), `decoded` the domain event or why it did not decode.
@@ -185,7 +189,7 @@ impl Passed {
 
     /// An event this process's writer committed, with the domain event it was made from
     /// (`None`: decoded from its payload, as one read from the log).
-    pub fn handed(mut recorded: RecordedEvent, decoded: Option<DomainEvent>) -> Passed {
+    pub fn handed((mut recorded, decoded): Handed) -> Passed {
         match decoded {
             Some(event) => {
                 recorded.payload = Value::Null;

@@ -7,15 +7,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use domain::events::DomainEvent;
-
-use super::{AppendOutcome, AppendRequest, Engine, RecordedEvent, StoreError};
+use super::{AppendOutcome, AppendRequest, Engine, Handed, StoreError};
 
 /// Committed events kept for the tail; past it the oldest go (the tail reads them back).
 const HANDOFF_MAX: usize = 4_096;
-
-/// A committed event and the domain event it was made from (if its request carried it).
-pub type Handed = (RecordedEvent, Option<DomainEvent>);
 
 /// The events this process's writer committed, handed to its tail so that the tail need not
 /// read its own process's events back from the database (decision 0024). Only committed
@@ -94,7 +89,7 @@ pub async fn run(
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
         let started = Instant::now();
         match engine.commit_batch(&requests, &mut cache, handoff.tag()).await {
-            Ok(super::Committed { results, rows, decoded }) => {
+            Ok(super::Committed { results, rows }) => {
                 let elapsed = started.elapsed();
                 tracing::debug!(
                     batch.requests = batch.len(),
@@ -103,7 +98,7 @@ pub async fn run(
                 );
                 record(&requests, &results, elapsed);
                 // Before the head moves: the tail, woken by it, finds the events here.
-                handoff.put(rows.into_iter().zip(decoded));
+                handoff.put(rows);
                 let newest = results.iter().filter_map(|r| r.as_ref().ok()).map(|o| o.last_position).max();
                 if let Some(newest) = newest {
                     head.send_if_modified(|current| {
@@ -170,7 +165,7 @@ mod tests {
     use super::*;
 
     fn row(position: i64) -> Handed {
-        let row = RecordedEvent {
+        let row = super::super::RecordedEvent {
             position,
             stream_id: format!("s-{position}"),
             version: 1,
