@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use serde_json::json;
 use smsledger::store::{AppendRequest, ExpectedVersion, NewEvent, StreamAppend};
 
@@ -43,10 +45,19 @@ async fn appends_are_counted_by_outcome() {
 #[test]
 fn the_recorder_is_upkept_without_a_scrape() {
     let _handle = smsledger::metrics::install();
-    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .expect("Linux lists a process's threads")
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim().to_owned())
-        .collect();
+    let thread_names = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .expect("Linux lists a process's threads")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect()
+    };
+    // A new thread carries its parent's name until it has started and named itself.
+    let started = std::time::Instant::now();
+    let mut names = thread_names();
+    while !names.iter().any(|name| name == "metrics-upkeep") && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+        names = thread_names();
+    }
     assert!(names.iter().any(|name| name == "metrics-upkeep"), "{names:?}");
 }
