@@ -90,7 +90,8 @@ macro_rules! engine_sink {
         $documents_by_id:path,
         $rows_by_key:path,
         $upsert_balances:path,
-        $upsert_trial_balance:path
+        $upsert_trial_balance:path,
+        $newest_lines:path
     ) => {
         pub mod $module {
             use super::*;
@@ -209,17 +210,10 @@ macro_rules! engine_sink {
                         fold.rows = balance_rows(connection, &query, entries).await?;
                     }
                     Fold::Statement(fold) => {
-                        // The newest line per key carries the running balance. Each key's
-                        // newest position is one step down the primary key (both engines read
-                        // a correlated max that way), so the cost does not grow with the
-                        // user's history; a max over a GROUP BY read every line (decision 0028).
-                        let query = format!(
-                            "SELECT s.user_id, s.currency, s.available_after, s.held_after, s.position FROM k \
-                             JOIN {table} s ON s.user_id = k.user_id AND s.currency = k.currency \
-                             AND s.position = (SELECT max(m.position) FROM {table} m \
-                             WHERE m.user_id = k.user_id AND m.currency = k.currency)"
-                        );
-                        fold.running = balance_rows(connection, &query, entries).await?;
+                        // The newest line per key carries the running balance: one step down
+                        // the primary key per key, whatever the user's history (decisions
+                        // 0028, 0033).
+                        fold.running = balance_rows(connection, &$newest_lines(table), entries).await?;
                     }
                     Fold::TrialBalance(fold) => {
                         let keys: BTreeSet<AccountKey> = entries.iter().flat_map(|e| e.account_changes().into_keys()).collect();
@@ -332,7 +326,8 @@ engine_sink!(
     documents_by_id_postgres,
     keyed_rows::rows_by_key_postgres,
     keyed_rows::upsert_balances_postgres,
-    keyed_rows::upsert_trial_balance_postgres
+    keyed_rows::upsert_trial_balance_postgres,
+    newest_lines_postgres
 );
 engine_sink!(
     sqlite,
@@ -342,8 +337,33 @@ engine_sink!(
     documents_by_id_sqlite,
     keyed_rows::rows_by_key_sqlite,
     keyed_rows::upsert_balances_sqlite,
-    keyed_rows::upsert_trial_balance_sqlite
+    keyed_rows::upsert_trial_balance_sqlite,
+    newest_lines_sqlite
 );
+
+/// Each key of `k` joined to its newest statement line, on PostgreSQL: a `LATERAL` subquery
+/// with `LIMIT 1` has one plan whatever the table's statistics, a backward step down the
+/// primary key. The correlated `max` SQLite uses was planned as a hash join over a sequential
+/// scan of the whole table when the statement was prepared on a young table, and kept that
+/// plan as the table grew (decision 0033).
+fn newest_lines_postgres(table: &str) -> String {
+    format!(
+        "SELECT k.user_id, k.currency, s.available_after, s.held_after, s.position FROM k \
+         CROSS JOIN LATERAL (SELECT m.available_after, m.held_after, m.position FROM {table} m \
+         WHERE m.user_id = k.user_id AND m.currency = k.currency ORDER BY m.position DESC LIMIT 1) s"
+    )
+}
+
+/// As [`newest_lines_postgres`], on SQLite (no `LATERAL`): a correlated `max`, which SQLite
+/// answers from the end of the covering primary key (decision 0028).
+fn newest_lines_sqlite(table: &str) -> String {
+    format!(
+        "SELECT s.user_id, s.currency, s.available_after, s.held_after, s.position FROM k \
+         JOIN {table} s ON s.user_id = k.user_id AND s.currency = k.currency \
+         AND s.position = (SELECT max(m.position) FROM {table} m \
+         WHERE m.user_id = k.user_id AND m.currency = k.currency)"
+    )
+}
 
 /// Statement lines are the one projection that writes a row per event; on PostgreSQL they go
 /// in as ten arrays (`UNNEST`), far cheaper to parse than thousands of bound values.
