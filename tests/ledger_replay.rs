@@ -535,3 +535,31 @@ on_both_engines!(
     a_retried_command_returns_its_first_outcome,
     balance_at_a_past_position,
 );
+
+/// The statement projection's load of each key's newest line is planned as one backward index
+/// step per key even when PostgreSQL plans it generically on an empty table, the plan a
+/// connection keeps while the table grows (decision 0033). The correlated `max` used before
+/// was planned there as a hash join over a sequential scan of the whole table.
+#[tokio::test]
+async fn newest_statement_lines_are_read_by_index_on_a_young_table() {
+    let Some(database) = common::postgres_database("newest_statement_lines_plan").await else { return };
+    let store = open_store(&database).await;
+    let Engine::Postgres(pool) = store.engine() else { panic!("a PostgreSQL store") };
+    let mut connection = pool.acquire().await.unwrap();
+    sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
+    let text = format!(
+        "EXPLAIN WITH k (user_id, currency) AS (SELECT * FROM UNNEST($1::uuid[], $2::text[])) {}",
+        sink::newest_lines_postgres("statement_lines")
+    );
+    let users = vec![uuid::Uuid::now_v7(); 64];
+    let currencies = vec!["USD"; 64];
+    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(text))
+        .bind(users)
+        .bind(currencies)
+        .fetch_all(&mut *connection)
+        .await
+        .unwrap();
+    let plan = rows.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n");
+    assert!(plan.contains("Index Scan Backward using statement_lines_pkey"), "{plan}");
+    assert!(!plan.contains("Seq Scan") && !plan.contains("Hash"), "{plan}");
+}

@@ -345,8 +345,8 @@ engine_sink!(
 /// with `LIMIT 1` has one plan whatever the table's statistics, a backward step down the
 /// primary key. The correlated `max` SQLite uses was planned as a hash join over a sequential
 /// scan of the whole table when the statement was prepared on a young table, and kept that
-/// plan as the table grew (decision 0033).
-fn newest_lines_postgres(table: &str) -> String {
+/// plan as the table grew (decision 0033). `pub` for the test of its plan.
+pub fn newest_lines_postgres(table: &str) -> String {
     format!(
         "SELECT k.user_id, k.currency, s.available_after, s.held_after, s.position FROM k \
          CROSS JOIN LATERAL (SELECT m.available_after, m.held_after, m.position FROM {table} m \
