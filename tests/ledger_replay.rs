@@ -536,30 +536,39 @@ on_both_engines!(
     balance_at_a_past_position,
 );
 
-/// The statement projection's load of each key's newest line is planned as one backward index
-/// step per key even when PostgreSQL plans it generically on an empty table, the plan a
-/// connection keeps while the table grows (decision 0033). The correlated `max` used before
-/// was planned there as a hash join over a sequential scan of the whole table.
+/// The ledger projections' loads of the rows a batch touches (each balance, each trial-balance
+/// row, each key's newest statement line) are planned as an index step per key even when
+/// PostgreSQL plans them generically on empty tables, the plans a connection keeps while the
+/// tables grow (decision 0033). Plain joins, and the correlated `max` used for the newest
+/// line, were planned there as hash joins over a sequential scan of the whole table.
 #[tokio::test]
-async fn newest_statement_lines_are_read_by_index_on_a_young_table() {
-    let Some(database) = common::postgres_database("newest_statement_lines_plan").await else { return };
+async fn keyed_loads_are_read_by_index_on_young_tables() {
+    let Some(database) = common::postgres_database("keyed_loads_plan").await else { return };
     let store = open_store(&database).await;
     let Engine::Postgres(pool) = store.engine() else { panic!("a PostgreSQL store") };
     let mut connection = pool.acquire().await.unwrap();
     sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
-    let text = format!(
-        "EXPLAIN WITH k (user_id, currency) AS (SELECT * FROM UNNEST($1::uuid[], $2::text[])) {}",
-        sink::newest_lines_postgres("statement_lines")
-    );
-    let users = vec![uuid::Uuid::now_v7(); 64];
-    let currencies = vec!["USD"; 64];
-    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(text))
-        .bind(users)
-        .bind(currencies)
-        .fetch_all(&mut *connection)
-        .await
-        .unwrap();
-    let plan = rows.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n");
-    assert!(plan.contains("Index Scan Backward using statement_lines_pkey"), "{plan}");
-    assert!(!plan.contains("Seq Scan") && !plan.contains("Hash"), "{plan}");
+    let loads = [
+        ("statement_lines", "uuid", "user_id", "available_after, held_after, position", Some("position")),
+        ("balances", "uuid", "user_id", "available, held, position", None),
+        ("trial_balance", "text", "account", "balance, position", None),
+    ];
+    for (table, key_type, key, columns, newest_by) in loads {
+        let text = format!(
+            "EXPLAIN WITH k ({key}, currency) AS (SELECT * FROM UNNEST($1::{key_type}[], $2::text[])) {}",
+            sink::row_per_key_postgres(table, key, columns, newest_by)
+        );
+        let keys: Vec<String> = (0..64).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(text));
+        let query = if key_type == "uuid" {
+            query.bind(keys.iter().map(|key| key.parse::<uuid::Uuid>().unwrap()).collect::<Vec<_>>())
+        } else {
+            query.bind(keys)
+        };
+        let rows: Vec<(String,)> = query.bind(vec!["USD"; 64]).fetch_all(&mut *connection).await.unwrap();
+        let plan = rows.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n");
+        let step = if newest_by.is_some() { "Index Scan Backward using" } else { "Index Scan using" };
+        assert!(plan.contains(&format!("{step} {table}_pkey")), "{table}:\n{plan}");
+        assert!(!plan.contains("Seq Scan") && !plan.contains("Hash"), "{table}:\n{plan}");
+    }
 }

@@ -91,7 +91,7 @@ macro_rules! engine_sink {
         $rows_by_key:path,
         $upsert_balances:path,
         $upsert_trial_balance:path,
-        $newest_lines:path
+        $row_per_key:path
     ) => {
         pub mod $module {
             use super::*;
@@ -203,26 +203,21 @@ macro_rules! engine_sink {
                 let mut fold = Fold::new(projection);
                 match &mut fold {
                     Fold::Balances(fold) => {
-                        let query = format!(
-                            "SELECT b.user_id, b.currency, b.available, b.held, b.position FROM k \
-                             JOIN {table} b ON b.user_id = k.user_id AND b.currency = k.currency"
-                        );
+                        let query = $row_per_key(table, "user_id", "available, held, position", None);
                         fold.rows = balance_rows(connection, &query, entries).await?;
                     }
                     Fold::Statement(fold) => {
                         // The newest line per key carries the running balance: one step down
                         // the primary key per key, whatever the user's history (decisions
                         // 0028, 0033).
-                        fold.running = balance_rows(connection, &$newest_lines(table), entries).await?;
+                        let query = $row_per_key(table, "user_id", "available_after, held_after, position", Some("position"));
+                        fold.running = balance_rows(connection, &query, entries).await?;
                     }
                     Fold::TrialBalance(fold) => {
                         let keys: BTreeSet<AccountKey> = entries.iter().flat_map(|e| e.account_changes().into_keys()).collect();
                         let keys: Vec<(String, &str)> =
                             keys.iter().map(|(account, currency)| (account.clone(), currency.as_str())).collect();
-                        let query = format!(
-                            "SELECT t.account, t.currency, t.balance, t.position FROM k \
-                             JOIN {table} t ON t.account = k.account AND t.currency = k.currency"
-                        );
+                        let query = $row_per_key(table, "account", "balance, position", None);
                         for row in $rows_by_key(connection, ACCOUNT_KEY, &query, &keys).await? {
                             let key = (row.try_get::<String, _>(0)?, currency(&row.try_get::<String, _>(1)?)?);
                             fold.rows.insert(key, (row.try_get::<Amount, _>(2)?.0, row.try_get(3)?));
@@ -327,7 +322,7 @@ engine_sink!(
     keyed_rows::rows_by_key_postgres,
     keyed_rows::upsert_balances_postgres,
     keyed_rows::upsert_trial_balance_postgres,
-    newest_lines_postgres
+    row_per_key_postgres
 );
 engine_sink!(
     sqlite,
@@ -338,31 +333,45 @@ engine_sink!(
     keyed_rows::rows_by_key_sqlite,
     keyed_rows::upsert_balances_sqlite,
     keyed_rows::upsert_trial_balance_sqlite,
-    newest_lines_sqlite
+    row_per_key_sqlite
 );
 
-/// Each key of `k` joined to its newest statement line, on PostgreSQL: a `LATERAL` subquery
-/// with `LIMIT 1` has one plan whatever the table's statistics, a backward step down the
-/// primary key. The correlated `max` SQLite uses was planned as a hash join over a sequential
-/// scan of the whole table when the statement was prepared on a young table, and kept that
-/// plan as the table grew (decision 0033). `pub` for the test of its plan.
-pub fn newest_lines_postgres(table: &str) -> String {
+/// The row of `table` for each key of `k (<key>, currency)`: the key, then `columns` (plain
+/// names, comma-separated); with `newest_by`, the row with the highest value of that column
+/// among the key's rows (the table's primary key ends with it).
+///
+/// On PostgreSQL a `LATERAL` subquery with `LIMIT 1`, which is never flattened into a join:
+/// its one plan is an index step per key whatever the table's statistics. Plain joins (and
+/// the correlated `max` SQLite uses) were planned as a hash join over a sequential scan of
+/// the whole table when prepared on a young table, a plan a connection keeps while the table
+/// grows (decision 0033). `pub` for the test of its plan.
+pub fn row_per_key_postgres(table: &str, key: &str, columns: &str, newest_by: Option<&str>) -> String {
+    let selected = qualified("r", columns);
+    let order = newest_by.map(|column| format!(" ORDER BY m.{column} DESC")).unwrap_or_default();
     format!(
-        "SELECT k.user_id, k.currency, s.available_after, s.held_after, s.position FROM k \
-         CROSS JOIN LATERAL (SELECT m.available_after, m.held_after, m.position FROM {table} m \
-         WHERE m.user_id = k.user_id AND m.currency = k.currency ORDER BY m.position DESC LIMIT 1) s"
+        "SELECT k.{key}, k.currency, {selected} FROM k CROSS JOIN LATERAL (SELECT {} FROM {table} m \
+         WHERE m.{key} = k.{key} AND m.currency = k.currency{order} LIMIT 1) r",
+        qualified("m", columns)
     )
 }
 
-/// As [`newest_lines_postgres`], on SQLite (no `LATERAL`): a correlated `max`, which SQLite
-/// answers from the end of the covering primary key (decision 0028).
-fn newest_lines_sqlite(table: &str) -> String {
+/// As [`row_per_key_postgres`], on SQLite (no `LATERAL`): a join, the newest row through a
+/// correlated `max`, which SQLite answers from the end of the primary key (decision 0028).
+fn row_per_key_sqlite(table: &str, key: &str, columns: &str, newest_by: Option<&str>) -> String {
+    let newest = newest_by
+        .map(|column| {
+            format!(" AND r.{column} = (SELECT max(m.{column}) FROM {table} m WHERE m.{key} = k.{key} AND m.currency = k.currency)")
+        })
+        .unwrap_or_default();
     format!(
-        "SELECT s.user_id, s.currency, s.available_after, s.held_after, s.position FROM k \
-         JOIN {table} s ON s.user_id = k.user_id AND s.currency = k.currency \
-         AND s.position = (SELECT max(m.position) FROM {table} m \
-         WHERE m.user_id = k.user_id AND m.currency = k.currency)"
+        "SELECT r.{key}, r.currency, {} FROM k JOIN {table} r ON r.{key} = k.{key} AND r.currency = k.currency{newest}",
+        qualified("r", columns)
     )
+}
+
+/// `a, b` as `t.a, t.b`.
+fn qualified(alias: &str, columns: &str) -> String {
+    columns.split(',').map(|column| format!("{alias}.{}", column.trim())).collect::<Vec<_>>().join(", ")
 }
 
 /// Statement lines are the one projection that writes a row per event; on PostgreSQL they go
