@@ -549,15 +549,14 @@ async fn keyed_loads_are_read_by_index_on_young_tables() {
     let mut connection = pool.acquire().await.unwrap();
     sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
     let loads = [
-        ("statement_lines", "uuid", "user_id", "available_after, held_after, position", Some("position")),
-        ("balances", "uuid", "user_id", "available, held, position", None),
-        ("trial_balance", "text", "account", "balance, position", None),
+        ("statement_lines", ("user_id", "uuid"), &["available_after", "held_after", "position"][..], Some("position")),
+        ("balances", ("user_id", "uuid"), &["available", "held", "position"][..], None),
+        ("trial_balance", ("account", "text"), &["balance", "position"][..], None),
     ];
-    for (table, key_type, key, columns, newest_by) in loads {
-        let text = format!(
-            "EXPLAIN WITH k ({key}, currency) AS (SELECT * FROM UNNEST($1::{key_type}[], $2::text[])) {}",
-            sink::row_per_key_postgres(table, key, columns, newest_by)
-        );
+    for (table, key, columns, newest_by) in loads {
+        let key_type = key.1;
+        let read = sink::KeyedRead { table, key, columns, newest_by };
+        let text = format!("EXPLAIN {}", sink::keyed_select_postgres(&read));
         let keys: Vec<String> = (0..64).map(|_| uuid::Uuid::now_v7().to_string()).collect();
         let query = sqlx::query_as(sqlx::AssertSqlSafe(text));
         let query = if key_type == "uuid" {

@@ -1,7 +1,9 @@
-//! The keyed projection tables (balances, trial balance): reading the rows a batch touches and
-//! upserting them. PostgreSQL binds one array per column (`UNNEST`), so each statement has one
-//! text, parsed and planned once per connection, whatever the batch size. SQLite has no arrays
-//! and binds chunks of rows (`VALUES`).
+//! The ledger projections' rows by key: reading the rows a batch touches (balances,
+//! trial-balance rows, each key's newest statement line) and upserting the balances and
+//! trial-balance rows. PostgreSQL binds one array per column (`UNNEST`), so each statement has
+//! one text, parsed and planned once per connection, whatever the batch size, and reads each
+//! key's row by a `LATERAL` step whose plan does not depend on the table's statistics
+//! (decision 0033). SQLite has no arrays and binds chunks of rows (`VALUES`).
 
 use std::collections::BTreeMap;
 
@@ -28,11 +30,43 @@ const TRIAL_COLUMNS: &str = "account, currency, balance, position";
 const TRIAL_ON_CONFLICT: &str =
     "ON CONFLICT (account, currency) DO UPDATE SET balance = excluded.balance, position = excluded.position";
 
-/// Runs `query`, which reads the keys from `k (<first>, currency)`, for `keys` on PostgreSQL.
+/// What to read of a keyed table: for each key `(<key column>, currency)`, the key and
+/// `columns`; with `newest_by`, the one row with the highest value of that column among the
+/// key's rows (the table's primary key ends with it), else the key's one row.
+pub struct KeyedRead<'a> {
+    pub table: &'a str,
+    pub key: KeyColumn<'a>,
+    pub columns: &'a [&'a str],
+    pub newest_by: Option<&'a str>,
+}
+
+/// `a, b` as `t.a, t.b`.
+fn qualified(alias: &str, columns: &[&str]) -> String {
+    columns.iter().map(|column| format!("{alias}.{column}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The statement of a [`KeyedRead`] on PostgreSQL, the keys bound as two arrays. Each key's
+/// row comes from a `LATERAL` subquery with `LIMIT 1`, which is never flattened into a join:
+/// its one plan is an index step per key whatever the table's statistics. A plain join (and a
+/// correlated `max` for the newest row) was planned as a hash join over a sequential scan of
+/// the whole table when prepared on a young table, a plan a connection keeps while the table
+/// grows (decision 0033). `pub` for the test of its plan.
+pub fn select_postgres(read: &KeyedRead<'_>) -> String {
+    let KeyedRead { table, key: (key, key_type), columns, newest_by } = read;
+    let order = newest_by.map(|column| format!(" ORDER BY m.{column} DESC")).unwrap_or_default();
+    format!(
+        "WITH k ({key}, currency) AS (SELECT * FROM UNNEST($1::{key_type}[], $2::text[])) \
+         SELECT k.{key}, k.currency, {} FROM k CROSS JOIN LATERAL (SELECT {} FROM {table} m \
+         WHERE m.{key} = k.{key} AND m.currency = k.currency{order} LIMIT 1) r",
+        qualified("r", columns),
+        qualified("m", columns)
+    )
+}
+
+/// The rows of `read` for `keys` on PostgreSQL: the key, the currency, then the columns.
 pub(crate) async fn rows_by_key_postgres<K>(
     connection: &mut sqlx::PgConnection,
-    (first, first_type): KeyColumn<'_>,
-    query: &str,
+    read: &KeyedRead<'_>,
     keys: &[(K, &str)],
 ) -> Result<Vec<PgRow>, sqlx::Error>
 where
@@ -41,27 +75,37 @@ where
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let text = format!("WITH k ({first}, currency) AS (SELECT * FROM UNNEST($1::{first_type}[], $2::text[])) {query}");
-    sqlx::query(sql(text))
+    sqlx::query(sql(select_postgres(read)))
         .bind(keys.iter().map(|(key, _)| key.clone()).collect::<Vec<K>>())
         .bind(keys.iter().map(|(_, currency)| *currency).collect::<Vec<&str>>())
         .fetch_all(connection)
         .await
 }
 
-/// As [`rows_by_key_postgres`], on SQLite: a chunk of keys a statement.
+/// As [`rows_by_key_postgres`], on SQLite (no arrays, no `LATERAL`): a chunk of keys a
+/// statement, joined to the table; the newest row through a correlated `max`, which SQLite
+/// answers from the end of the primary key (decision 0028).
 pub(crate) async fn rows_by_key_sqlite<K>(
     connection: &mut sqlx::SqliteConnection,
-    (first, _): KeyColumn<'_>,
-    query: &str,
+    read: &KeyedRead<'_>,
     keys: &[(K, &str)],
 ) -> Result<Vec<SqliteRow>, sqlx::Error>
 where
     K: Clone + Send + for<'q> Encode<'q, Sqlite> + Type<Sqlite> + 'static,
 {
+    let KeyedRead { table, key: (key, _), columns, newest_by } = read;
+    let newest = newest_by
+        .map(|column| {
+            format!(" AND r.{column} = (SELECT max(m.{column}) FROM {table} m WHERE m.{key} = k.{key} AND m.currency = k.currency)")
+        })
+        .unwrap_or_default();
+    let select = format!(
+        "SELECT r.{key}, r.currency, {} FROM k JOIN {table} r ON r.{key} = k.{key} AND r.currency = k.currency{newest}",
+        qualified("r", columns)
+    );
     let mut rows = Vec::new();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let text = format!("WITH k ({first}, currency) AS (VALUES {}) {query}", placeholders(chunk.len(), 2));
+        let text = format!("WITH k ({key}, currency) AS (VALUES {}) {select}", placeholders(chunk.len(), 2));
         let mut statement = sqlx::query(sql(text));
         for (key, currency) in chunk {
             statement = statement.bind(key.clone()).bind(*currency);

@@ -11,6 +11,7 @@ use sqlx::{AssertSqlSafe, Row, SqlSafeStr, SqlStr};
 use uuid::Uuid;
 
 use super::keyed_rows::{self, ACCOUNT_KEY, USER_KEY};
+pub use super::keyed_rows::{KeyedRead, select_postgres as keyed_select_postgres};
 use super::sql_types::{Amount, Instant};
 
 /// Everything a projection table holds, for `verify` to compare with a fresh fold.
@@ -90,8 +91,7 @@ macro_rules! engine_sink {
         $documents_by_id:path,
         $rows_by_key:path,
         $upsert_balances:path,
-        $upsert_trial_balance:path,
-        $row_per_key:path
+        $upsert_trial_balance:path
     ) => {
         pub mod $module {
             use super::*;
@@ -167,16 +167,16 @@ macro_rules! engine_sink {
             }
 
             /// Rows of `(user_id, currency, available, held, position)` for every user key the
-            /// entries touch: `query` reads the keys from `k (user_id, currency)`.
+            /// entries touch, as `read` reads them.
             async fn balance_rows(
                 connection: &mut $connection,
-                query: &str,
+                read: &KeyedRead<'_>,
                 entries: &[LedgerEntry<'_>],
             ) -> Result<BTreeMap<BalanceKey, Balance>, sqlx::Error> {
                 let keys: BTreeSet<BalanceKey> = entries.iter().flat_map(|e| e.user_changes().into_keys()).collect();
                 let keys: Vec<(Uuid, &str)> = keys.iter().map(|(user, currency)| (user.0, currency.as_str())).collect();
                 let mut balances = BTreeMap::new();
-                for row in $rows_by_key(connection, USER_KEY, query, &keys).await? {
+                for row in $rows_by_key(connection, read, &keys).await? {
                     let (key, balance) = balance_row(&row)?;
                     balances.insert(key, balance);
                 }
@@ -203,22 +203,23 @@ macro_rules! engine_sink {
                 let mut fold = Fold::new(projection);
                 match &mut fold {
                     Fold::Balances(fold) => {
-                        let query = $row_per_key(table, "user_id", "available, held, position", None);
-                        fold.rows = balance_rows(connection, &query, entries).await?;
+                        let read = KeyedRead { table, key: USER_KEY, columns: &["available", "held", "position"], newest_by: None };
+                        fold.rows = balance_rows(connection, &read, entries).await?;
                     }
                     Fold::Statement(fold) => {
                         // The newest line per key carries the running balance: one step down
                         // the primary key per key, whatever the user's history (decisions
                         // 0028, 0033).
-                        let query = $row_per_key(table, "user_id", "available_after, held_after, position", Some("position"));
-                        fold.running = balance_rows(connection, &query, entries).await?;
+                        let columns = &["available_after", "held_after", "position"];
+                        let read = KeyedRead { table, key: USER_KEY, columns, newest_by: Some("position") };
+                        fold.running = balance_rows(connection, &read, entries).await?;
                     }
                     Fold::TrialBalance(fold) => {
                         let keys: BTreeSet<AccountKey> = entries.iter().flat_map(|e| e.account_changes().into_keys()).collect();
                         let keys: Vec<(String, &str)> =
                             keys.iter().map(|(account, currency)| (account.clone(), currency.as_str())).collect();
-                        let query = $row_per_key(table, "account", "balance, position", None);
-                        for row in $rows_by_key(connection, ACCOUNT_KEY, &query, &keys).await? {
+                        let read = KeyedRead { table, key: ACCOUNT_KEY, columns: &["balance", "position"], newest_by: None };
+                        for row in $rows_by_key(connection, &read, &keys).await? {
                             let key = (row.try_get::<String, _>(0)?, currency(&row.try_get::<String, _>(1)?)?);
                             fold.rows.insert(key, (row.try_get::<Amount, _>(2)?.0, row.try_get(3)?));
                         }
@@ -321,8 +322,7 @@ engine_sink!(
     documents_by_id_postgres,
     keyed_rows::rows_by_key_postgres,
     keyed_rows::upsert_balances_postgres,
-    keyed_rows::upsert_trial_balance_postgres,
-    row_per_key_postgres
+    keyed_rows::upsert_trial_balance_postgres
 );
 engine_sink!(
     sqlite,
@@ -332,47 +332,8 @@ engine_sink!(
     documents_by_id_sqlite,
     keyed_rows::rows_by_key_sqlite,
     keyed_rows::upsert_balances_sqlite,
-    keyed_rows::upsert_trial_balance_sqlite,
-    row_per_key_sqlite
+    keyed_rows::upsert_trial_balance_sqlite
 );
-
-/// The row of `table` for each key of `k (<key>, currency)`: the key, then `columns` (plain
-/// names, comma-separated); with `newest_by`, the row with the highest value of that column
-/// among the key's rows (the table's primary key ends with it).
-///
-/// On PostgreSQL a `LATERAL` subquery with `LIMIT 1`, which is never flattened into a join:
-/// its one plan is an index step per key whatever the table's statistics. Plain joins (and
-/// the correlated `max` SQLite uses) were planned as a hash join over a sequential scan of
-/// the whole table when prepared on a young table, a plan a connection keeps while the table
-/// grows (decision 0033). `pub` for the test of its plan.
-pub fn row_per_key_postgres(table: &str, key: &str, columns: &str, newest_by: Option<&str>) -> String {
-    let selected = qualified("r", columns);
-    let order = newest_by.map(|column| format!(" ORDER BY m.{column} DESC")).unwrap_or_default();
-    format!(
-        "SELECT k.{key}, k.currency, {selected} FROM k CROSS JOIN LATERAL (SELECT {} FROM {table} m \
-         WHERE m.{key} = k.{key} AND m.currency = k.currency{order} LIMIT 1) r",
-        qualified("m", columns)
-    )
-}
-
-/// As [`row_per_key_postgres`], on SQLite (no `LATERAL`): a join, the newest row through a
-/// correlated `max`, which SQLite answers from the end of the primary key (decision 0028).
-fn row_per_key_sqlite(table: &str, key: &str, columns: &str, newest_by: Option<&str>) -> String {
-    let newest = newest_by
-        .map(|column| {
-            format!(" AND r.{column} = (SELECT max(m.{column}) FROM {table} m WHERE m.{key} = k.{key} AND m.currency = k.currency)")
-        })
-        .unwrap_or_default();
-    format!(
-        "SELECT r.{key}, r.currency, {} FROM k JOIN {table} r ON r.{key} = k.{key} AND r.currency = k.currency{newest}",
-        qualified("r", columns)
-    )
-}
-
-/// `a, b` as `t.a, t.b`.
-fn qualified(alias: &str, columns: &str) -> String {
-    columns.split(',').map(|column| format!("{alias}.{}", column.trim())).collect::<Vec<_>>().join(", ")
-}
 
 /// Statement lines are the one projection that writes a row per event; on PostgreSQL they go
 /// in as ten arrays (`UNNEST`), far cheaper to parse than thousands of bound values.
