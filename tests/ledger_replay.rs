@@ -571,3 +571,49 @@ async fn keyed_loads_are_read_by_index_on_young_tables() {
         assert!(!plan.contains("Seq Scan") && !plan.contains("Hash"), "{table}:\n{plan}");
     }
 }
+
+/// The order monitor reads the open orders a page at a time by (deadline, id). With many open
+/// orders each page must be one range of `orders_open` that stops at the page's end, in both
+/// the custom and the generic plan; the old keyset (`$1 IS NULL OR …`) read every open order
+/// before the key again (tens of milliseconds a page at 100,000 open orders, decision 0034).
+#[tokio::test]
+async fn monitor_pages_are_ranges_of_the_open_orders_index() {
+    let Some(database) = common::postgres_database("monitor_page_plan").await else { return };
+    let store = open_store(&database).await;
+    let Engine::Postgres(pool) = store.engine() else { panic!("a PostgreSQL store") };
+    let mut connection = pool.acquire().await.unwrap();
+    // 40,000 open orders, one in ten with its SMS (not waiting), deadlines ten apart.
+    sqlx::query(
+        "INSERT INTO orders (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, \
+         position, view, service, country, waiting) \
+         SELECT gen_random_uuid(), gen_random_uuid(), CASE WHEN i % 10 = 0 THEN 'sms_received' ELSE 'number_assigned' END, \
+         'sandbox', i::text, i, 1000000 + i * 10, i, '{}', 'tg', 'GB', i % 10 <> 0 FROM generate_series(1, 40000) AS i",
+    )
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE orders").execute(&mut *connection).await.unwrap();
+    let passed_over = |plan: &str| -> u64 {
+        plan.lines()
+            .filter_map(|line| line.split("Rows Removed by Filter: ").nth(1))
+            .map(|n| n.trim().parse::<u64>().unwrap())
+            .sum()
+    };
+    let prepare = format!("PREPARE watched (bigint, uuid, bigint, bigint) AS {}", projection::orders::WATCHED);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(prepare)).execute(&mut *connection).await.unwrap();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        // A page from the middle: 20,000 open orders lie before its key.
+        let explain = format!(
+            "SET plan_cache_mode = {mode}; EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) \
+             EXECUTE watched({}, '00000000-0000-0000-0000-000000000000', 500, 0)",
+            1_000_000 + 20_000 * 10
+        );
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(explain)).fetch_all(&mut *connection).await.unwrap();
+        let plan = rows.iter().map(|row| sqlx::Row::get::<String, _>(row, 0)).collect::<Vec<_>>().join("\n");
+        assert!(plan.contains("Index Scan using orders_open"), "{mode}:\n{plan}");
+        assert!(!plan.contains("Sort") && !plan.contains("Seq Scan"), "{mode}:\n{plan}");
+        // 500 waiting orders read, and the tenth of the orders in between that have their SMS.
+        let removed = passed_over(&plan);
+        assert!(removed <= 100, "{mode}: {removed} rows read and passed over\n{plan}");
+    }
+}

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use domain::order::{OrderEvent, OrderStatus};
 use domain::{DomainEvent, OrderId, Timestamp, UserId};
+use futures_util::TryStreamExt;
 use projections::OrderView;
 use sqlx::Row;
 use uuid::Uuid;
@@ -19,9 +20,6 @@ use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live orders view.
 pub const NAME: &str = super::views::View::Orders.name();
-
-/// Statuses of an order that is still open, as stored.
-const OPEN: &str = "('placed', 'number_assigned', 'sms_received')";
 
 pub fn status_text(status: OrderStatus) -> &'static str {
     match status {
@@ -86,6 +84,13 @@ type Folded = (OrderView, i64, String);
 /// The columns an order's row is written with, in this order.
 const COLUMNS: &str = "order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, position, view, service, country, waiting";
 
+/// The open orders (`placed`, `number_assigned`, `sms_received`: the statuses of the
+/// `orders_open` index) the monitor acts on (waiting for an SMS or past their deadline, `$4`), a
+/// page of `$3` after the deadline and id `($1, $2)`, in the order of the `orders_open` index.
+pub const WATCHED: &str = "SELECT view FROM orders \
+     WHERE status IN ('placed', 'number_assigned', 'sms_received') AND (waiting OR expires_at <= $4) \
+     AND (expires_at, order_id) > ($1, $2) ORDER BY expires_at, order_id LIMIT $3";
+
 /// What an upsert changes on an order's row (the rest never changes).
 const ON_CONFLICT: &str = "ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
      provider_id = excluded.provider_id, provider_order_id = excluded.provider_order_id, \
@@ -93,15 +98,22 @@ const ON_CONFLICT: &str = "ON CONFLICT (order_id) DO UPDATE SET status = exclude
      waiting = excluded.waiting";
 
 /// On PostgreSQL a batch's orders go in as twelve arrays (`UNNEST`): one statement text,
-/// prepared once per connection, however many orders.
+/// prepared once per connection, however many orders. Orders the table does not have yet are
+/// inserted plainly (an `ON CONFLICT` insert checks the key first and cost a quarter more); the
+/// rest are upserted by the same arrays, whose arbiter is the key's index whatever the plan.
 async fn write_rows_postgres(
     connection: &mut sqlx::PgConnection,
     table: &str,
     folded: &[Folded],
+    new: bool,
 ) -> Result<(), sqlx::Error> {
+    if folded.is_empty() {
+        return Ok(());
+    }
+    let on_conflict = if new { "" } else { ON_CONFLICT };
     let text = format!(
         "INSERT INTO {table} ({COLUMNS}) SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], \
-         $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::bool[]) {ON_CONFLICT}"
+         $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[], $12::bool[]) {on_conflict}"
     );
     let column = |f: fn(&Folded) -> Option<&str>| folded.iter().map(f).collect::<Vec<_>>();
     let number = |f: fn(&Folded) -> i64| folded.iter().map(f).collect::<Vec<_>>();
@@ -123,11 +135,13 @@ async fn write_rows_postgres(
     Ok(())
 }
 
-/// On SQLite (no arrays), many rows a statement: one round trip for a page's orders.
+/// On SQLite (no arrays), many rows a statement: one round trip for a page's orders. New and
+/// stored orders alike are upserted (an embedded insert's key check costs little).
 async fn write_rows_sqlite(
     connection: &mut sqlx::SqliteConnection,
     table: &str,
     folded: &[Folded],
+    _new: bool,
 ) -> Result<(), sqlx::Error> {
     for chunk in folded.chunks(ROWS_PER_STATEMENT) {
         let text =
@@ -174,20 +188,24 @@ macro_rules! engine_orders {
                     let view = parse_view(&text)?;
                     views.insert(view.order_id, view);
                 }
-                let mut folded = Vec::with_capacity(by_order.len());
+                // Orders placed in this page, and orders the table has.
+                let (mut new, mut stored) = (Vec::new(), Vec::with_capacity(views.len()));
                 for (id, events) in by_order {
+                    let view = views.remove(&id);
+                    let rows = if view.is_some() { &mut stored } else { &mut new };
                     let (view, position) = crate::projection::views::fold_document(
                         id,
-                        views.remove(&id),
+                        view,
                         &events,
                         OrderView::placed,
                         OrderView::apply,
                         "order.placed",
                     )?;
                     let json = serde_json::to_string(&view).expect("an order view serializes");
-                    folded.push((view, position, json));
+                    rows.push((view, position, json));
                 }
-                $write_rows(connection, table, &folded).await?;
+                $write_rows(connection, table, &new, true).await?;
+                $write_rows(connection, table, &stored, false).await?;
                 Ok(())
             }
 
@@ -213,22 +231,26 @@ macro_rules! engine_orders {
                                 ORDER BY placed_at DESC, order_id DESC LIMIT $3 OFFSET $4) AS o ON 1 = 1 \
                      ORDER BY o.placed_at DESC, o.order_id DESC"
                 );
-                let rows = sqlx::query(sink::sql(text))
+                // Each row is parsed as it arrives and dropped: a whole list's load (up to
+                // `LIST_MAX` orders, 16 loads at once) never holds its rows and views together.
+                let mut rows = sqlx::query(sink::sql(text))
                     .bind(user.0)
                     .bind(status.map(status_text))
                     .bind(limit)
                     .bind(offset)
                     .bind(NAME)
-                    .fetch_all(&mut *connection)
-                    .await?;
-                let Some(first) = rows.first() else { return Err(sqlx::Error::RowNotFound) };
-                let (checkpoint, total): (i64, i64) = (first.try_get(0)?, first.try_get(1)?);
+                    .fetch(&mut *connection);
+                let mut head = None;
                 let mut orders = Vec::new();
-                for row in &rows {
-                    if let Some(view) = row.try_get::<Option<String>, _>(2)? {
-                        orders.push(parse_view(&view)?);
+                while let Some(row) = rows.try_next().await? {
+                    if head.is_none() {
+                        head = Some((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?));
+                    }
+                    if let Some(view) = row.try_get::<Option<&str>, _>(2)? {
+                        orders.push(parse_view(view)?);
                     }
                 }
+                let Some((checkpoint, total)) = head else { return Err(sqlx::Error::RowNotFound) };
                 Ok((checkpoint, OrderPage { orders, total: known_total.unwrap_or(total) }))
             }
 
@@ -309,14 +331,12 @@ macro_rules! engine_orders {
                 after: Option<(Timestamp, OrderId)>,
                 limit: i64,
             ) -> Result<Vec<OrderView>, sqlx::Error> {
-                let text = format!(
-                    "SELECT view FROM orders WHERE status IN {OPEN} AND (waiting OR expires_at <= $4) \
-                     AND ($1 IS NULL OR expires_at > $1 OR (expires_at = $1 AND order_id > $2)) \
-                     ORDER BY expires_at, order_id LIMIT $3"
-                );
-                let rows = sqlx::query(sink::sql(text))
-                    .bind(after.map(|(at, _)| at.0))
-                    .bind(after.map(|(_, id)| id.0))
+                // The first page starts before every key: the keyset is then one range of
+                // `orders_open`, whatever the page (decision 0034).
+                let (at, id) = after.map_or((i64::MIN, Uuid::nil()), |(at, id)| (at.0, id.0));
+                let rows = sqlx::query(sink::sql(WATCHED.to_owned()))
+                    .bind(at)
+                    .bind(id)
                     .bind(limit)
                     .bind(now.0)
                     .fetch_all(&mut *connection)
