@@ -16,6 +16,7 @@ pub mod point_in_time;
 pub mod pricing;
 pub mod projection;
 pub mod providers;
+pub mod rfc3339;
 pub mod service;
 pub mod sms_activate;
 pub mod store;

@@ -22,9 +22,10 @@ use super::bodies::{Envelope, ErrorBody, UserRefusals};
 use super::error::{ApiCreated, ApiError, ApiOk};
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::principal::Auth;
-use crate::identity::{Caller, rfc3339};
+use crate::identity::Caller;
 use crate::orders::{NewOrder, OrderFailure};
 use crate::projection::orders as orders_view;
+use crate::rfc3339::{Rfc3339, rfc3339};
 use crate::service::ServiceError;
 
 /// Longest `Idempotency-Key` accepted.
@@ -59,8 +60,8 @@ pub struct ListQuery {
 pub struct SmsBody<'a> {
     pub code: &'a str,
     pub text: &'a str,
-    #[schema(format = DateTime)]
-    pub received_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: Rfc3339,
 }
 
 /// An order as its owner sees it. Amounts are decimal strings. Borrowed from the order's
@@ -84,16 +85,16 @@ pub struct OrderBody<'a> {
     pub code: Option<&'a str>,
     pub sms: Vec<SmsBody<'a>>,
     pub awaiting_another_sms: bool,
-    #[schema(format = DateTime)]
-    pub placed_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub placed_at: Rfc3339,
     /// From when a cancel is accepted (until an SMS arrives).
-    #[schema(format = DateTime)]
-    pub cancellable_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub cancellable_at: Rfc3339,
     /// When the order expires and is refunded if no SMS came.
-    #[schema(format = DateTime)]
-    pub expires_at: String,
-    #[schema(format = DateTime)]
-    pub closed_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Rfc3339,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub closed_at: Option<Rfc3339>,
 }
 
 impl<'a> From<&'a OrderView> for OrderBody<'a> {
@@ -111,13 +112,13 @@ impl<'a> From<&'a OrderView> for OrderBody<'a> {
             sms: view
                 .sms
                 .iter()
-                .map(|sms| SmsBody { code: &sms.code, text: &sms.text, received_at: rfc3339(sms.at) })
+                .map(|sms| SmsBody { code: &sms.code, text: &sms.text, received_at: Rfc3339(sms.at) })
                 .collect(),
             awaiting_another_sms: view.awaiting_another_sms,
-            placed_at: rfc3339(view.placed_at),
-            cancellable_at: rfc3339(view.cancellable_at),
-            expires_at: rfc3339(view.expires_at),
-            closed_at: view.closed_at.map(rfc3339),
+            placed_at: Rfc3339(view.placed_at),
+            cancellable_at: Rfc3339(view.cancellable_at),
+            expires_at: Rfc3339(view.expires_at),
+            closed_at: view.closed_at.map(Rfc3339),
         }
     }
 }

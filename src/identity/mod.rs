@@ -196,11 +196,7 @@ impl UserView {
     }
 }
 
-pub fn rfc3339(at: Timestamp) -> String {
-    chrono::DateTime::from_timestamp_millis(at.0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::rfc3339::rfc3339;
 
 pub fn now() -> Timestamp {
     Timestamp(chrono::Utc::now().timestamp_millis())
