@@ -1,6 +1,8 @@
 //! The layers every route gets: request ids, security headers, CORS, compression, a body
 //! limit, a timeout, panics caught, and every error in the project's format.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -13,7 +15,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use super::error::{FormattedError, InternalCause};
@@ -55,12 +57,37 @@ impl Default for HttpLimits {
     }
 }
 
+/// Request ids: UUIDs of version 8 (a custom layout) made of 64 random bits drawn once per
+/// process and a counter, unique across processes and requests without asking the kernel for
+/// randomness on every request as `Uuid::new_v4` did (1.5% of the server's time on reads).
+#[derive(Clone)]
+struct RequestIds(Arc<(u64, AtomicU64)>);
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds(Arc::new((uuid::Uuid::new_v4().as_u64_pair().0, AtomicU64::new(0))))
+    }
+
+    fn next(&self) -> uuid::Uuid {
+        let (prefix, counter) = &*self.0;
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        uuid::Builder::from_custom_bytes(((u128::from(*prefix) << 64) | u128::from(n)).to_be_bytes()).into_uuid()
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        HeaderValue::from_str(self.next().hyphenated().encode_lower(&mut text)).ok().map(RequestId::new)
+    }
+}
+
 /// Wraps the whole router once. (`Router::layer` wraps every route in each layer, so that a
 /// request cloned a boxed route per layer: about 8% of the server's time on reads.)
 pub fn apply(router: Router, limits: &HttpLimits) -> Router {
     // The first layer is the outermost.
     let layered = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .map_response(with_security_headers)
         .layer(cors(limits))
@@ -129,4 +156,21 @@ async fn errors_in_project_format(request: Request, next: Next) -> Response {
     }
     replaced.extensions_mut().insert(FormattedError);
     replaced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_uuids() {
+        let (one, other) = (RequestIds::new(), RequestIds::new());
+        let ids: std::collections::HashSet<uuid::Uuid> = (0..1000).map(|_| one.next()).collect();
+        assert_eq!(ids.len(), 1000);
+        let id = one.next();
+        assert_eq!(id.get_version_num(), 8);
+        assert_eq!(id.to_string().len(), 36);
+        // Another process draws another prefix.
+        assert_ne!(other.next().as_u64_pair().0, id.as_u64_pair().0);
+    }
 }
