@@ -6,6 +6,7 @@
 use std::fmt;
 
 use domain::Timestamp;
+use projections::civil_from_days;
 
 /// An instant that serializes as RFC 3339 text without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,20 +44,6 @@ fn write(at: Timestamp, out: &mut [u8; LENGTH]) -> Option<&str> {
         out[at] = sign;
     }
     std::str::from_utf8(out).ok()
-}
-
-/// Year, month and day of a count of days since 1970-01-01 in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Outside years 0000-9999, chrono's text (the epoch for an instant it cannot represent).

@@ -543,10 +543,7 @@ on_both_engines!(
 /// line, were planned there as hash joins over a sequential scan of the whole table.
 #[tokio::test]
 async fn keyed_loads_are_read_by_index_on_young_tables() {
-    let Some(database) = common::postgres_database("keyed_loads_plan").await else { return };
-    let store = open_store(&database).await;
-    let Engine::Postgres(pool) = store.engine() else { panic!("a PostgreSQL store") };
-    let mut connection = pool.acquire().await.unwrap();
+    let Some((_database, mut connection)) = migrated_connection("keyed_loads_plan").await else { return };
     sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *connection).await.unwrap();
     let loads = [
         ("statement_lines", ("user_id", "uuid"), &["available_after", "held_after", "position"][..], Some("position")),
@@ -572,16 +569,22 @@ async fn keyed_loads_are_read_by_index_on_young_tables() {
     }
 }
 
+/// A connection to a fresh, migrated PostgreSQL database (kept while the first is held).
+async fn migrated_connection(test: &str) -> Option<(TestDatabase, sqlx::pool::PoolConnection<sqlx::Postgres>)> {
+    let database = common::postgres_database(test).await?;
+    let store = open_store(&database).await;
+    let Engine::Postgres(pool) = store.engine() else { panic!("a PostgreSQL store") };
+    let connection = pool.acquire().await.unwrap();
+    Some((database, connection))
+}
+
 /// The order monitor reads the open orders a page at a time by (deadline, id). With many open
 /// orders each page must be one range of `orders_open` that stops at the page's end, in both
 /// the custom and the generic plan; the old keyset (`$1 IS NULL OR …`) read every open order
 /// before the key again (tens of milliseconds a page at 100,000 open orders, decision 0034).
 #[tokio::test]
 async fn monitor_pages_are_ranges_of_the_open_orders_index() {
-    let Some(database) = common::postgres_database("monitor_page_plan").await else { return };
-    let store = open_store(&database).await;
-    let Engine::Postgres(pool) = store.engine() else { panic!("a PostgreSQL store") };
-    let mut connection = pool.acquire().await.unwrap();
+    let Some((_database, mut connection)) = migrated_connection("monitor_page_plan").await else { return };
     // 40,000 open orders, one in ten with its SMS (not waiting), deadlines ten apart.
     sqlx::query(
         "INSERT INTO orders (order_id, user_id, status, provider_id, provider_order_id, placed_at, expires_at, \

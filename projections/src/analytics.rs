@@ -34,12 +34,13 @@ pub struct AnalyticsFold {
 
 /// The UTC day of a time in microseconds since the epoch.
 pub fn day_of(recorded_at_micros: i64) -> String {
-    let days = recorded_at_micros.div_euclid(86_400_000_000);
-    civil_from_days(days)
+    let (year, month, day) = civil_from_days(recorded_at_micros.div_euclid(86_400_000_000));
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// `YYYY-MM-DD` of a count of days since 1970-01-01 (Howard Hinnant's civil-from-days).
-fn civil_from_days(days: i64) -> String {
+/// Year, month and day of a count of days since 1970-01-01 in the proleptic Gregorian
+/// calendar (Howard Hinnant's civil-from-days).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -48,8 +49,7 @@ fn civil_from_days(days: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 impl AnalyticsFold {

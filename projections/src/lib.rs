@@ -14,7 +14,7 @@ mod folds;
 mod orders;
 mod users;
 
-pub use analytics::{AnalyticsFold, AnalyticsKey, day_of};
+pub use analytics::{AnalyticsFold, AnalyticsKey, civil_from_days, day_of};
 pub use deposits::{DepositView, status_text as deposit_status_text};
 pub use folds::*;
 pub use orders::{OrderView, SmsView, status_after};
