@@ -53,21 +53,26 @@ fn chrono_text(at: Timestamp) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+impl Rfc3339 {
+    /// Hands the text to `use_text`: from a buffer on the stack, or chrono's for a year
+    /// outside 0000-9999.
+    fn with_text<R>(&self, use_text: impl FnOnce(&str) -> R) -> R {
+        match write(self.0, &mut [0; LENGTH]) {
+            Some(text) => use_text(text),
+            None => use_text(&chrono_text(self.0)),
+        }
+    }
+}
+
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match write(self.0, &mut [0; LENGTH]) {
-            Some(text) => f.write_str(text),
-            None => f.write_str(&chrono_text(self.0)),
-        }
+        self.with_text(|text| f.write_str(text))
     }
 }
 
 impl serde::Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match write(self.0, &mut [0; LENGTH]) {
-            Some(text) => serializer.serialize_str(text),
-            None => serializer.serialize_str(&chrono_text(self.0)),
-        }
+        self.with_text(|text| serializer.serialize_str(text))
     }
 }
 
