@@ -17,6 +17,7 @@ pub mod pricing;
 pub mod projection;
 pub mod providers;
 pub mod rfc3339;
+pub mod search;
 pub mod service;
 pub mod sms_activate;
 pub mod store;

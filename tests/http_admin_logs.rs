@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use common::TestDatabase;
 use common::app::{As, Options, TestApp, spawn_with, text};
+use smsledger::store::Engine;
 
 async fn entries(app: &TestApp, admin: &str, query: &str) -> Vec<Value> {
     let reply = app.get(&format!("/admin/logs/activity{query}"), As::Bearer(admin)).await.expect(StatusCode::OK);
@@ -46,6 +47,25 @@ async fn admins_read_who_did_what(database: TestDatabase) {
         app.get(&format!("/admin/logs/activity{bad}"), As::Bearer(&admin)).await.expect(StatusCode::BAD_REQUEST);
     }
     app.get("/admin/logs/activity", As::Bearer(&ann)).await.expect(StatusCode::FORBIDDEN);
+
+    // Counts stop at 10,000 matches and say so (decision 0035); a filter narrow enough is exact.
+    let bulk = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10005) \
+                INSERT INTO activity_log (position, recorded_at, actor, event_type, stream_id) \
+                SELECT 1000000 + i, 0, 'system:bulk', 'bulk.row', 'bulk-' || i FROM n";
+    match app.store.engine() {
+        Engine::Postgres(pool) => sqlx::query(bulk).execute(pool).await.map(|_| ()),
+        Engine::Sqlite(pool) => sqlx::query(bulk).execute(pool).await.map(|_| ()),
+    }
+    .unwrap();
+    let all = app.get("/admin/logs/activity?per_page=2", As::Bearer(&admin)).await.expect(StatusCode::OK);
+    assert_eq!((all.data()["total"].as_i64(), all.data()["total_exact"].as_bool()), (Some(10_000), Some(false)));
+    assert_eq!(all.data()["entries"][0]["position"], 1_010_005, "newest first");
+    let bulk_rows = app.get("/admin/logs/activity?actor=system:bulk", As::Bearer(&admin)).await.expect(StatusCode::OK);
+    assert_eq!(bulk_rows.data()["total_exact"], false);
+    let anns_page =
+        app.get(&format!("/admin/logs/activity?user_id={ann_id}"), As::Bearer(&admin)).await.expect(StatusCode::OK);
+    assert_eq!(anns_page.data()["total"].as_u64(), Some(anns.len() as u64));
+    assert_eq!(anns_page.data()["total_exact"], true);
 }
 
 on_both_engines!(admins_read_who_did_what);

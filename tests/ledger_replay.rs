@@ -620,3 +620,55 @@ async fn monitor_pages_are_ranges_of_the_open_orders_index() {
         assert!(removed <= 100, "{mode}: {removed} rows read and passed over\n{plan}");
     }
 }
+
+/// Admin searches name only the filters that are set (decision 0035). With an actor, the
+/// activity log's page and count are ranges of its by-actor index in the generic plan too (a
+/// `$1 IS NULL OR actor = $1` condition read the whole log there), and a count with no filter
+/// stops at the cap instead of reading every row.
+#[tokio::test]
+async fn activity_searches_are_ranges_of_their_indexes() {
+    use smsledger::projection::activity::{ActivityFilter, statements};
+    let Some((_database, mut connection)) = migrated_connection("activity_search_plan").await else { return };
+    // 60,000 rows by 600 actors, a hundred each.
+    sqlx::query(
+        "INSERT INTO activity_log (position, recorded_at, actor, event_type, stream_id) \
+         SELECT i, i, 'user:' || (i % 600), 'order.placed', 'order-' || i FROM generate_series(1, 60000) AS i",
+    )
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE activity_log").execute(&mut *connection).await.unwrap();
+    let plan_of = async |connection: &mut sqlx::PgConnection, mode: &str, execute: &str| -> String {
+        let explain = format!("SET plan_cache_mode = {mode}; EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {execute}");
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(explain)).fetch_all(&mut *connection).await.unwrap();
+        rows.iter().map(|row| sqlx::Row::get::<String, _>(row, 0)).collect::<Vec<_>>().join("\n")
+    };
+    // The most rows any node of a plan produced or dropped.
+    let most_rows = |plan: &str| -> u64 {
+        let numbers = |marker: &str| {
+            plan.lines()
+                .filter_map(|line| line.split(marker).nth(1))
+                .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        };
+        numbers("actual rows=").into_iter().chain(numbers("Rows Removed by Filter: ")).max().unwrap_or(0)
+    };
+
+    let by_actor = ActivityFilter { actor: Some("user:7".into()), ..ActivityFilter::default() };
+    let (count, page) = statements(&by_actor.conditions());
+    let prepare = format!("PREPARE counted AS {count}; PREPARE page AS {page}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(prepare)).execute(&mut *connection).await.unwrap();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        for execute in ["EXECUTE counted('user:7')", "EXECUTE page('user:7', 50, 0)"] {
+            let plan = plan_of(&mut connection, mode, execute).await;
+            assert!(plan.contains("activity_log_by_actor") && !plan.contains("Seq Scan"), "{mode} {execute}:\n{plan}");
+            assert!(most_rows(&plan) <= 100, "{mode} {execute}: read more than the actor's rows\n{plan}");
+        }
+    }
+
+    let (count, _) = statements(&ActivityFilter::default().conditions());
+    let plan = plan_of(&mut connection, "force_custom_plan", &count).await;
+    assert!(most_rows(&plan) <= smsledger::search::COUNT_CAP as u64 + 1, "the count read past its cap:\n{plan}");
+    let counted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count)).fetch_one(&mut *connection).await.unwrap();
+    assert_eq!(smsledger::search::Total::of_count(counted), smsledger::search::Total { total: 10_000, exact: false });
+}

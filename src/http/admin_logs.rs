@@ -43,7 +43,10 @@ pub struct ActivityPage {
     pub entries: Vec<Activity>,
     pub page: i64,
     pub per_page: i64,
+    /// Matches, counted up to 10,000.
     pub total: i64,
+    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
+    pub total_exact: bool,
 }
 
 fn day_micros(field: &str, text: &str) -> Result<i64, ApiError> {
@@ -88,7 +91,7 @@ pub async fn activity(
     let (entries, total) = activity_view::search_activity(state.store.engine(), &filter, offset, per_page)
         .await
         .map_err(ApiError::internal)?;
-    Ok(ApiOk(ActivityPage { entries, page, per_page, total }))
+    Ok(ApiOk(ActivityPage { entries, page, per_page, total: total.total, total_exact: total.exact }))
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
@@ -108,7 +111,10 @@ pub struct SystemPage {
     pub entries: Vec<LogEntry>,
     pub page: i64,
     pub per_page: i64,
+    /// Matches, counted up to 10,000.
     pub total: i64,
+    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
+    pub total_exact: bool,
 }
 
 #[utoipa::path(
@@ -141,5 +147,5 @@ pub async fn system(
     let offset = (page - 1).saturating_mul(per_page);
     let (entries, total) =
         system_log::search(state.store.engine(), &filter, offset, per_page).await.map_err(ApiError::internal)?;
-    Ok(ApiOk(SystemPage { entries, page, per_page, total }))
+    Ok(ApiOk(SystemPage { entries, page, per_page, total: total.total, total_exact: total.exact }))
 }

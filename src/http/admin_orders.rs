@@ -70,7 +70,10 @@ pub struct AdminOrdersPage<'a> {
     pub orders: Vec<AdminOrder<'a>>,
     pub page: i64,
     pub per_page: i64,
+    /// Matches, counted up to 10,000.
     pub total: i64,
+    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
+    pub total_exact: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -130,11 +133,11 @@ pub async fn list(
     }
     crate::read::wait_for_view(&state.store, orders_view::NAME).await?;
     let offset = (page - 1).saturating_mul(per_page);
-    let found = orders_view::search_orders(state.store.engine(), &filter, offset, per_page)
+    let (found, total) = orders_view::search_orders(state.store.engine(), &filter, offset, per_page)
         .await
         .map_err(ApiError::internal)?;
-    let orders = found.orders.iter().map(AdminOrder::from).collect();
-    Ok(ApiOk(AdminOrdersPage { orders, page, per_page, total: found.total }).into_response())
+    let orders = found.iter().map(AdminOrder::from).collect();
+    Ok(ApiOk(AdminOrdersPage { orders, page, per_page, total: total.total, total_exact: total.exact }).into_response())
 }
 
 #[utoipa::path(

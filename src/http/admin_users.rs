@@ -73,7 +73,10 @@ pub struct UsersPage {
     pub users: Vec<UserListEntry>,
     pub page: i64,
     pub per_page: i64,
+    /// Matches, counted up to 10,000.
     pub total: i64,
+    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
+    pub total_exact: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -82,7 +85,10 @@ pub struct AdminUserData<'a> {
     pub wallets: Vec<WalletBody>,
     /// The newest orders.
     pub orders: Vec<AdminOrder<'a>>,
+    /// The user's orders, counted up to 10,000.
     pub orders_total: i64,
+    /// False when the user has more than 10,000 orders.
+    pub orders_total_exact: bool,
     /// The newest payment lines of the statement.
     pub ledger: Vec<HistoryLine>,
 }
@@ -136,7 +142,7 @@ pub async fn list(
     let found =
         users_view::search_users(state.store.engine(), &filter, offset, per_page).await.map_err(ApiError::internal)?;
     let users = found.users.iter().map(UserListEntry::from).collect();
-    Ok(ApiOk(UsersPage { users, page, per_page, total: found.total }))
+    Ok(ApiOk(UsersPage { users, page, per_page, total: found.total.total, total_exact: found.total.exact }))
 }
 
 #[utoipa::path(
@@ -162,14 +168,15 @@ pub async fn user(
     let wallets = wallet_bodies(&state, user_id).await?;
     crate::read::wait_for_view(&state.store, orders_view::NAME).await?;
     let filter = AdminFilter { user: Some(user_id), ..AdminFilter::default() };
-    let found =
+    let (orders, orders_total) =
         orders_view::search_orders(state.store.engine(), &filter, 0, RECENT_MAX).await.map_err(ApiError::internal)?;
     let (lines, _) = crate::read::history(&state.store, user_id, (RECENT_MAX, 0)).await?;
     Ok(ApiOk(AdminUserData {
         user,
         wallets,
-        orders: found.orders.iter().map(AdminOrder::from).collect(),
-        orders_total: found.total,
+        orders: orders.iter().map(AdminOrder::from).collect(),
+        orders_total: orders_total.total,
+        orders_total_exact: orders_total.exact,
         ledger: lines.into_iter().map(HistoryLine::from).collect(),
     })
     .into_response())

@@ -41,7 +41,10 @@ pub struct DepositsPage {
     pub deposits: Vec<DepositBody>,
     pub page: i64,
     pub per_page: i64,
+    /// Matches, counted up to 10,000.
     pub total: i64,
+    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
+    pub total_exact: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -91,7 +94,7 @@ async fn page_of(
         .await
         .map_err(ApiError::internal)?;
     let deposits = found.deposits.iter().map(DepositBody::from).collect();
-    Ok(DepositsPage { deposits, page, per_page, total: found.total })
+    Ok(DepositsPage { deposits, page, per_page, total: found.total.total, total_exact: found.total.exact })
 }
 
 #[utoipa::path(

@@ -6,6 +6,7 @@ use sqlx::Row;
 use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink::{self, placeholders};
+use crate::search::{Total, Where};
 use crate::store::{Engine, RecordedEvent};
 
 /// The checkpoint name of the live activity log.
@@ -37,6 +38,24 @@ pub struct ActivityFilter {
     pub from_micros: Option<i64>,
     /// Recorded before, microseconds.
     pub before_micros: Option<i64>,
+}
+
+impl ActivityFilter {
+    /// The conditions it sets. An event type prefix is matched with `LIKE`, its own `%` dropped
+    /// and `_` escaped.
+    pub fn conditions(&self) -> Where {
+        let prefix = self.event_type_prefix.as_ref().map(|p| format!("{}%", p.replace('%', "").replace('_', "\\_")));
+        Where::new()
+            .and("actor = $", self.actor.as_deref())
+            .and("event_type LIKE $ ESCAPE '\\'", prefix)
+            .and("recorded_at >= $", self.from_micros)
+            .and("recorded_at < $", self.before_micros)
+    }
+}
+
+/// A search's statements: its count, and its page (limit and offset bound after the values).
+pub fn statements(conditions: &Where) -> (String, String) {
+    (conditions.count_text("activity_log"), conditions.page_text(COLUMNS, "activity_log", "position DESC"))
 }
 
 struct Entry<'a> {
@@ -131,27 +150,13 @@ macro_rules! engine_activity {
                 filter: &ActivityFilter,
                 offset: i64,
                 limit: i64,
-            ) -> Result<(Vec<Activity>, i64), sqlx::Error> {
-                let conditions = "($1 IS NULL OR actor = $1) AND ($2 IS NULL OR event_type LIKE $2 ESCAPE '\\') \
-                                  AND ($3 IS NULL OR recorded_at >= $3) AND ($4 IS NULL OR recorded_at < $4)";
-                let prefix =
-                    filter.event_type_prefix.as_ref().map(|p| format!("{}%", p.replace('%', "").replace('_', "\\_")));
-                macro_rules! bind_filter {
-                    ($query:expr) => {
-                        $query
-                            .bind(filter.actor.as_deref())
-                            .bind(prefix.as_deref())
-                            .bind(filter.from_micros)
-                            .bind(filter.before_micros)
-                    };
-                }
-                let count = format!("SELECT count(*) FROM activity_log WHERE {conditions}");
-                let total: (i64,) = bind_filter!(sqlx::query_as(sink::sql(count))).fetch_one(&mut *connection).await?;
-                let text = format!(
-                    "SELECT position, recorded_at, actor, event_type, stream_id, ip, request_id FROM activity_log \
-                     WHERE {conditions} ORDER BY position DESC LIMIT $5 OFFSET $6"
-                );
-                let rows = bind_filter!(sqlx::query(sink::sql(text)))
+            ) -> Result<(Vec<Activity>, Total), sqlx::Error> {
+                let conditions = filter.conditions();
+                let (count, page) = statements(&conditions);
+                let counted: (i64,) = crate::bind_where!(sqlx::query_as(sink::sql(count)), conditions)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let rows = crate::bind_where!(sqlx::query(sink::sql(page)), conditions)
                     .bind(limit)
                     .bind(offset)
                     .fetch_all(&mut *connection)
@@ -171,7 +176,7 @@ macro_rules! engine_activity {
                         })
                     })
                     .collect::<Result<_, sqlx::Error>>()?;
-                Ok((entries, total.0))
+                Ok((entries, Total::of_count(counted.0)))
             }
         }
     };
@@ -186,6 +191,6 @@ pub async fn search_activity(
     filter: &ActivityFilter,
     offset: i64,
     limit: i64,
-) -> Result<(Vec<Activity>, i64), sqlx::Error> {
+) -> Result<(Vec<Activity>, Total), sqlx::Error> {
     crate::on_engine!(engine, search(filter, offset, limit))
 }

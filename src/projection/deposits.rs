@@ -14,6 +14,7 @@ use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
 use super::views::ByDocument;
+use crate::search::{Total, Where};
 use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live deposits view.
@@ -36,7 +37,7 @@ fn parse_view(text: &str) -> Result<DepositView, sqlx::Error> {
 #[derive(Debug)]
 pub struct DepositPage {
     pub deposits: Vec<DepositView>,
-    pub total: i64,
+    pub total: Total,
 }
 
 macro_rules! engine_deposits {
@@ -94,25 +95,23 @@ macro_rules! engine_deposits {
                 offset: i64,
                 limit: i64,
             ) -> Result<DepositPage, sqlx::Error> {
-                let filter = "WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR method = $3)";
-                let total: (i64,) = sqlx::query_as(sink::sql(format!("SELECT count(*) FROM deposits {filter}")))
-                    .bind(user.map(|u| u.0))
-                    .bind(status.map(status_text))
-                    .bind(method.map(DepositMethod::as_str))
-                    .fetch_one(&mut *connection)
-                    .await?;
-                let text =
-                    format!("SELECT view FROM deposits {filter} ORDER BY created_at DESC, deposit_id DESC LIMIT $4 OFFSET $5");
-                let rows = sqlx::query(sink::sql(text))
-                    .bind(user.map(|u| u.0))
-                    .bind(status.map(status_text))
-                    .bind(method.map(DepositMethod::as_str))
+                let conditions = Where::new()
+                    .and("user_id = $", user.map(|u| u.0))
+                    .and("status = $", status.map(status_text))
+                    .and("method = $", method.map(DepositMethod::as_str));
+                let counted: (i64,) =
+                    crate::bind_where!(sqlx::query_as(sink::sql(conditions.count_text("deposits"))), conditions)
+                        .fetch_one(&mut *connection)
+                        .await?;
+                let text = conditions.page_text("view", "deposits", "created_at DESC, deposit_id DESC");
+                let rows = crate::bind_where!(sqlx::query(sink::sql(text)), conditions)
                     .bind(limit)
                     .bind(offset)
                     .fetch_all(&mut *connection)
                     .await?;
-                let deposits = rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
-                Ok(DepositPage { deposits, total: total.0 })
+                let deposits =
+                    rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
+                Ok(DepositPage { deposits, total: Total::of_count(counted.0) })
             }
 
             /// Deposits created in `[from, before)` (ms), oldest first, after the key `(created_at, id)`.

@@ -16,6 +16,7 @@ use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
 use super::views::ByDocument;
+use crate::search::{Total, Where};
 use crate::store::Engine;
 
 /// The checkpoint name (and table) of the live orders view.
@@ -284,30 +285,26 @@ macro_rules! engine_orders {
                 filter: &AdminFilter,
                 offset: i64,
                 limit: i64,
-            ) -> Result<OrderPage, sqlx::Error> {
-                let conditions = "($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR provider_id = $3) \
-                     AND ($4 IS NULL OR service = $4) AND ($5 IS NULL OR country = $5) AND ($6 IS NULL OR placed_at >= $6) \
-                     AND ($7 IS NULL OR placed_at < $7)";
-                macro_rules! bind_filter {
-                    ($query:expr) => {
-                        $query
-                            .bind(filter.user.map(|u| u.0))
-                            .bind(filter.status.map(status_text))
-                            .bind(filter.provider.as_deref())
-                            .bind(filter.service.as_deref())
-                            .bind(filter.country.as_deref())
-                            .bind(filter.placed_from.map(|t| t.0))
-                            .bind(filter.placed_before.map(|t| t.0))
-                    };
-                }
-                let count = format!("SELECT count(*) FROM orders WHERE {conditions}");
-                let total: (i64,) = bind_filter!(sqlx::query_as(sink::sql(count))).fetch_one(&mut *connection).await?;
-                let text = format!(
-                    "SELECT view FROM orders WHERE {conditions} ORDER BY placed_at DESC, order_id DESC LIMIT $8 OFFSET $9"
-                );
-                let rows = bind_filter!(sqlx::query(sink::sql(text))).bind(limit).bind(offset).fetch_all(&mut *connection).await?;
+            ) -> Result<(Vec<OrderView>, Total), sqlx::Error> {
+                let conditions = Where::new()
+                    .and("user_id = $", filter.user.map(|u| u.0))
+                    .and("status = $", filter.status.map(status_text))
+                    .and("provider_id = $", filter.provider.as_deref())
+                    .and("service = $", filter.service.as_deref())
+                    .and("country = $", filter.country.as_deref())
+                    .and("placed_at >= $", filter.placed_from.map(|t| t.0))
+                    .and("placed_at < $", filter.placed_before.map(|t| t.0));
+                let counted: (i64,) = crate::bind_where!(sqlx::query_as(sink::sql(conditions.count_text("orders"))), conditions)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let text = conditions.page_text("view", "orders", "placed_at DESC, order_id DESC");
+                let rows = crate::bind_where!(sqlx::query(sink::sql(text)), conditions)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&mut *connection)
+                    .await?;
                 let orders = rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
-                Ok(OrderPage { orders, total: total.0 })
+                Ok((orders, Total::of_count(counted.0)))
             }
 
             /// Orders placed in `[from, before)` (ms), oldest first, after the key `(placed_at, id)`.
@@ -415,7 +412,7 @@ pub async fn search_orders(
     filter: &AdminFilter,
     offset: i64,
     limit: i64,
-) -> Result<OrderPage, sqlx::Error> {
+) -> Result<(Vec<OrderView>, Total), sqlx::Error> {
     on_engine!(engine, search(filter, offset, limit))
 }
 

@@ -12,6 +12,7 @@ use super::page::Slice;
 use super::runner::ProjectionError;
 use super::sink;
 use super::views::ByDocument;
+use crate::search::{Total, Where};
 use crate::store::Engine;
 
 /// The checkpoint name of the live users directory.
@@ -50,7 +51,7 @@ pub struct UserFilter {
 #[derive(Debug)]
 pub struct UserPage {
     pub users: Vec<UserRow>,
-    pub total: i64,
+    pub total: Total,
 }
 
 /// `%text%` for LIKE, with `\` escaping the pattern characters in the text.
@@ -112,29 +113,22 @@ macro_rules! engine_users {
                 offset: i64,
                 limit: i64,
             ) -> Result<UserPage, sqlx::Error> {
-                let conditions = "($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR role = $2) \
-                                  AND ($3 IS NULL OR blocked = $3)";
-                let pattern = filter.email_contains.as_deref().map(contains_pattern);
-                let total: (i64,) =
-                    sqlx::query_as(sink::sql(format!("SELECT count(*) FROM users_directory WHERE {conditions}")))
-                        .bind(pattern.as_deref())
-                        .bind(filter.role.map(role_text))
-                        .bind(filter.blocked)
+                let conditions = Where::new()
+                    .and("email LIKE $ ESCAPE '\\'", filter.email_contains.as_deref().map(contains_pattern))
+                    .and("role = $", filter.role.map(role_text))
+                    .and("blocked = $", filter.blocked);
+                let counted: (i64,) =
+                    crate::bind_where!(sqlx::query_as(sink::sql(conditions.count_text("users_directory"))), conditions)
                         .fetch_one(&mut *connection)
                         .await?;
-                let text = format!(
-                    "SELECT view FROM users_directory WHERE {conditions} ORDER BY registered_at DESC, user_id DESC LIMIT $4 OFFSET $5"
-                );
-                let rows = sqlx::query(sink::sql(text))
-                    .bind(pattern.as_deref())
-                    .bind(filter.role.map(role_text))
-                    .bind(filter.blocked)
+                let text = conditions.page_text("view", "users_directory", "registered_at DESC, user_id DESC");
+                let rows = crate::bind_where!(sqlx::query(sink::sql(text)), conditions)
                     .bind(limit)
                     .bind(offset)
                     .fetch_all(&mut *connection)
                     .await?;
                 let users = rows.iter().map(|row| parse_row(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
-                Ok(UserPage { users, total: total.0 })
+                Ok(UserPage { users, total: Total::of_count(counted.0) })
             }
 
             /// Every row, for `verify` to compare with the log.

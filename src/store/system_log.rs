@@ -9,6 +9,7 @@ use sqlx::Row;
 use tokio::sync::mpsc;
 
 use super::Engine;
+use crate::search::{Total, Where};
 
 /// Entries waiting for the writer at most.
 pub const QUEUE_MAX: usize = 1_024;
@@ -113,24 +114,18 @@ pub async fn search(
     filter: &LogFilter,
     offset: i64,
     limit: i64,
-) -> Result<(Vec<LogEntry>, i64), sqlx::Error> {
-    let conditions = "($1 IS NULL OR kind = $1) AND ($2 IS NULL OR source = $2) AND ($3 IS NULL OR level = $3)";
-    let count = format!("SELECT count(*) FROM system_log WHERE {conditions}");
-    let select = format!(
-        "SELECT id, at, kind, source, level, message FROM system_log WHERE {conditions} ORDER BY id DESC LIMIT $4 OFFSET $5"
-    );
+) -> Result<(Vec<LogEntry>, Total), sqlx::Error> {
+    let conditions = Where::new()
+        .and("kind = $", filter.kind.as_deref())
+        .and("source = $", filter.source.as_deref())
+        .and("level = $", filter.level.as_deref());
+    let count = conditions.count_text("system_log");
+    let select = conditions.page_text("id, at, kind, source, level, message", "system_log", "id DESC");
     macro_rules! run {
         ($pool:expr) => {{
-            let total: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(count))
-                .bind(filter.kind.as_deref())
-                .bind(filter.source.as_deref())
-                .bind(filter.level.as_deref())
-                .fetch_one($pool)
-                .await?;
-            let rows = sqlx::query(sqlx::AssertSqlSafe(select))
-                .bind(filter.kind.as_deref())
-                .bind(filter.source.as_deref())
-                .bind(filter.level.as_deref())
+            let counted: (i64,) =
+                crate::bind_where!(sqlx::query_as(sqlx::AssertSqlSafe(count)), conditions).fetch_one($pool).await?;
+            let rows = crate::bind_where!(sqlx::query(sqlx::AssertSqlSafe(select)), conditions)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all($pool)
@@ -149,7 +144,7 @@ pub async fn search(
                     })
                 })
                 .collect::<Result<_, sqlx::Error>>()?;
-            Ok((entries, total.0))
+            Ok((entries, Total::of_count(counted.0)))
         }};
     }
     match engine {
