@@ -229,7 +229,34 @@ async fn orders_lists_in_memory_equal_the_orders_view(db: TestDatabase) {
     assert_eq!(orders.page(user, None, 0, 100).await.unwrap().total, 12);
 }
 
+/// A read "as the database has it now" (a retry after a conflict, an admin's look) of a wallet
+/// memory keeps reads only the events after memory's version, and ends where reading the whole
+/// stream does.
+async fn a_fresh_read_continues_from_memory(db: TestDatabase) {
+    let (a, b) = (open_store(&db).await, open_store(&db).await);
+    let (ledger_a, ledger_b) = (Ledger::new(a.clone(), OrderPolicy::default()), Ledger::new(b, OrderPolicy::default()));
+    let user = UserId::new();
+    for _ in 0..30 {
+        ledger_a.wallet_command(user, Currency::USD, deposit("1.00"), None, Metadata::default()).await.unwrap();
+    }
+    caught_up(&a).await;
+    assert_eq!(in_memory(&a, user).await.version, 30);
+    for _ in 0..2 {
+        ledger_b.wallet_command(user, Currency::USD, deposit("0.50"), None, Metadata::default()).await.unwrap();
+    }
+    let read_before = a.events_read_by_folds();
+    let fresh = ledger_a.wallet(user, Currency::USD).await.unwrap();
+    assert_eq!((fresh.version, fresh.state.available), (32, usd("31.00")));
+    let read = a.events_read_by_folds() - read_before;
+    assert!(read <= 2, "{read} events read: memory had 30 of the 32");
+    a.live().forget(&domain::events::wallet_stream(user, Currency::USD));
+    let whole = ledger_a.wallet(user, Currency::USD).await.unwrap();
+    assert_eq!((whole.version, whole.state.available), (fresh.version, fresh.state.available));
+    assert_eq!(a.events_read_by_folds() - read_before - read, 32, "forgotten: the whole stream is read");
+}
+
 on_both_engines!(
+    a_fresh_read_continues_from_memory,
     recent_events_are_the_logs,
     orders_lists_in_memory_equal_the_orders_view,
     memory_follows_every_process_writes,

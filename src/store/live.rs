@@ -369,20 +369,25 @@ impl super::EventStore {
         let empty = Folded::empty(stream_id)
             .ok_or_else(|| StoreError::Invalid(format!("{stream_id} is not a stream kept in memory")))?;
         let live = self.live();
+        // A stream's events never change, so a read from the database continues from what
+        // memory holds (a prefix of the stream): it reads only the events after memory's
+        // version, not the whole stream again (a long-lived wallet's, on every retry).
+        let start = || live.ready(stream_id).map_or_else(|| empty.clone(), |folded| (*folded).clone());
         // Memory is read once the tail has passed every append this process acknowledged
         // (read-your-writes); a tail that cannot get there (the database is unreachable) is
         // not waited for twice: the database answers.
         let own = self.own_head().max(0);
         if !live.wait_tailed(own, crate::read::FRESHNESS_WAIT_MAX).await {
-            return self.fold_folded(stream_id, empty).await.map(Arc::new);
+            return self.fold_folded(stream_id, start()).await.map(Arc::new);
         }
         if !fresh && let Some(folded) = live.ready(stream_id) {
             return Ok(folded);
         }
+        let from = start();
         if !live.start_loading(stream_id) {
-            return self.fold_folded(stream_id, empty).await.map(Arc::new);
+            return self.fold_folded(stream_id, from).await.map(Arc::new);
         }
-        match self.fold_folded(stream_id, empty).await {
+        match self.fold_folded(stream_id, from).await {
             Ok(read) => Ok(live.finish_loading(stream_id, read)),
             Err(error) => {
                 live.abandon_loading(stream_id);
@@ -391,8 +396,9 @@ impl super::EventStore {
         }
     }
 
-    async fn fold_folded(&self, stream_id: &str, empty: Folded) -> Result<Folded, StoreError> {
-        let from = Loaded { state: empty, version: 0 };
+    /// `from` with the stream's events after its version.
+    async fn fold_folded(&self, stream_id: &str, from: Folded) -> Result<Folded, StoreError> {
+        let from = Loaded { version: from.version(), state: from };
         Ok(self.fold_stream_at(stream_id, from, |folded, position, event| folded.apply(position, event)).await?.state)
     }
 }

@@ -128,6 +128,8 @@ struct Inner {
     live: std::sync::OnceLock<Arc<Live>>,
     /// This process's committed events, from the writer to the tail.
     handoff: Arc<writer::Handoff>,
+    /// Events read from the database to fold streams, since the store opened.
+    folded_events: std::sync::atomic::AtomicU64,
 }
 
 impl EventStore {
@@ -148,8 +150,15 @@ impl EventStore {
         let (head_sender, head) = watch::channel(0);
         let handoff = Arc::new(writer::Handoff::default());
         tokio::spawn(writer::run(engine.clone(), receiver, limits, head_sender, handoff.clone()));
-        let inner =
-            Inner { engine, writer: sender, head, writes: Default::default(), live: Default::default(), handoff };
+        let inner = Inner {
+            engine,
+            writer: sender,
+            head,
+            writes: Default::default(),
+            live: Default::default(),
+            handoff,
+            folded_events: Default::default(),
+        };
         EventStore { inner: Arc::new(inner) }
     }
 
@@ -240,6 +249,7 @@ impl EventStore {
         apply: impl Fn(S, i64, domain::DomainEvent) -> Option<S>,
     ) -> Result<Loaded<S>, StoreError> {
         let events = self.read_stream_after(stream_id, from.version).await?;
+        self.inner.folded_events.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let version = from.version + events.len() as u64;
         let mut state = from.state;
         // The events are read for this fold only: their payloads are decoded in place.
@@ -255,6 +265,13 @@ impl EventStore {
                 .ok_or_else(|| corrupt(format!("{} does not belong here", recorded.event_type)))?;
         }
         Ok(Loaded { state, version })
+    }
+
+    /// How many events this store has read from the database to fold streams (`fold_stream_at`
+    /// and the streams kept in memory): a fresh read of a stream in memory reads only the
+    /// events after memory's version.
+    pub fn events_read_by_folds(&self) -> u64 {
+        self.inner.folded_events.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The newest event of a stream, if it has any.
