@@ -18,7 +18,7 @@ use crate::projection::{
     users as users_view,
 };
 use crate::store::canonical::{GENESIS_HASH, chain_hash};
-use crate::store::{Engine, EventStore, LogReader, StoreError};
+use crate::store::{Engine, EventStore, LogReader, StoreError, snapshot};
 
 /// Events read per page while replaying.
 pub const VERIFY_PAGE_EVENTS: u32 = 5_000;
@@ -84,6 +84,8 @@ struct Folds {
     /// The deposits view, likewise: each deposit's events up to the checkpoint.
     deposits_checkpoint: i64,
     deposit_events: BTreeMap<DepositId, Vec<DepositEvent>>,
+    /// The wallets' snapshots not yet compared, by stream: version and state (decision 0036).
+    snapshots: HashMap<String, (u64, String)>,
     /// The analytics view, likewise.
     analytics_checkpoint: i64,
     analytics: projections::AnalyticsFold,
@@ -114,6 +116,12 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
         deposits_checkpoint,
         analytics_checkpoint,
         users_checkpoint,
+        // Read before the log: every snapshot read is of a version the replay reaches.
+        snapshots: snapshot::all(store.engine())
+            .await?
+            .into_iter()
+            .map(|(stream, version, state)| (stream, (version, state)))
+            .collect(),
         ..Folds::default()
     };
     let mut previous = GENESIS_HASH;
@@ -164,6 +172,9 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 }
             };
             fold_aggregate(&mut folds, &mut report, &event.stream_id, position, &decoded);
+            if folds.snapshots.get(&event.stream_id).is_some_and(|(version, _)| *version as i64 == event.version) {
+                compare_snapshot(&mut folds, &mut report, &event.stream_id, position);
+            }
             if let DomainEvent::Order(order) = &decoded
                 && position <= folds.orders_checkpoint
             {
@@ -208,6 +219,10 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 }
             }
         }
+    }
+    for (stream, (version, _)) in std::mem::take(&mut folds.snapshots) {
+        let events = folds.versions.get(&stream).copied().unwrap_or(0);
+        report.problem(None, format!("snapshot of {stream} at version {version} is past its {events} events"));
     }
     report.events = after;
     report.streams = folds.versions.len();
@@ -256,6 +271,16 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     report.analytics_view = analytics_checkpoint;
     report.users_view = users_checkpoint;
     Ok(report)
+}
+
+/// A wallet's snapshot against the wallet folded from its events up to the same version.
+fn compare_snapshot(folds: &mut Folds, report: &mut Report, stream_id: &str, position: i64) {
+    let Some((version, text)) = folds.snapshots.remove(stream_id) else { return };
+    let folded = folds.wallets.get(stream_id).and_then(Option::as_ref);
+    let stored = serde_json::from_str::<WalletState>(&text).ok();
+    if folded.is_none() || stored.as_ref() != folded {
+        report.problem(Some(position), format!("snapshot of {stream_id} at version {version} differs from its events"));
+    }
 }
 
 fn fold_aggregate(folds: &mut Folds, report: &mut Report, stream_id: &str, position: i64, event: &DomainEvent) {

@@ -9,6 +9,7 @@ mod workload;
 use std::time::Duration;
 
 use common::{TestDatabase, open_store};
+use domain::Aggregate;
 use domain::order::OrderPolicy;
 use domain::order::{OrderCommand, OrderStatus};
 use domain::wallet::{WalletCommand, WalletState};
@@ -18,7 +19,8 @@ use smsledger::orders::Orders;
 use smsledger::projection::orders as orders_view;
 use smsledger::projection::views::View;
 use smsledger::service::{Ledger, ServiceError};
-use smsledger::store::{EventStore, Folded, Loaded, Metadata, StoreError};
+use smsledger::store::snapshot::{self, SNAPSHOT_EVERY};
+use smsledger::store::{Engine, EventStore, Folded, Loaded, Metadata, StoreError};
 
 fn usd(amount: &str) -> Decimal {
     amount.parse().unwrap()
@@ -255,7 +257,65 @@ async fn a_fresh_read_continues_from_memory(db: TestDatabase) {
     assert_eq!(a.events_read_by_folds() - read_before - read, 32, "forgotten: the whole stream is read");
 }
 
+/// What `verify` finds after `sql` changed the database.
+async fn tampered(store: &EventStore, sql: &'static str) -> Vec<smsledger::verify::Problem> {
+    match store.engine() {
+        Engine::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        Engine::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+    }
+    .unwrap();
+    smsledger::verify::verify(store).await.unwrap().problems
+}
+
+/// A long-lived wallet is snapshotted as the tail follows it (every `SNAPSHOT_EVERY` events);
+/// loaded again, it is read from its snapshot and the events after it, and ends where the
+/// whole stream does. `verify` compares each snapshot with the fold of its events.
+async fn a_long_wallet_loads_from_its_snapshot(db: TestDatabase) {
+    let store = open_store(&db).await;
+    let ledger = Ledger::new(store.clone(), OrderPolicy::default());
+    let user = UserId::new();
+    let stream = domain::events::wallet_stream(user, Currency::USD);
+    let events = SNAPSHOT_EVERY + 5;
+    for _ in 0..events {
+        ledger.wallet_command(user, Currency::USD, deposit("0.01"), None, Metadata::default()).await.unwrap();
+    }
+    caught_up(&store).await;
+    let mut saved = None;
+    for _ in 0..100 {
+        saved = snapshot::load(store.engine(), &stream).await.unwrap();
+        if saved.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (version, _) = saved.expect("the tail snapshotted the wallet");
+    assert_eq!(version, SNAPSHOT_EVERY);
+
+    store.live().forget(&stream);
+    let read_before = store.events_read_by_folds();
+    let loaded = ledger.wallet(user, Currency::USD).await.unwrap();
+    assert_eq!(store.events_read_by_folds() - read_before, 5, "the snapshot and the events after it");
+    let whole = store.fold_stream(&stream, WalletState::new(user, Currency::USD), |state, event| match event {
+        domain::DomainEvent::Wallet(event) => Some(state.apply(&event)),
+        _ => None,
+    });
+    let whole = whole.await.unwrap();
+    assert_eq!((loaded.version, &loaded.state), (whole.version, &whole.state));
+    assert_eq!(loaded.state.available, usd("10.05"));
+    assert!(smsledger::verify::verify(&store).await.unwrap().is_ok());
+
+    let problems = tampered(
+        &store,
+        "UPDATE stream_snapshots SET state = replace(state, '\"available\":\"10.00\"', '\"available\":\"99.00\"')",
+    )
+    .await;
+    assert!(problems.iter().any(|p| p.what.contains("differs from its events")), "{problems:?}");
+    let problems = tampered(&store, "UPDATE stream_snapshots SET version = 5000").await;
+    assert!(problems.iter().any(|p| p.what.contains("is past its 1005 events")), "{problems:?}");
+}
+
 on_both_engines!(
+    a_long_wallet_loads_from_its_snapshot,
     a_fresh_read_continues_from_memory,
     recent_events_are_the_logs,
     orders_lists_in_memory_equal_the_orders_view,

@@ -148,7 +148,9 @@ pub enum WalletError {
     BadReversalId,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serialized only for snapshots of long-lived wallets (the service's `stream_snapshots`):
+/// a change of its fields needs a new snapshot format there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WalletState {
     pub user: UserId,
     pub currency: Currency,

@@ -386,3 +386,30 @@ fn a_reversal_is_taken_once() {
         .then_fails(WalletError::ReversalExists("re_1".into()));
     f.scenario(&[]).when(reverse(deposit_id, "", "1")).then_fails(WalletError::BadReversalId);
 }
+
+/// A wallet's state read back from its snapshot's JSON is the same state: balances to the
+/// cent, open holds, pending withdrawals, and the ids it has seen (a reversal id is still
+/// refused the second time).
+#[test]
+fn a_wallet_state_survives_its_snapshot_json() {
+    let f = fixture();
+    let mut state = f.wallet.clone();
+    let (withdrawal_id, order_id) = (WithdrawalId::new(), OrderId::new());
+    for command in [
+        WalletCommand::Deposit { deposit_id: DepositId::new(), amount: pos("10.37"), source: Clearing::Stripe },
+        WalletCommand::PlaceHold { order_id, amount: pos("0.13") },
+        WalletCommand::RequestWithdrawal { withdrawal_id, amount: pos("2") },
+        reverse(DepositId::new(), "re_9", "9"),
+    ] {
+        let events = state.decide(command).unwrap();
+        state = state.apply_all(&events);
+    }
+    assert_eq!(
+        (state.available, state.held, state.debt),
+        (Decimal::ZERO, "0.13".parse().unwrap(), "0.76".parse().unwrap())
+    );
+    let json = serde_json::to_string(&state).unwrap();
+    let read: WalletState = serde_json::from_str(&json).unwrap();
+    assert_eq!(read, state);
+    assert!(read.decide(reverse(DepositId::new(), "re_9", "1")).is_err());
+}

@@ -17,6 +17,9 @@
 //! database read; the tail buffers every event of a loading stream; when the read returns,
 //! the buffered events newer than it are applied. A stream whose first event the tail sees is
 //! complete from the start and is added as it is (a new order, a new user).
+//!
+//! A wallet read from the database starts from its snapshot when it has one (decision 0036);
+//! the tail snapshots the wallets it follows every `SNAPSHOT_EVERY` events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -29,6 +32,7 @@ use domain::{Aggregate, Currency, DomainEvent, UserId};
 use projections::OrderView;
 use tokio::sync::watch;
 
+use super::snapshot::{self, SNAPSHOT_EVERY};
 use super::{Engine, Inner, Loaded, Passed, StoreError};
 
 /// The PostgreSQL notification channel every commit of events is announced on.
@@ -93,6 +97,23 @@ impl Folded {
             Folded::Wallet(loaded) => loaded.version,
             Folded::Order(loaded) => loaded.version,
         }
+    }
+
+    /// A wallet's state as a snapshot's JSON, when it is one (other streams are short-lived).
+    fn snapshot_text(&self) -> Option<String> {
+        match self {
+            Folded::Wallet(loaded) => Some(serde_json::to_string(&loaded.state).expect("a wallet state serializes")),
+            _ => None,
+        }
+    }
+
+    /// The fold a snapshot of `stream_id` holds; `None` unless it is this wallet's state (the
+    /// empty fold `self` names the stream's user and currency).
+    fn from_snapshot(&self, version: u64, text: &str) -> Option<Folded> {
+        let Folded::Wallet(empty) = self else { return None };
+        let state: WalletState = serde_json::from_str(text).ok()?;
+        let same = state.user == empty.state.user && state.currency == empty.state.currency;
+        same.then_some(Folded::Wallet(Loaded { state, version }))
     }
 
     /// The fold with one more event; `None` if it does not belong in this stream.
@@ -307,15 +328,21 @@ impl Live {
         }
     }
 
-    /// Applies one page the tail read, in position order.
-    fn pass(&self, page: &[Arc<Passed>]) {
+    /// Applies one page the tail read, in position order. Returns the wallets whose version
+    /// it took to a multiple of `SNAPSHOT_EVERY`, to be snapshotted.
+    fn pass(&self, page: &[Arc<Passed>]) -> Vec<(String, Arc<Folded>)> {
+        let mut due = Vec::new();
         let mut streams = self.streams.lock().expect("live streams lock");
         for passed in page {
             let recorded = &passed.recorded;
             match streams.remove(&recorded.stream_id) {
                 Some(Slot::Ready(folded)) => {
                     if let Some(next) = Arc::unwrap_or_clone(folded).next(passed) {
-                        streams.insert(recorded.stream_id.clone(), Slot::Ready(Arc::new(next)));
+                        let next = Arc::new(next);
+                        if matches!(*next, Folded::Wallet(_)) && next.version().is_multiple_of(SNAPSHOT_EVERY) {
+                            due.push((recorded.stream_id.clone(), next.clone()));
+                        }
+                        streams.insert(recorded.stream_id.clone(), Slot::Ready(next));
                     }
                 }
                 Some(Slot::Loading(mut waiting)) => {
@@ -352,6 +379,7 @@ impl Live {
                 newer
             });
         }
+        due
     }
 }
 
@@ -396,10 +424,37 @@ impl super::EventStore {
         }
     }
 
-    /// `from` with the stream's events after its version.
+    /// `from` with the stream's events after its version; from the stream's snapshot when
+    /// `from` is empty and there is one. A load that read `SNAPSHOT_EVERY` events or more
+    /// leaves a snapshot of what it folded.
     async fn fold_folded(&self, stream_id: &str, from: Folded) -> Result<Folded, StoreError> {
-        let from = Loaded { version: from.version(), state: from };
-        Ok(self.fold_stream_at(stream_id, from, |folded, position, event| folded.apply(position, event)).await?.state)
+        let from = match from.version() {
+            0 if from.snapshot_text().is_some() => match snapshot::load(&self.inner.engine, stream_id).await {
+                Ok(Some((version, text))) => from.from_snapshot(version, &text).unwrap_or(from),
+                Ok(None) => from,
+                Err(error) => {
+                    tracing::warn!(%error, stream_id, "store.snapshot_read_failed");
+                    from
+                }
+            },
+            _ => from,
+        };
+        let started = from.version();
+        let from = Loaded { version: started, state: from };
+        let folded =
+            self.fold_stream_at(stream_id, from, |folded, position, event| folded.apply(position, event)).await?.state;
+        if folded.version() - started >= SNAPSHOT_EVERY {
+            save_snapshot(&self.inner.engine, stream_id, &folded).await;
+        }
+        Ok(folded)
+    }
+}
+
+/// Saves a wallet's snapshot; a failure is logged and costs only a longer load later.
+async fn save_snapshot(engine: &Engine, stream_id: &str, folded: &Folded) {
+    let Some(text) = folded.snapshot_text() else { return };
+    if let Err(error) = snapshot::save(engine, stream_id, folded.version(), &text).await {
+        tracing::warn!(%error, stream_id, "store.snapshot_save_failed");
     }
 }
 
@@ -438,7 +493,15 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
                 let Some(inner) = store.upgrade() else { return };
                 // Writers first: a read that sees the tail past a write finds its writer.
                 inner.writes.lock().expect("last writes lock").passed(&page);
-                live.pass(&page);
+                let due = live.pass(&page);
+                if !due.is_empty() {
+                    let engine = engine.clone();
+                    tokio::spawn(async move {
+                        for (stream_id, folded) in due {
+                            save_snapshot(&engine, &stream_id, &folded).await;
+                        }
+                    });
+                }
                 if let Some(last) = page.last() {
                     position = last.recorded.position;
                 }

@@ -9,6 +9,7 @@ pub mod canonical;
 mod live;
 mod plan;
 mod postgres;
+pub mod snapshot;
 mod sqlite;
 pub mod system_log;
 mod types;
