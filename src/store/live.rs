@@ -429,7 +429,7 @@ impl super::EventStore {
     /// leaves a snapshot of what it folded.
     async fn fold_folded(&self, stream_id: &str, from: Folded) -> Result<Folded, StoreError> {
         let from = match from.version() {
-            0 if from.snapshot_text().is_some() => match snapshot::load(&self.inner.engine, stream_id).await {
+            0 if matches!(from, Folded::Wallet(_)) => match snapshot::load(&self.inner.engine, stream_id).await {
                 Ok(Some((version, text))) => from.from_snapshot(version, &text).unwrap_or(from),
                 Ok(None) => from,
                 Err(error) => {
