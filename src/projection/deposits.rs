@@ -99,19 +99,11 @@ macro_rules! engine_deposits {
                     .and("user_id = $", user.map(|u| u.0))
                     .and("status = $", status.map(status_text))
                     .and("method = $", method.map(DepositMethod::as_str));
-                let counted: (i64,) =
-                    crate::bind_where!(sqlx::query_as(sink::sql(conditions.count_text("deposits"))), conditions)
-                        .fetch_one(&mut *connection)
-                        .await?;
-                let text = conditions.page_text("view", "deposits", "created_at DESC, deposit_id DESC");
-                let rows = crate::bind_where!(sqlx::query(sink::sql(text)), conditions)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(&mut *connection)
-                    .await?;
-                let deposits =
-                    rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
-                Ok(DepositPage { deposits, total: Total::of_count(counted.0) })
+                let order = "created_at DESC, deposit_id DESC";
+                let (texts, total) =
+                    sink::$module::documents_where(connection, (NAME, order), &conditions, offset, limit).await?;
+                let deposits = texts.iter().map(|text| parse_view(text)).collect::<Result<_, _>>()?;
+                Ok(DepositPage { deposits, total })
             }
 
             /// Deposits created in `[from, before)` (ms), oldest first, after the key `(created_at, id)`.

@@ -294,17 +294,11 @@ macro_rules! engine_orders {
                     .and("country = $", filter.country.as_deref())
                     .and("placed_at >= $", filter.placed_from.map(|t| t.0))
                     .and("placed_at < $", filter.placed_before.map(|t| t.0));
-                let counted: (i64,) = crate::bind_where!(sqlx::query_as(sink::sql(conditions.count_text("orders"))), conditions)
-                    .fetch_one(&mut *connection)
-                    .await?;
-                let text = conditions.page_text("view", "orders", "placed_at DESC, order_id DESC");
-                let rows = crate::bind_where!(sqlx::query(sink::sql(text)), conditions)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(&mut *connection)
-                    .await?;
-                let orders = rows.iter().map(|row| parse_view(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
-                Ok((orders, Total::of_count(counted.0)))
+                let order = "placed_at DESC, order_id DESC";
+                let (texts, total) =
+                    sink::$module::documents_where(connection, (NAME, order), &conditions, offset, limit).await?;
+                let orders = texts.iter().map(|text| parse_view(text)).collect::<Result<_, _>>()?;
+                Ok((orders, total))
             }
 
             /// Orders placed in `[from, before)` (ms), oldest first, after the key `(placed_at, id)`.

@@ -131,6 +131,28 @@ macro_rules! engine_sink {
                 rows.iter().map(|row| row.try_get::<String, _>(0)).collect()
             }
 
+            /// A page of a document view's documents matching `conditions`, in `order`, and how
+            /// many match (counted up to the cap; decision 0035).
+            pub async fn documents_where(
+                connection: &mut $connection,
+                (table, order): (&str, &str),
+                conditions: &crate::search::Where,
+                offset: i64,
+                limit: i64,
+            ) -> Result<(Vec<String>, crate::search::Total), sqlx::Error> {
+                let counted: (i64,) = crate::bind_where!(sqlx::query_as(sql(conditions.count_text(table))), conditions)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                let text = conditions.page_text("view", table, order);
+                let rows = crate::bind_where!(sqlx::query(sql(text)), conditions)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&mut *connection)
+                    .await?;
+                let documents = rows.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+                Ok((documents, crate::search::Total::of_count(counted.0)))
+            }
+
             pub async fn checkpoint(connection: &mut $connection, name: &str) -> Result<i64, sqlx::Error> {
                 let row: Option<(i64,)> = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1")
                     .bind(name)

@@ -117,18 +117,11 @@ macro_rules! engine_users {
                     .and("email LIKE $ ESCAPE '\\'", filter.email_contains.as_deref().map(contains_pattern))
                     .and("role = $", filter.role.map(role_text))
                     .and("blocked = $", filter.blocked);
-                let counted: (i64,) =
-                    crate::bind_where!(sqlx::query_as(sink::sql(conditions.count_text("users_directory"))), conditions)
-                        .fetch_one(&mut *connection)
-                        .await?;
-                let text = conditions.page_text("view", "users_directory", "registered_at DESC, user_id DESC");
-                let rows = crate::bind_where!(sqlx::query(sink::sql(text)), conditions)
-                    .bind(limit)
-                    .bind(offset)
-                    .fetch_all(&mut *connection)
-                    .await?;
-                let users = rows.iter().map(|row| parse_row(&row.try_get::<String, _>(0)?)).collect::<Result<_, _>>()?;
-                Ok(UserPage { users, total: Total::of_count(counted.0) })
+                let order = "registered_at DESC, user_id DESC";
+                let (texts, total) =
+                    sink::$module::documents_where(connection, (NAME, order), &conditions, offset, limit).await?;
+                let users = texts.iter().map(|text| parse_row(text)).collect::<Result<_, _>>()?;
+                Ok(UserPage { users, total })
             }
 
             /// Every row, for `verify` to compare with the log.
