@@ -107,9 +107,9 @@ impl Folded {
         }
     }
 
-    /// The fold a snapshot of `stream_id` holds; `None` unless it is this wallet's state (the
-    /// empty fold `self` names the stream's user and currency).
-    fn from_snapshot(&self, version: u64, text: &str) -> Option<Folded> {
+    /// The fold a snapshot at `version` holds; `None` unless its state is of the wallet this
+    /// empty fold names (its user and currency).
+    fn snapshot_fold(&self, version: u64, text: &str) -> Option<Folded> {
         let Folded::Wallet(empty) = self else { return None };
         let state: WalletState = serde_json::from_str(text).ok()?;
         let same = state.user == empty.state.user && state.currency == empty.state.currency;
@@ -430,7 +430,7 @@ impl super::EventStore {
     async fn fold_folded(&self, stream_id: &str, from: Folded) -> Result<Folded, StoreError> {
         let from = match from.version() {
             0 if matches!(from, Folded::Wallet(_)) => match snapshot::load(&self.inner.engine, stream_id).await {
-                Ok(Some((version, text))) => from.from_snapshot(version, &text).unwrap_or(from),
+                Ok(Some((version, text))) => from.snapshot_fold(version, &text).unwrap_or(from),
                 Ok(None) => from,
                 Err(error) => {
                     tracing::warn!(%error, stream_id, "store.snapshot_read_failed");
