@@ -10,6 +10,9 @@
 //! head row is moved to its end; appends continue the chain from there. Filler events are not real
 //! events, so `verify` is not run on them.
 //!
+//! Then, on a log of its own, loading a wallet this process does not hold: a new one against a
+//! long-lived one from its snapshot, and the long-lived one read whole.
+//!
 //! Run: `cargo bench --bench store_scale` (PostgreSQL at BENCH_DATABASE_URL, default the local
 //! server; BENCH_EVENTS_LARGE default 10000000, BENCH_SECONDS per measurement default 5).
 
@@ -17,10 +20,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use domain::events::wallet_stream;
+use domain::wallet::WalletState;
+use domain::{Aggregate, Currency, DomainEvent, UserId};
 use smsledger::config::StoreSettings;
-use smsledger::store::{self, EventStore};
+use smsledger::store::{self, EventStore, Folded, snapshot};
 
-use common::store::{Run, appends, engine_close, join_all, pool};
+use common::store::{Run, appends, engine_close, fill_wallet, join_all, pool};
 use common::{database_url, env_number};
 
 const WRITERS: usize = 64;
@@ -74,7 +80,99 @@ async fn main() -> anyhow::Result<()> {
         big.last_positions.rate() / small.last_positions.rate(),
         big.pages.rate() / small.pages.rate()
     );
+    let mut wallets = wallet_loads(duration).await?;
+    println!();
+    println!("| wallet loaded from the database (not in memory) | loads/s | p99 ms |");
+    println!("|---|---|---|");
+    for (what, run) in [
+        (format!("new: {SHORT_WALLET} events"), &mut wallets.short),
+        (format!("long-lived: {LONG_WALLET} events, from its snapshot"), &mut wallets.snapshotted),
+        (format!("long-lived: {LONG_WALLET} events, read whole"), &mut wallets.whole),
+    ] {
+        println!("| {what} | {:.0} | {:.2} |", run.rate(), run.percentile(0.99));
+    }
+    println!();
+    println!(
+        "long-lived / new: from its snapshot {:.2}, read whole {:.3}",
+        wallets.snapshotted.rate() / wallets.short.rate(),
+        wallets.whole.rate() / wallets.short.rate()
+    );
     Ok(())
+}
+
+/// Events of a new wallet, and of a long-lived one (a reseller's after some weeks).
+const SHORT_WALLET: u64 = 10;
+const LONG_WALLET: u64 = 20_000;
+/// Wallets of each kind.
+const WALLETS: usize = 4;
+
+struct WalletLoads {
+    short: Run,
+    snapshotted: Run,
+    whole: Run,
+}
+
+/// Loading a wallet this process does not hold (after a restart, or evicted), by its age:
+/// new wallets against long-lived ones loaded from their snapshots (decision 0036), and the
+/// long-lived ones folded from their first event (how every load went before snapshots).
+async fn wallet_loads(duration: Duration) -> anyhow::Result<WalletLoads> {
+    let (url, cleanup) = database_url().await;
+    let settings = StoreSettings { pool_size: (READERS as u32) + 8, ..StoreSettings::new(url) };
+    let store = EventStore::open(&settings).await?;
+    // The tail, which follows the wallets as they fill (a server starts it at once).
+    assert!(store.live().wait_tailed(0, Duration::from_secs(10)).await, "the tail started");
+    let started = Instant::now();
+    let (short, long): (Vec<UserId>, Vec<UserId>) =
+        ((0..WALLETS).map(|_| UserId::new()).collect(), (0..WALLETS).map(|_| UserId::new()).collect());
+    for user in &short {
+        fill_wallet(&store, *user, SHORT_WALLET).await;
+    }
+    for user in &long {
+        fill_wallet(&store, *user, LONG_WALLET).await;
+    }
+    // The tail follows the wallets as they fill and snapshots them every thousand events.
+    for user in &long {
+        let stream = wallet_stream(*user, Currency::USD);
+        while snapshot::load(store.engine(), &stream).await?.map(|(version, _)| version) != Some(LONG_WALLET) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    println!("{} wallets filled in {:.1} s", 2 * WALLETS, started.elapsed().as_secs_f64());
+    let load = |users: Vec<UserId>| {
+        let store = store.clone();
+        move |i: usize| {
+            let (store, stream) = (store.clone(), wallet_stream(users[i % users.len()], Currency::USD));
+            async move {
+                store.live().forget(&stream);
+                let folded = store.folded(&stream, true).await.expect("load");
+                assert!(matches!(*folded, Folded::Wallet(_)));
+            }
+        }
+    };
+    let short_loads = timed(READERS, duration, load(short)).await;
+    let snapshotted = timed(READERS, duration, load(long.clone())).await;
+    let whole = timed(READERS, duration, {
+        let store = store.clone();
+        move |i| {
+            let (store, user) = (store.clone(), long[i % long.len()]);
+            async move {
+                let apply = |state: WalletState, event| match event {
+                    DomainEvent::Wallet(event) => Some(state.apply(&event)),
+                    _ => None,
+                };
+                let stream = wallet_stream(user, Currency::USD);
+                let folded =
+                    store.fold_stream(&stream, WalletState::new(user, Currency::USD), apply).await.expect("fold");
+                assert_eq!(folded.version, LONG_WALLET);
+            }
+        }
+    })
+    .await;
+    // Not closed: a started tail keeps its LISTEN connection until the process ends (the
+    // service never closes its pool); the database is dropped with its connections.
+    drop(store);
+    cleanup.run().await?;
+    Ok(WalletLoads { short: short_loads, snapshotted, whole })
 }
 
 async fn measure(events: i64, duration: Duration) -> anyhow::Result<Measured> {

@@ -83,3 +83,29 @@ pub async fn appends(store: &EventStore, writers: usize, duration: Duration) -> 
     let latencies: Vec<u64> = join_all(handles).await.into_iter().flatten().collect();
     Run { operations: latencies.len(), seconds: started.elapsed().as_secs_f64(), latencies_us: latencies }
 }
+
+/// Gives `user`'s USD wallet `events` deposits, 500 an append.
+pub async fn fill_wallet(store: &EventStore, user: UserId, events: u64) {
+    let wallet = WalletState::new(user, Currency::USD);
+    let amount = PositiveMoney::parse("0.01", "USD").unwrap();
+    let mut version = 0;
+    while version < events {
+        let count = (events - version).min(500);
+        let batch = (0..count)
+            .map(|_| {
+                let command = WalletCommand::Deposit { deposit_id: DepositId::new(), amount, source: Clearing::Stripe };
+                NewEvent::from_domain(&DomainEvent::Wallet(wallet.decide(command).unwrap().remove(0)))
+            })
+            .collect();
+        let request = AppendRequest {
+            streams: vec![StreamAppend {
+                stream_id: wallet_stream(user, Currency::USD),
+                expected: ExpectedVersion::from_version(version),
+                events: batch,
+            }],
+            ..Default::default()
+        };
+        store.append(request).await.expect("append");
+        version += count;
+    }
+}
