@@ -168,8 +168,9 @@ async fn wallet_loads(duration: Duration) -> anyhow::Result<WalletLoads> {
         }
     })
     .await;
-    // Not closed: a started tail keeps its LISTEN connection until the process ends (the
-    // service never closes its pool); the database is dropped with its connections.
+    // Not closed: once the tail had started, closing the pool did not return (its LISTEN
+    // connection the likely holder; the service never closes its pool). The database is
+    // dropped with its connections.
     drop(store);
     cleanup.run().await?;
     Ok(WalletLoads { short: short_loads, snapshotted, whole })
