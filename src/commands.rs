@@ -145,6 +145,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     println!("streams           {}", report.streams);
     println!("ledger events     {}", report.ledger_events);
     println!("open holds        {}", report.open_holds);
+    println!("wallet snapshots  {} compared with their events", report.snapshots);
     for (currency, total) in &report.trial_totals {
         println!("trial balance     {currency} sums to {total}");
     }
@@ -156,7 +157,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<bool> {
     println!("projection        analytics compared up to position {}", report.analytics_view);
     println!("projection        users compared up to position {}", report.users_view);
     if report.is_ok() {
-        println!("OK: hash chain, aggregates and projections agree with the log");
+        println!("OK: hash chain, aggregates, snapshots and projections agree with the log");
         return Ok(true);
     }
     for problem in &report.problems {

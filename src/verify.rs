@@ -29,6 +29,8 @@ pub struct Report {
     pub streams: usize,
     pub ledger_events: u64,
     pub open_holds: usize,
+    /// Wallet snapshots compared with the fold of their events (decision 0036).
+    pub snapshots: usize,
     pub trial_totals: BTreeMap<Currency, Decimal>,
     pub projections: Vec<(ProjectionName, i64)>,
     /// Position the orders view was compared up to.
@@ -276,6 +278,7 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
 /// A wallet's snapshot against the wallet folded from its events up to the same version.
 fn compare_snapshot(folds: &mut Folds, report: &mut Report, stream_id: &str, position: i64) {
     let Some((version, text)) = folds.snapshots.remove(stream_id) else { return };
+    report.snapshots += 1;
     let folded = folds.wallets.get(stream_id).and_then(Option::as_ref);
     let stored = serde_json::from_str::<WalletState>(&text).ok();
     if folded.is_none() || stored.as_ref() != folded {

@@ -52,7 +52,7 @@ async fn verify_rebuild_status_and_balance_from_the_command_line(db: TestDatabas
 
     let verified = smsledger(&db, &["verify"]);
     assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
-    assert!(stdout(&verified).contains("OK: hash chain, aggregates and projections agree with the log"));
+    assert!(stdout(&verified).contains("OK: hash chain, aggregates, snapshots and projections agree with the log"));
 
     let margin = smsledger(&db, &["ledger", "balance", "--account", "revenue:margin"]);
     assert!(margin.status.success());

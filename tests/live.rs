@@ -302,7 +302,9 @@ async fn a_long_wallet_loads_from_its_snapshot(db: TestDatabase) {
     let whole = whole.await.unwrap();
     assert_eq!((loaded.version, &loaded.state), (whole.version, &whole.state));
     assert_eq!(loaded.state.available, usd("10.05"));
-    assert!(smsledger::verify::verify(&store).await.unwrap().is_ok());
+    let report = smsledger::verify::verify(&store).await.unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.snapshots, 1, "the snapshot was compared with the wallet's first 1,000 events");
 
     let problems = tampered(
         &store,

@@ -29,12 +29,15 @@ pub struct ProblemBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct VerifyReport {
-    /// True when the hash chain, every aggregate and every projection agree with the log.
+    /// True when the hash chain, every aggregate, every wallet snapshot and every projection agree
+    /// with the log.
     pub ok: bool,
     pub events: i64,
     pub streams: usize,
     pub ledger_events: u64,
     pub open_holds: usize,
+    /// Wallet snapshots compared with the fold of their events.
+    pub snapshots: usize,
     /// Sum of every posting per currency: zero in a sound ledger.
     pub trial_totals: BTreeMap<String, String>,
     /// Position each projection was compared up to.
@@ -134,6 +137,7 @@ pub async fn verify(State(state): State<Arc<AppState>>, Admin(_): Admin) -> Resu
         streams: report.streams,
         ledger_events: report.ledger_events,
         open_holds: report.open_holds,
+        snapshots: report.snapshots,
         trial_totals: report.trial_totals.iter().map(|(c, t)| (c.to_string(), t.to_string())).collect(),
         projections,
         problems: report.problems.into_iter().map(|p| ProblemBody { position: p.position, what: p.what }).collect(),
