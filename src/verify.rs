@@ -129,29 +129,30 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
     let mut previous = GENESIS_HASH;
     let mut after = 0;
     let mut reader = LogReader::new(store.engine(), 0, VERIFY_PAGE_EVENTS);
-    'pages: loop {
+    // False when a broken log stopped the replay before its end.
+    let replayed_whole = 'pages: loop {
         let page = match reader.next_page().await {
             Ok(page) => page,
             Err(StoreError::Corrupt { position, reason }) => {
                 report.problem(Some(position), reason);
-                break 'pages;
+                break 'pages false;
             }
             Err(other) => return Err(other),
         };
         if page.is_empty() {
-            break;
+            break true;
         }
         for mut event in page {
             let position = event.position;
             if position != after + 1 {
                 report.problem(Some(after + 1), format!("gap in positions: {after} is followed by {position}"));
-                break 'pages;
+                break 'pages false;
             }
             after = position;
             let hash = chain_hash(&previous, &event);
             if event.hash != hash {
                 report.problem(Some(position), "hash chain broken: the event or an earlier one was altered");
-                break 'pages;
+                break 'pages false;
             }
             previous = hash;
             if !folds.versions.contains_key(&event.stream_id) {
@@ -221,10 +222,14 @@ pub async fn verify(store: &EventStore) -> Result<Report, StoreError> {
                 }
             }
         }
-    }
-    for (stream, (version, _)) in std::mem::take(&mut folds.snapshots) {
-        let events = folds.versions.get(&stream).copied().unwrap_or(0);
-        report.problem(None, format!("snapshot of {stream} at version {version} is past its {events} events"));
+    };
+    // Every snapshot was read before the log, so a whole replay reached each one's version;
+    // after a replay stopped early, the ones left were not checked, and not wrong.
+    if replayed_whole {
+        for (stream, (version, _)) in std::mem::take(&mut folds.snapshots) {
+            let events = folds.versions.get(&stream).copied().unwrap_or(0);
+            report.problem(None, format!("snapshot of {stream} at version {version} is past its {events} events"));
+        }
     }
     report.events = after;
     report.streams = folds.versions.len();
