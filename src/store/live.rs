@@ -444,18 +444,27 @@ impl super::EventStore {
         let folded =
             self.fold_stream_at(stream_id, from, |folded, position, event| folded.apply(position, event)).await?.state;
         if folded.version() - started >= SNAPSHOT_EVERY {
-            save_snapshot(&self.inner.engine, stream_id, &folded).await;
+            save_snapshots(&self.inner.engine, vec![(stream_id.to_owned(), Arc::new(folded.clone()))]);
         }
         Ok(folded)
     }
 }
 
-/// Saves a wallet's snapshot; a failure is logged and costs only a longer load later.
-async fn save_snapshot(engine: &Engine, stream_id: &str, folded: &Folded) {
-    let Some(text) = folded.snapshot_text() else { return };
-    if let Err(error) = snapshot::save(engine, stream_id, folded.version(), &text).await {
-        tracing::warn!(%error, stream_id, "store.snapshot_save_failed");
+/// Saves wallets' snapshots on a task of its own, off the request or the tail that found them
+/// due; a failure is logged and costs only a longer load later.
+fn save_snapshots(engine: &Engine, due: Vec<(String, Arc<Folded>)>) {
+    if due.is_empty() {
+        return;
     }
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        for (stream_id, folded) in due {
+            let Some(text) = folded.snapshot_text() else { continue };
+            if let Err(error) = snapshot::save(&engine, &stream_id, folded.version(), &text).await {
+                tracing::warn!(%error, stream_id, "store.snapshot_save_failed");
+            }
+        }
+    });
 }
 
 /// The tail: reads the log after its position for as long as the store exists.
@@ -493,15 +502,7 @@ pub(super) async fn tail(store: Weak<Inner>, live: Arc<Live>) {
                 let Some(inner) = store.upgrade() else { return };
                 // Writers first: a read that sees the tail past a write finds its writer.
                 inner.writes.lock().expect("last writes lock").passed(&page);
-                let due = live.pass(&page);
-                if !due.is_empty() {
-                    let engine = engine.clone();
-                    tokio::spawn(async move {
-                        for (stream_id, folded) in due {
-                            save_snapshot(&engine, &stream_id, &folded).await;
-                        }
-                    });
-                }
+                save_snapshots(&engine, live.pass(&page));
                 if let Some(last) = page.last() {
                     position = last.recorded.position;
                 }
