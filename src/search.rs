@@ -85,7 +85,7 @@ impl Where {
     }
 
     /// `$n` for the parameter after the conditions' (a page's limit, then its offset).
-    pub fn parameter(&self, after: usize) -> String {
+    fn parameter(&self, after: usize) -> String {
         format!("${}", self.values.len() + after)
     }
 
@@ -106,10 +106,14 @@ impl Where {
     }
 }
 
-/// How many rows match a search: exactly, or at least [`COUNT_CAP`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How many rows match a search: exactly, or at least [`COUNT_CAP`]. Pages carry it flattened
+/// (`total`, `total_exact`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Total {
+    /// Matches, counted up to 10,000.
     pub total: i64,
+    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
+    #[serde(rename = "total_exact")]
     pub exact: bool,
 }
 
@@ -117,11 +121,6 @@ impl Total {
     /// From a count run by [`Where::count_text`].
     pub fn of_count(counted: i64) -> Self {
         Total { total: counted.min(COUNT_CAP), exact: counted <= COUNT_CAP }
-    }
-
-    /// A count known to be whole.
-    pub fn exact(total: i64) -> Self {
-        Total { total, exact: true }
     }
 }
 

@@ -15,6 +15,7 @@ use super::json::ApiQuery;
 use super::orders::field_error;
 use super::principal::Admin;
 use crate::projection::activity::{self as activity_view, Activity, ActivityFilter};
+use crate::search::Total;
 use crate::store::system_log::{self, LogEntry, LogFilter};
 
 /// Entries per page at most.
@@ -43,10 +44,8 @@ pub struct ActivityPage {
     pub entries: Vec<Activity>,
     pub page: i64,
     pub per_page: i64,
-    /// Matches, counted up to 10,000.
-    pub total: i64,
-    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
-    pub total_exact: bool,
+    #[serde(flatten)]
+    pub total: Total,
 }
 
 fn day_micros(field: &str, text: &str) -> Result<i64, ApiError> {
@@ -91,7 +90,7 @@ pub async fn activity(
     let (entries, total) = activity_view::search_activity(state.store.engine(), &filter, offset, per_page)
         .await
         .map_err(ApiError::internal)?;
-    Ok(ApiOk(ActivityPage { entries, page, per_page, total: total.total, total_exact: total.exact }))
+    Ok(ApiOk(ActivityPage { entries, page, per_page, total }))
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
@@ -111,10 +110,8 @@ pub struct SystemPage {
     pub entries: Vec<LogEntry>,
     pub page: i64,
     pub per_page: i64,
-    /// Matches, counted up to 10,000.
-    pub total: i64,
-    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
-    pub total_exact: bool,
+    #[serde(flatten)]
+    pub total: Total,
 }
 
 #[utoipa::path(
@@ -147,5 +144,5 @@ pub async fn system(
     let offset = (page - 1).saturating_mul(per_page);
     let (entries, total) =
         system_log::search(state.store.engine(), &filter, offset, per_page).await.map_err(ApiError::internal)?;
-    Ok(ApiOk(SystemPage { entries, page, per_page, total: total.total, total_exact: total.exact }))
+    Ok(ApiOk(SystemPage { entries, page, per_page, total }))
 }

@@ -18,6 +18,7 @@ use super::orders::{OrderBody, field_error, parse_status};
 use super::principal::Admin;
 use crate::identity::Caller;
 use crate::projection::orders::{self as orders_view, AdminFilter};
+use crate::search::Total;
 
 /// Orders per page at most.
 const PAGE_SIZE_MAX: i64 = 100;
@@ -70,10 +71,8 @@ pub struct AdminOrdersPage<'a> {
     pub orders: Vec<AdminOrder<'a>>,
     pub page: i64,
     pub per_page: i64,
-    /// Matches, counted up to 10,000.
-    pub total: i64,
-    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
-    pub total_exact: bool,
+    #[serde(flatten)]
+    pub total: Total,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -137,7 +136,7 @@ pub async fn list(
         .await
         .map_err(ApiError::internal)?;
     let orders = found.iter().map(AdminOrder::from).collect();
-    Ok(ApiOk(AdminOrdersPage { orders, page, per_page, total: total.total, total_exact: total.exact }).into_response())
+    Ok(ApiOk(AdminOrdersPage { orders, page, per_page, total }).into_response())
 }
 
 #[utoipa::path(

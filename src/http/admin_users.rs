@@ -23,6 +23,7 @@ use super::principal::Admin;
 use crate::identity::{Caller, UserView, rfc3339};
 use crate::projection::orders::{self as orders_view, AdminFilter};
 use crate::projection::users::{self as users_view, UserFilter};
+use crate::search::Total;
 
 /// Users per page at most.
 const PAGE_SIZE_MAX: i64 = 100;
@@ -73,10 +74,8 @@ pub struct UsersPage {
     pub users: Vec<UserListEntry>,
     pub page: i64,
     pub per_page: i64,
-    /// Matches, counted up to 10,000.
-    pub total: i64,
-    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
-    pub total_exact: bool,
+    #[serde(flatten)]
+    pub total: Total,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -142,7 +141,7 @@ pub async fn list(
     let found =
         users_view::search_users(state.store.engine(), &filter, offset, per_page).await.map_err(ApiError::internal)?;
     let users = found.users.iter().map(UserListEntry::from).collect();
-    Ok(ApiOk(UsersPage { users, page, per_page, total: found.total.total, total_exact: found.total.exact }))
+    Ok(ApiOk(UsersPage { users, page, per_page, total: found.total }))
 }
 
 #[utoipa::path(

@@ -21,6 +21,7 @@ use super::principal::{Admin, Auth, limit};
 use crate::identity::Caller;
 use crate::payments::ChainCheck;
 use crate::projection::deposits as deposits_view;
+use crate::search::Total;
 
 /// Deposits per page at most.
 const PAGE_SIZE_MAX: i64 = 100;
@@ -41,10 +42,8 @@ pub struct DepositsPage {
     pub deposits: Vec<DepositBody>,
     pub page: i64,
     pub per_page: i64,
-    /// Matches, counted up to 10,000.
-    pub total: i64,
-    /// False when more than 10,000 match (`total` is then 10,000; narrow the filter to count).
-    pub total_exact: bool,
+    #[serde(flatten)]
+    pub total: Total,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -94,7 +93,7 @@ async fn page_of(
         .await
         .map_err(ApiError::internal)?;
     let deposits = found.deposits.iter().map(DepositBody::from).collect();
-    Ok(DepositsPage { deposits, page, per_page, total: found.total.total, total_exact: found.total.exact })
+    Ok(DepositsPage { deposits, page, per_page, total: found.total })
 }
 
 #[utoipa::path(
