@@ -57,21 +57,10 @@ pub async fn appends(store: &EventStore, writers: usize, duration: Duration) -> 
         let store = store.clone();
         handles.push(tokio::spawn(async move {
             let user = UserId::new();
-            let wallet = WalletState::new(user, Currency::USD);
-            let amount = PositiveMoney::parse("1.00", "USD").unwrap();
             let mut latencies = Vec::new();
             let mut version = 0;
             while Instant::now() < deadline {
-                let command = WalletCommand::Deposit { deposit_id: DepositId::new(), amount, source: Clearing::Stripe };
-                let event = wallet.decide(command).unwrap().remove(0);
-                let request = AppendRequest {
-                    streams: vec![StreamAppend {
-                        stream_id: wallet_stream(user, Currency::USD),
-                        expected: ExpectedVersion::from_version(version),
-                        events: vec![NewEvent::from_domain(&DomainEvent::Wallet(event))],
-                    }],
-                    ..Default::default()
-                };
+                let request = deposits(user, version, 1, "1.00");
                 let sent = Instant::now();
                 store.append(request).await.expect("append");
                 latencies.push(sent.elapsed().as_micros() as u64);
@@ -84,28 +73,32 @@ pub async fn appends(store: &EventStore, writers: usize, duration: Duration) -> 
     Run { operations: latencies.len(), seconds: started.elapsed().as_secs_f64(), latencies_us: latencies }
 }
 
+/// `count` deposits of `amount` to `user`'s USD wallet, appended after its `version`.
+fn deposits(user: UserId, version: u64, count: u64, amount: &str) -> AppendRequest {
+    let wallet = WalletState::new(user, Currency::USD);
+    let amount = PositiveMoney::parse(amount, "USD").unwrap();
+    let events = (0..count)
+        .map(|_| {
+            let command = WalletCommand::Deposit { deposit_id: DepositId::new(), amount, source: Clearing::Stripe };
+            NewEvent::from_domain(&DomainEvent::Wallet(wallet.decide(command).unwrap().remove(0)))
+        })
+        .collect();
+    AppendRequest {
+        streams: vec![StreamAppend {
+            stream_id: wallet_stream(user, Currency::USD),
+            expected: ExpectedVersion::from_version(version),
+            events,
+        }],
+        ..Default::default()
+    }
+}
+
 /// Gives `user`'s USD wallet `events` deposits, 500 an append.
 pub async fn fill_wallet(store: &EventStore, user: UserId, events: u64) {
-    let wallet = WalletState::new(user, Currency::USD);
-    let amount = PositiveMoney::parse("0.01", "USD").unwrap();
     let mut version = 0;
     while version < events {
         let count = (events - version).min(500);
-        let batch = (0..count)
-            .map(|_| {
-                let command = WalletCommand::Deposit { deposit_id: DepositId::new(), amount, source: Clearing::Stripe };
-                NewEvent::from_domain(&DomainEvent::Wallet(wallet.decide(command).unwrap().remove(0)))
-            })
-            .collect();
-        let request = AppendRequest {
-            streams: vec![StreamAppend {
-                stream_id: wallet_stream(user, Currency::USD),
-                expected: ExpectedVersion::from_version(version),
-                events: batch,
-            }],
-            ..Default::default()
-        };
-        store.append(request).await.expect("append");
+        store.append(deposits(user, version, count, "0.01")).await.expect("append");
         version += count;
     }
 }
