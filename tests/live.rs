@@ -318,6 +318,7 @@ async fn a_long_wallet_loads_from_its_snapshot(db: TestDatabase) {
 
 on_both_engines!(
     a_long_wallet_loads_from_its_snapshot,
+    a_dropped_store_lets_its_pool_close,
     a_fresh_read_continues_from_memory,
     recent_events_are_the_logs,
     orders_lists_in_memory_equal_the_orders_view,
@@ -325,6 +326,21 @@ on_both_engines!(
     a_refusal_from_memory_is_confirmed_against_the_database,
     a_new_stream_is_kept_from_its_first_event,
 );
+
+/// A store's tail and its listener end with the store: once it is dropped, its pool closes at
+/// once (the listener kept its connection, looping on the closed pool's errors, until this
+/// was fixed).
+async fn a_dropped_store_lets_its_pool_close(db: TestDatabase) {
+    let store = open_store(&db).await;
+    caught_up(&store).await;
+    let engine = store.engine().clone();
+    drop(store);
+    let closed = match &engine {
+        Engine::Postgres(pool) => tokio::time::timeout(Duration::from_secs(5), pool.close()).await,
+        Engine::Sqlite(pool) => tokio::time::timeout(Duration::from_secs(5), pool.close()).await,
+    };
+    assert!(closed.is_ok(), "the pool closed within 5 s of the store's drop");
+}
 
 /// Each process's commits are announced with a tag of its own, the same for all its commits,
 /// so that its tail skips its own announcements (the writer hands it those events) and wakes

@@ -555,6 +555,12 @@ impl Notifications {
         let own = own.to_owned();
         tokio::spawn(async move {
             loop {
+                // A closed pool fails every `recv` at once, so the look for an ended tail comes
+                // first, not only when the timer wins the race below; returning gives the
+                // connection back (a pool's `close` waits for it).
+                if tail.strong_count() == 0 {
+                    return;
+                }
                 // `recv` is cancel-safe: the periodic look for an ended tail loses nothing.
                 tokio::select! {
                     received = listener.recv() => match received {
@@ -568,6 +574,7 @@ impl Notifications {
                                 wake.notify_one();
                             }
                         }
+                        Err(sqlx::Error::PoolClosed) => return,
                         Err(error) => {
                             tracing::debug!(%error, "live.notification_lost");
                             tokio::time::sleep(TAIL_POLL).await;
