@@ -53,6 +53,7 @@ fn order_place(c: &mut Criterion) {
                 country: country.clone(),
                 price,
                 policy: OrderPolicy::default(),
+                number: None,
                 now: Timestamp(1),
             };
             let events = OrderState::default().decide(command).unwrap();

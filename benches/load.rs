@@ -26,6 +26,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 use common::{database_url, env_number};
 
@@ -211,6 +212,30 @@ fn free_address() -> String {
 }
 
 /// The server's peak resident memory in MiB (`VmHWM`).
+/// PostgreSQL's counters of WAL flushes (`fsync`s), WAL bytes and the database's committed
+/// transactions: what group commit saves shows as flushes and commits per order.
+#[derive(Clone, Copy)]
+struct DiskCounters {
+    flushes: i64,
+    wal_bytes: i64,
+    commits: i64,
+}
+
+async fn disk_counters(url: &str) -> anyhow::Result<DiskCounters> {
+    let mut connection = sqlx::PgConnection::connect(url).await?;
+    // The statistics of other backends' transactions reach the shared counters within a
+    // second; a snapshot taken inside this transaction is cleared first.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&mut connection).await?;
+    let (flushes, wal_bytes, commits): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT wal_sync FROM pg_stat_wal), (SELECT wal_bytes::bigint FROM pg_stat_wal), \
+         (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut connection)
+    .await?;
+    Ok(DiskCounters { flushes, wal_bytes, commits })
+}
+
 fn peak_rss_mib(child: &Child) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let kib: f64 = status
@@ -382,6 +407,7 @@ async fn run() -> anyhow::Result<()> {
     // Ceiling 1: raw one-row INSERT + COMMIT at the same concurrency, before the server runs.
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(clients_n as u32).connect(&url).await?;
     sqlx::query("CREATE TABLE load_commits (n BIGINT NOT NULL)").execute(&pool).await?;
+    let raw_before = disk_counters(&url).await?;
     let commits = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let writers: Vec<_> = (0..clients_n)
@@ -400,6 +426,8 @@ async fn run() -> anyhow::Result<()> {
     }
     let commit_rate = commits.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     pool.close().await;
+    let raw_after = disk_counters(&url).await?;
+    let raw_flushes = (raw_after.flushes - raw_before.flushes) as f64 / commits.load(Ordering::Relaxed).max(1) as f64;
 
     // Ceiling 2: the trivial handler, a process of its own, the same client.
     let trivial_address = free_address();
@@ -465,7 +493,7 @@ async fn run() -> anyhow::Result<()> {
 
     println!("\n{clients_n} clients, {} s a phase, PostgreSQL\n", seconds.as_secs());
     println!(
-        "Ceilings: trivial axum handler {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); raw INSERT + COMMIT {commit_rate:.0} commits/s\n",
+        "Ceilings: trivial axum handler {:.0} requests/s (p50 {:.2} ms, p99 {:.2} ms); raw INSERT + COMMIT {commit_rate:.0} commits/s ({raw_flushes:.3} WAL flushes a commit)\n",
         base.rate, base.p50_ms, base.p99_ms
     );
 
@@ -476,6 +504,7 @@ async fn run() -> anyhow::Result<()> {
         }
         client
     };
+    let disk_before = disk_counters(&url).await?;
     let (clients, mut placing, placing_s) = phase(clients, seconds, place).await;
     println!("Order placement alone:\n");
     placing.print(placing_s);
@@ -484,6 +513,16 @@ async fn run() -> anyhow::Result<()> {
     println!(
         "\nThe views (each user's orders list) included every order placed {:.1} s after placement stopped.",
         behind.as_secs_f64()
+    );
+    // Cluster-wide flushes and WAL (this run is the only load), this database's commits; the
+    // two counter reads add two commits of their own.
+    let disk_after = disk_counters(&url).await?;
+    let placed = placing.routes.get("POST /orders").map_or(0, |r| r.latencies.len()).max(1) as f64;
+    println!(
+        "PostgreSQL per order placed, projections included: {:.3} WAL flushes, {:.0} WAL bytes, {:.3} commits",
+        (disk_after.flushes - disk_before.flushes) as f64 / placed,
+        (disk_after.wal_bytes - disk_before.wal_bytes) as f64 / placed,
+        (disk_after.commits - disk_before.commits) as f64 / placed,
     );
 
     let read = |mut client: Client, _i: usize, deadline: Instant| async move {

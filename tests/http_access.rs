@@ -161,6 +161,7 @@ async fn a_blocked_users_open_order_finishes_normally(database: TestDatabase) {
         country: CountryCode::parse("GB").unwrap(),
         price: PositiveMoney::parse("1.50", "USD").unwrap(),
         policy: ledger.policy,
+        number: None,
         now: t0,
     };
     ledger.order_command(order_id, place, None, Default::default()).await.unwrap();

@@ -396,6 +396,7 @@ async fn a_retried_command_returns_its_first_outcome(db: TestDatabase) {
         country: domain::catalog::CountryCode::parse("GB").unwrap(),
         price: usd("1.50"),
         policy: OrderPolicy::default(),
+        number: None,
         now: domain::Timestamp(1),
     };
     let placed =

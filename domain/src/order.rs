@@ -60,6 +60,8 @@ impl OrderStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OrderCommand {
+    /// Places an order; with the number the provider rented for it, the order starts with that
+    /// number in one event (decision 0037). Without one, `AssignNumber` gives it one later.
     Place {
         order_id: OrderId,
         user_id: UserId,
@@ -67,6 +69,7 @@ pub enum OrderCommand {
         country: CountryCode,
         price: PositiveMoney,
         policy: OrderPolicy,
+        number: Option<Assignment>,
         now: Timestamp,
     },
     AssignNumber {
@@ -124,6 +127,10 @@ pub enum OrderEvent {
         placed_at: Timestamp,
         cancellable_at: Timestamp,
         expires_at: Timestamp,
+        /// The number the order was placed with (since decision 0037); absent in orders
+        /// whose number came in an `order.number_assigned` of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        number: Option<Assignment>,
     },
     #[serde(rename = "order.number_assigned")]
     NumberAssigned { provider_id: String, provider_order_id: String, phone: PhoneNumber, cost: Money, at: Timestamp },
@@ -177,7 +184,7 @@ pub enum OrderError {
     TooManyExtensions,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     pub provider_id: String,
     pub provider_order_id: String,
@@ -223,6 +230,22 @@ impl OrderState {
     }
 }
 
+/// A provider's rental fits the order: a provider id and rental id of the accepted shapes, a
+/// cost in the price's currency and not above it.
+fn check_assignment(number: &Assignment, price: PositiveMoney) -> Result<(), OrderError> {
+    if !is_provider_id(&number.provider_id) {
+        return Err(OrderError::BadProviderData("provider id"));
+    }
+    if number.provider_order_id.is_empty() || number.provider_order_id.len() > 128 {
+        return Err(OrderError::BadProviderData("provider order id"));
+    }
+    let (cost, price) = (number.cost, price.money());
+    if cost.currency != price.currency || cost.is_negative() || cost.amount > price.amount {
+        return Err(OrderError::CostAbovePrice { cost, price });
+    }
+    Ok(())
+}
+
 fn check_text(text: &str, what: &'static str) -> Result<(), OrderError> {
     if text.chars().count() > SMS_TEXT_LENGTH_MAX { Err(OrderError::BadProviderData(what)) } else { Ok(()) }
 }
@@ -233,12 +256,15 @@ impl Aggregate for OrderState {
     type Error = OrderError;
 
     fn decide(&self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
-        if let OrderCommand::Place { order_id, user_id, service, country, price, policy, now } = command {
+        if let OrderCommand::Place { order_id, user_id, service, country, price, policy, number, now } = command {
             if self.status.is_some() {
                 return Err(OrderError::AlreadyPlaced);
             }
             if policy.cancel_window_ms >= policy.lifetime_ms {
                 return Err(OrderError::BadPolicy);
+            }
+            if let Some(number) = &number {
+                check_assignment(number, price)?;
             }
             return Ok(vec![OrderEvent::Placed {
                 order_id,
@@ -249,6 +275,7 @@ impl Aggregate for OrderState {
                 placed_at: now,
                 cancellable_at: now.plus_ms(policy.cancel_window_ms),
                 expires_at: now.plus_ms(policy.lifetime_ms),
+                number,
             }]);
         }
         if matches!(command, OrderCommand::Finish { .. }) && self.status == Some(OrderStatus::Finished) {
@@ -264,16 +291,9 @@ impl Aggregate for OrderState {
                 if status != OrderStatus::Placed {
                     return Err(OrderError::NumberAlreadyAssigned);
                 }
-                if !is_provider_id(&provider_id) {
-                    return Err(OrderError::BadProviderData("provider id"));
-                }
-                if provider_order_id.is_empty() || provider_order_id.len() > 128 {
-                    return Err(OrderError::BadProviderData("provider order id"));
-                }
-                let price = facts.price.money();
-                if cost.currency != price.currency || cost.is_negative() || cost.amount > price.amount {
-                    return Err(OrderError::CostAbovePrice { cost, price });
-                }
+                let number = Assignment { provider_id, provider_order_id, phone, cost };
+                check_assignment(&number, facts.price)?;
+                let Assignment { provider_id, provider_order_id, phone, cost } = number;
                 OrderEvent::NumberAssigned { provider_id, provider_order_id, phone, cost, at: now }
             }
             OrderCommand::ReceiveSms { sms_id, code, text, now } => {
@@ -356,7 +376,7 @@ impl Aggregate for OrderState {
 
     fn apply(mut self, event: &OrderEvent) -> Self {
         match event {
-            OrderEvent::Placed { order_id, user_id, price, cancellable_at, expires_at, .. } => {
+            OrderEvent::Placed { order_id, user_id, price, cancellable_at, expires_at, number, .. } => {
                 self.placed = Some(OrderPlacedFacts {
                     order_id: *order_id,
                     user_id: *user_id,
@@ -364,7 +384,8 @@ impl Aggregate for OrderState {
                     cancellable_at: *cancellable_at,
                     expires_at: *expires_at,
                 });
-                self.status = Some(OrderStatus::Placed);
+                self.status = Some(if number.is_some() { OrderStatus::NumberAssigned } else { OrderStatus::Placed });
+                self.assignment = number.clone();
             }
             OrderEvent::NumberAssigned { provider_id, provider_order_id, phone, cost, .. } => {
                 self.assignment = Some(Assignment {

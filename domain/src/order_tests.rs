@@ -30,6 +30,7 @@ impl Order {
             country: CountryCode::parse("GB").unwrap(),
             price: PositiveMoney::parse("1.50", "USD").unwrap(),
             policy: OrderPolicy::default(),
+            number: None,
             now: T0,
         }
     }
@@ -81,7 +82,48 @@ fn place_writes_the_deadlines_into_the_event() {
         placed_at: T0,
         cancellable_at: at(120_000),
         expires_at: at(1_200_000),
+        number: None,
     }]);
+}
+
+fn rented(cost: &str, provider: &str) -> Assignment {
+    Assignment {
+        provider_id: provider.into(),
+        provider_order_id: "p-1".into(),
+        phone: PhoneNumber::parse("+447700900123").unwrap(),
+        cost: usd(cost),
+    }
+}
+
+/// Placed with its number (decision 0037): one event, the state an assigned number gives,
+/// and the number checked as `AssignNumber` checks it.
+#[test]
+fn place_with_its_number() {
+    let o = order();
+    let with = |number: Assignment| {
+        let mut place = o.place();
+        if let OrderCommand::Place { number: slot, .. } = &mut place {
+            *slot = Some(number);
+        }
+        place
+    };
+    let events = OrderState::default().decide(with(rented("1.00", "sandbox"))).unwrap();
+    assert!(matches!(&events[..], [OrderEvent::Placed { number: Some(n), .. }] if *n == rented("1.00", "sandbox")));
+    let one = OrderState::default().apply_all(&events);
+    let two = OrderState::default().apply_all(&o.waiting());
+    assert_eq!(one, two, "the same state as a placement and an assignment");
+    assert_eq!(one.status, Some(OrderStatus::NumberAssigned));
+    // What can follow an assigned number follows it.
+    o.given(&events).when(receive("s1", at(30_000))).then(vec![Order::sms("s1")]);
+    o.given(&[])
+        .when(with(rented("1.51", "sandbox")))
+        .then_fails(OrderError::CostAbovePrice { cost: usd("1.51"), price: usd("1.5") });
+    o.given(&[]).when(with(rented("1", "Not A Slug"))).then_fails(OrderError::BadProviderData("provider id"));
+    // An event written before decision 0037 (no `number`) reads as it was written.
+    let old = serde_json::to_value(o.placed()).unwrap();
+    assert!(old.get("number").is_none(), "{old}");
+    let new = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(serde_json::from_value::<OrderEvent>(new).unwrap(), events[0]);
 }
 
 #[test]

@@ -143,6 +143,7 @@ impl World {
                     country: CountryCode::parse("GB").unwrap(),
                     price: PositiveMoney::new(cents(price)).unwrap(),
                     policy: OrderPolicy::default(),
+                    number: None,
                     now,
                 };
                 self.orders.push((OrderState::default(), price * cost_percent / 100));

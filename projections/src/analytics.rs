@@ -116,10 +116,13 @@ impl AnalyticsFold {
 
     fn apply_order(&mut self, day: &str, event: &OrderEvent) {
         match event {
-            OrderEvent::Placed { user_id, service, country, .. } => {
+            OrderEvent::Placed { user_id, service, country, number, .. } => {
                 self.count(day, "orders", service.as_str());
                 self.count(day, "orders_by_country", country.as_str());
                 self.count(day, "active_user", user_id.to_string());
+                if let Some(number) = number {
+                    self.count(day, "orders_by_provider", number.provider_id.as_str());
+                }
             }
             OrderEvent::NumberAssigned { provider_id, .. } => {
                 self.count(day, "orders_by_provider", provider_id.as_str())

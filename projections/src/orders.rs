@@ -44,8 +44,17 @@ pub struct OrderView {
 impl OrderView {
     /// The view an `order.placed` event at log position `serial` starts; `None` for any other event.
     pub fn placed(event: &OrderEvent, serial: i64) -> Option<OrderView> {
-        let OrderEvent::Placed { order_id, user_id, service, country, price, placed_at, cancellable_at, expires_at } =
-            event
+        let OrderEvent::Placed {
+            order_id,
+            user_id,
+            service,
+            country,
+            price,
+            placed_at,
+            cancellable_at,
+            expires_at,
+            number,
+        } = event
         else {
             return None;
         };
@@ -56,11 +65,11 @@ impl OrderView {
             service: service.clone(),
             country: country.clone(),
             price: price.money(),
-            status: OrderStatus::Placed,
-            provider_id: None,
-            provider_order_id: None,
-            phone: None,
-            cost: None,
+            status: status_after(OrderStatus::Placed, event),
+            provider_id: number.as_ref().map(|n| n.provider_id.clone()),
+            provider_order_id: number.as_ref().map(|n| n.provider_order_id.clone()),
+            phone: number.as_ref().map(|n| n.phone.clone()),
+            cost: number.as_ref().map(|n| n.cost),
             sms: Vec::new(),
             awaiting_another_sms: false,
             placed_at: *placed_at,
@@ -122,7 +131,8 @@ impl OrderView {
 /// the per-user order counts follow.
 pub fn status_after(status: OrderStatus, event: &OrderEvent) -> OrderStatus {
     match event {
-        OrderEvent::Placed { .. } => OrderStatus::Placed,
+        OrderEvent::Placed { number: Some(_), .. } => OrderStatus::NumberAssigned,
+        OrderEvent::Placed { number: None, .. } => OrderStatus::Placed,
         OrderEvent::NumberAssigned { .. } => OrderStatus::NumberAssigned,
         OrderEvent::SmsReceived { .. } => OrderStatus::SmsReceived,
         OrderEvent::AnotherSmsRequested { .. } | OrderEvent::Extended { .. } => status,
@@ -162,6 +172,7 @@ mod tests {
                 country: CountryCode::parse("GB").unwrap(),
                 price: domain::PositiveMoney::parse("0.50", "USD").unwrap(),
                 policy: OrderPolicy::default(),
+                number: None,
                 now: Timestamp(1_000),
             },
         );
@@ -197,5 +208,44 @@ mod tests {
         assert_eq!(view.phone.as_ref().map(PhoneNumber::as_str), Some("+447700900001"));
         assert!(!view.awaiting_another_sms);
         assert!(OrderView::fold(positioned(&events[1..])).is_none(), "a view starts at order.placed");
+    }
+
+    /// An order placed with its number (decision 0037) has the view a placement followed by
+    /// an assignment gave.
+    #[test]
+    fn an_order_placed_with_its_number_is_viewed_as_one_assigned_after() {
+        let (order_id, user_id) = (OrderId::new(), UserId::new());
+        let number = domain::order::Assignment {
+            provider_id: "sandbox".into(),
+            provider_order_id: "r1".into(),
+            phone: PhoneNumber::parse("+447700900001").unwrap(),
+            cost: Money::parse("0.30", "USD").unwrap(),
+        };
+        let place = |number| OrderCommand::Place {
+            order_id,
+            user_id,
+            service: ServiceCode::parse("tg").unwrap(),
+            country: CountryCode::parse("GB").unwrap(),
+            price: domain::PositiveMoney::parse("0.50", "USD").unwrap(),
+            policy: OrderPolicy::default(),
+            number,
+            now: Timestamp(1_000),
+        };
+        let one = OrderState::default().decide(place(Some(number.clone()))).unwrap();
+        let placed = OrderState::default().decide(place(None)).unwrap();
+        let assigned = OrderState::default()
+            .apply_all(&placed)
+            .decide(OrderCommand::AssignNumber {
+                provider_id: number.provider_id.clone(),
+                provider_order_id: number.provider_order_id.clone(),
+                phone: number.phone.clone(),
+                cost: number.cost,
+                now: Timestamp(1_000),
+            })
+            .unwrap();
+        let two: Vec<OrderEvent> = placed.into_iter().chain(assigned).collect();
+        let (one, two) = (OrderView::fold(positioned(&one)).unwrap(), OrderView::fold(positioned(&two)).unwrap());
+        assert_eq!(one, two);
+        assert_eq!((one.status, one.provider_id.as_deref()), (OrderStatus::NumberAssigned, Some("sandbox")));
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use domain::catalog::{CountryCode, ServiceCode};
 use domain::events::order_stream;
-use domain::order::{OrderCommand, OrderError, OrderStatus};
+use domain::order::{Assignment, OrderCommand, OrderError, OrderStatus};
 use domain::pricing::PricingState;
 use domain::wallet::WalletError;
 use domain::{Aggregate, Money, OrderId, PositiveMoney, UserId};
@@ -295,24 +295,22 @@ impl Orders {
         let order_id = OrderId::new();
         let at = now();
         let price = PositiveMoney::new(candidate.price).map_err(|_| OrderFailure::NoNumbers { cheapest: None })?;
-        let commands = vec![
-            OrderCommand::Place {
-                order_id,
-                user_id: request.user,
-                service: request.service.clone(),
-                country: request.country.clone(),
-                price,
-                policy: self.ledger.policy,
-                now: at,
-            },
-            OrderCommand::AssignNumber {
+        // One event: the order with its number (decision 0037).
+        let commands = vec![OrderCommand::Place {
+            order_id,
+            user_id: request.user,
+            service: request.service.clone(),
+            country: request.country.clone(),
+            price,
+            policy: self.ledger.policy,
+            number: Some(Assignment {
                 provider_id: candidate.provider.id().to_owned(),
                 provider_order_id: rental.provider_order_id.clone(),
                 phone: rental.phone.clone(),
                 cost: rental.cost,
-                now: at,
-            },
-        ];
+            }),
+            now: at,
+        }];
         let placed = self.ledger.order_commands(order_id, commands, key, metadata).await;
         match placed {
             Ok(Some(outcome)) if !outcome.replayed => self.view(order_id).await?.ok_or(OrderFailure::NotFound),

@@ -556,6 +556,7 @@ mod tests {
             country: CountryCode::parse("GB").unwrap(),
             price: PositiveMoney::parse("1.00", "USD").unwrap(),
             policy: OrderPolicy::default(),
+            number: None,
             now: Timestamp(position),
         };
         let assign = domain::order::OrderCommand::AssignNumber {

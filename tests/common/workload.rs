@@ -69,6 +69,7 @@ async fn one_order(ledger: &Ledger, user: UserId, random: &mut Random) -> usize 
         country: CountryCode::parse("GB").unwrap(),
         price: PositiveMoney::new(cents(price)).unwrap(),
         policy: ledger.policy,
+        number: None,
         now: T0,
     };
     match ledger.order_command(order_id, place, Some(format!("place:{order_id}")), Metadata::default()).await {
@@ -190,6 +191,7 @@ pub fn placing(user: UserId, price: &str, now: Timestamp) -> (OrderId, Vec<Order
         country: CountryCode::parse("GB").unwrap(),
         price: PositiveMoney::parse(price, "USD").unwrap(),
         policy: domain::order::OrderPolicy::default(),
+        number: None,
         now,
     };
     let assign = OrderCommand::AssignNumber {
