@@ -555,13 +555,13 @@ impl Notifications {
         let own = own.to_owned();
         tokio::spawn(async move {
             loop {
-                // A closed pool fails every `recv` at once, so the look for an ended tail comes
-                // first, not only when the timer wins the race below; returning gives the
-                // connection back (a pool's `close` waits for it).
+                // The look for an ended tail comes first in every turn, whichever arm below
+                // ended the last (a closed pool fails every `recv` at once, so the timer may
+                // never win); returning gives the connection back (a pool's `close` waits for it).
                 if tail.strong_count() == 0 {
                     return;
                 }
-                // `recv` is cancel-safe: the periodic look for an ended tail loses nothing.
+                // `recv` is cancel-safe: the timer that brings the next look loses nothing.
                 tokio::select! {
                     received = listener.recv() => match received {
                         Ok(first) => {
@@ -580,11 +580,7 @@ impl Notifications {
                             tokio::time::sleep(TAIL_POLL).await;
                         }
                     },
-                    _ = tokio::time::sleep(TAIL_POLL) => {
-                        if tail.strong_count() == 0 {
-                            return;
-                        }
-                    }
+                    _ = tokio::time::sleep(TAIL_POLL) => {}
                 }
             }
         });
